@@ -1,0 +1,30 @@
+//! The only `bindgen!` of the host: Rust types and traits for
+//! `wit/slipway.wit`. Both worlds share the import interfaces.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "deploy-step",
+    imports: { default: async },
+    exports: { default: async },
+});
+
+pub mod watch {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "watch",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "slipway:plugin/types": super::slipway::plugin::types,
+            "slipway:plugin/docker": super::slipway::plugin::docker,
+            "slipway:plugin/probe": super::slipway::plugin::probe,
+            "slipway:plugin/log": super::slipway::plugin::log,
+            "slipway:plugin/state": super::slipway::plugin::state,
+        },
+    });
+}
+
+pub use slipway::plugin::types::{Context, Output, PluginInfo, Report};
+
+/// The WIT package version this host implements.
+pub const WIT_VERSION: &str = "0.1.0";

@@ -1,0 +1,319 @@
+//! The `slipway` command line.
+//!
+//! Exit codes (also in the README):
+//! 0 success; 1 the deploy or its verification failed; 2 bad usage, manifest
+//! or plugin; 3 the deploy lock is held; 4 no Docker engine reachable.
+
+use crate::deploy::{Agent, AgentError};
+use crate::lock::DeployLock;
+use crate::report::RunReport;
+use crate::runtime::{Limits, Runtime};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_LOCKED: u8 = 3;
+pub const EXIT_NO_DOCKER: u8 = 4;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "slipway",
+    version,
+    about = "Deploy a compose stack so that users reliably see the new code"
+)]
+pub struct Cli {
+    /// The manifest.
+    #[arg(
+        short = 'f',
+        long = "manifest",
+        global = true,
+        default_value = "slipway.toml"
+    )]
+    pub manifest: PathBuf,
+    /// Print a machine-readable report on stdout; logs stay on stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Where compiled plugins are cached.
+    #[arg(long, global = true, env = "SLIPWAY_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print what a deploy would do, in order, touching nothing.
+    Plan(Selection),
+    /// Deploy surfaces: build, force-recreate, run plugin steps, verify.
+    Deploy {
+        #[command(flatten)]
+        selection: Selection,
+        /// Seconds to wait for another deploy of this project to finish.
+        #[arg(long, default_value_t = 0)]
+        lock_wait: u64,
+    },
+    /// What is live per surface, and whether it matches the built images.
+    Status,
+    /// Work with plugin files.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Print the JSON Schema of slipway.toml.
+    Schema,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Selection {
+    /// Surfaces to run, e.g. `backend web`.
+    pub surfaces: Vec<String>,
+    /// Every surface, in dependency order.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Show a plugin's WIT version, imports and declared needs.
+    Inspect { file: PathBuf },
+}
+
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("slipway"))
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let cache_dir = cli.cache_dir.clone().or_else(default_cache_dir);
+    let result = match &cli.command {
+        Command::Plan(sel) => plan_or_deploy(&cli, cache_dir, sel, None).await,
+        Command::Deploy {
+            selection,
+            lock_wait,
+        } => {
+            plan_or_deploy(
+                &cli,
+                cache_dir,
+                selection,
+                Some(Duration::from_secs(*lock_wait)),
+            )
+            .await
+        }
+        Command::Status => status(&cli, cache_dir).await,
+        Command::Plugin {
+            command: PluginCommand::Inspect { file },
+        } => inspect(&cli, cache_dir, file).await,
+        Command::Schema => {
+            print!("{}", crate::manifest::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    result.unwrap_or_else(|e| {
+        let code = match &e {
+            AgentError::Manifest(_) | AgentError::Usage(_) => EXIT_USAGE,
+            AgentError::Lock(_) => EXIT_LOCKED,
+            AgentError::Unreachable(_) => EXIT_NO_DOCKER,
+            AgentError::Other(_) => EXIT_FAILED,
+        };
+        eprintln!("slipway: {e}");
+        if cli.json {
+            let doc = serde_json::json!({ "ok": false, "error": e.to_string(), "exit_code": code });
+            println!("{doc}");
+        }
+        ExitCode::from(code)
+    })
+}
+
+async fn plan_or_deploy(
+    cli: &Cli,
+    cache_dir: Option<PathBuf>,
+    sel: &Selection,
+    lock_wait: Option<Duration>,
+) -> Result<ExitCode, AgentError> {
+    let mut agent = Agent::open(&cli.manifest, cache_dir)?;
+    let surfaces = agent.select(&sel.surfaces, sel.all)?;
+    let _lock = match lock_wait {
+        Some(wait) => {
+            let what = format!("slipway deploy {}", surfaces.join(" "));
+            Some(DeployLock::acquire(&agent.loaded.state_dir(), &what, wait)?)
+        }
+        None => None,
+    };
+    agent.load_plugins(&surfaces).await?;
+    match agent.connect_docker().await {
+        Ok(_) => {}
+        // A plan can still say what it would do without an engine.
+        Err(AgentError::Unreachable(e)) if lock_wait.is_none() => tracing::warn!("{e}"),
+        Err(e) => return Err(e),
+    }
+    let report = match lock_wait {
+        Some(_) => agent.deploy(&surfaces).await,
+        None => agent.plan(&surfaces).await,
+    };
+    Ok(emit(cli, &report))
+}
+
+fn emit(cli: &Cli, report: &RunReport) -> ExitCode {
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("reports serialize")
+        );
+    } else {
+        eprint!("{}", report.human());
+    }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+#[derive(Serialize)]
+struct ServiceStatus {
+    surface: String,
+    service: String,
+    container: Option<String>,
+    state: Option<String>,
+    health: Option<String>,
+    image_running: Option<String>,
+    /// The image the service's tag points to now.
+    image_current: Option<String>,
+    /// The container runs an older image than its tag: rebuilt, not recreated.
+    stale: bool,
+}
+
+async fn status(cli: &Cli, cache_dir: Option<PathBuf>) -> Result<ExitCode, AgentError> {
+    let mut agent = Agent::open(&cli.manifest, cache_dir)?;
+    let docker = agent.connect_docker().await?;
+    let mut rows = Vec::new();
+    for (surface, spec) in &agent.loaded.manifest.surface {
+        for service in &spec.services {
+            let current = match docker.image_tag(service).await {
+                Ok(tag) => docker.image_id(&tag).await.ok(),
+                Err(_) => None,
+            };
+            let containers = docker.containers(service).await?;
+            if containers.is_empty() {
+                rows.push(ServiceStatus {
+                    surface: surface.clone(),
+                    service: service.clone(),
+                    container: None,
+                    state: None,
+                    health: None,
+                    image_running: None,
+                    image_current: current.clone(),
+                    stale: false,
+                });
+            }
+            for c in containers {
+                rows.push(ServiceStatus {
+                    surface: surface.clone(),
+                    service: service.clone(),
+                    stale: current.as_ref().is_some_and(|cur| *cur != c.image_id),
+                    container: Some(c.name),
+                    state: Some(c.state),
+                    health: c.health,
+                    image_running: Some(c.image_id),
+                    image_current: current.clone(),
+                });
+            }
+        }
+    }
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("status serializes")
+        );
+    } else {
+        for r in &rows {
+            println!(
+                "{:<10} {:<14} {:<28} {:<10} image {}{}",
+                r.surface,
+                r.service,
+                r.container.as_deref().unwrap_or("(no container)"),
+                r.health.as_deref().or(r.state.as_deref()).unwrap_or("-"),
+                short(r.image_running.as_deref()),
+                if r.stale {
+                    format!(
+                        " STALE: the tag now points to {}; deploy to recreate",
+                        short(r.image_current.as_deref())
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short(id: Option<&str>) -> &str {
+    let id = id.unwrap_or("-").trim_start_matches("sha256:");
+    &id[..id.len().min(12)]
+}
+
+#[derive(Serialize)]
+struct Inspection {
+    file: String,
+    sha256: String,
+    world: String,
+    wit_package: String,
+    name: String,
+    version: String,
+    description: String,
+    needs: Vec<String>,
+    imports: Vec<String>,
+}
+
+async fn inspect(
+    cli: &Cli,
+    cache_dir: Option<PathBuf>,
+    file: &Path,
+) -> Result<ExitCode, AgentError> {
+    let runtime = Runtime::new(cache_dir)?;
+    let plugin = runtime
+        .load("inspect", file, None, Limits::default())
+        .await
+        .map_err(|e| AgentError::Usage(format!("{e:#}")))?;
+    let doc = Inspection {
+        file: file.display().to_string(),
+        sha256: plugin.sha256.clone(),
+        world: plugin.role.world().to_owned(),
+        wit_package: format!("slipway:plugin@{}", plugin.wit_version),
+        name: plugin.info.name.clone(),
+        version: plugin.info.version.clone(),
+        description: plugin.info.description.clone(),
+        needs: plugin.info.needs.clone(),
+        imports: plugin.imports.clone(),
+    };
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("inspection serializes")
+        );
+    } else {
+        println!("{} {} — {}", doc.name, doc.version, doc.description);
+        println!("file     {}", doc.file);
+        println!("sha256   {}", doc.sha256);
+        println!("world    {} ({})", doc.world, doc.wit_package);
+        println!("needs");
+        for need in &doc.needs {
+            println!("  {need}");
+        }
+        println!("imports");
+        for import in &doc.imports {
+            println!("  {import}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

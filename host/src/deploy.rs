@@ -1,0 +1,574 @@
+//! Running surfaces: build and force-recreate their services (rule 1), run
+//! their plugin steps in order, verify through the front door, and stop at
+//! the first failure. Surfaces run in `plan` order (rule 3).
+
+use crate::bindings::{Context, Output};
+use crate::docker::{Docker, Unreachable};
+use crate::lock::LockError;
+use crate::manifest::{HttpCheck, Loaded, ManifestError, StepSpec, interpolate};
+use crate::report::{CallReport, CheckReport, RunReport, ServiceReport, StepReport, SurfaceReport};
+use crate::runtime::{Limits, Phase, Plugin, Runtime};
+use crate::sandbox::{Caller, HostServices};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Failures before or around a run. A deploy that ran and failed is a
+/// [`RunReport`] with `ok: false`, not one of these.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Bad request or bad plugin: unknown surface, cycle, unloadable plugin.
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Unreachable(#[from] Unreachable),
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+pub struct Agent {
+    pub loaded: Loaded,
+    runtime: Runtime,
+    docker: Option<Arc<Docker>>,
+    plugins: HashMap<String, Plugin>,
+}
+
+impl Agent {
+    pub fn open(manifest: &Path, cache_dir: Option<PathBuf>) -> Result<Agent, AgentError> {
+        let loaded = Loaded::load(manifest)?;
+        let runtime = Runtime::new(cache_dir)?;
+        Ok(Agent {
+            loaded,
+            runtime,
+            docker: None,
+            plugins: HashMap::new(),
+        })
+    }
+
+    pub async fn connect_docker(&mut self) -> Result<Arc<Docker>, AgentError> {
+        if let Some(d) = &self.docker {
+            return Ok(d.clone());
+        }
+        let docker = Arc::new(
+            Docker::connect(self.loaded.compose.clone())
+                .await
+                .map_err(|e| match e.downcast::<Unreachable>() {
+                    Ok(u) => AgentError::Unreachable(u),
+                    Err(e) => AgentError::Other(e),
+                })?,
+        );
+        self.docker = Some(docker.clone());
+        Ok(docker)
+    }
+
+    /// The surfaces to run, in order: every surface with `all`, otherwise the
+    /// named ones.
+    pub fn select(&self, names: &[String], all: bool) -> Result<Vec<String>, AgentError> {
+        let surfaces = &self.loaded.manifest.surface;
+        let order = match (all, names.is_empty()) {
+            (true, true) => crate::plan::order_all(surfaces),
+            (false, false) => crate::plan::order_selected(surfaces, names),
+            (true, false) => {
+                return Err(AgentError::Usage(
+                    "name surfaces or pass --all, not both".into(),
+                ));
+            }
+            (false, true) => {
+                let known: Vec<&str> = surfaces.keys().map(String::as_str).collect();
+                return Err(AgentError::Usage(format!(
+                    "name the surfaces to deploy or pass --all; the manifest defines: {}",
+                    known.join(", ")
+                )));
+            }
+        };
+        order.map_err(AgentError::Usage)
+    }
+
+    /// Load (from the cache when possible) every plugin the surfaces use.
+    pub async fn load_plugins(&mut self, surfaces: &[String]) -> Result<(), AgentError> {
+        for surface in surfaces {
+            for step in &self.loaded.manifest.surface[surface].step {
+                if self.plugins.contains_key(&step.plugin) {
+                    continue;
+                }
+                let spec = &self.loaded.manifest.plugins[&step.plugin];
+                let path = self.loaded.dir.join(&spec.path);
+                let limits = Limits {
+                    timeout: Duration::from_secs(spec.timeout_secs),
+                    memory_bytes: (spec.memory_mb as usize) << 20,
+                };
+                let plugin = self
+                    .runtime
+                    .load(&step.plugin, &path, spec.sha256.as_deref(), limits)
+                    .await
+                    .map_err(|e| AgentError::Usage(format!("plugins.{}: {e:#}", step.plugin)))?;
+                tracing::debug!(
+                    "loaded {} {} ({}, {})",
+                    plugin.info.name,
+                    plugin.info.version,
+                    path.display(),
+                    if plugin.from_cache {
+                        "cached"
+                    } else {
+                        "compiled"
+                    }
+                );
+                self.plugins.insert(step.plugin.clone(), plugin);
+            }
+        }
+        Ok(())
+    }
+
+    fn services(&self) -> HostServices {
+        HostServices {
+            docker: self.docker.clone(),
+            state_dir: Some(self.loaded.state_dir()),
+        }
+    }
+
+    /// What a deploy would do, asking each plugin's `plan` with every
+    /// mutating import refused. Touches nothing.
+    pub async fn plan(&self, surfaces: &[String]) -> RunReport {
+        self.run("plan", surfaces, true).await
+    }
+
+    pub async fn deploy(&self, surfaces: &[String]) -> RunReport {
+        self.run("deploy", surfaces, false).await
+    }
+
+    async fn run(&self, command: &str, surfaces: &[String], dry: bool) -> RunReport {
+        let start = Instant::now();
+        let mut report = RunReport {
+            command: command.to_owned(),
+            project: self.loaded.manifest.project.name.clone(),
+            ok: true,
+            surfaces: Vec::new(),
+            error: None,
+            duration_ms: 0,
+        };
+        for name in surfaces {
+            if !report.ok {
+                report.surfaces.push(skipped(name));
+                continue;
+            }
+            tracing::info!("[{name}] {}", if dry { "planning" } else { "deploying" });
+            let surface = self.run_surface(name, dry).await;
+            if let Some(e) = &surface.error {
+                report.ok = false;
+                report.error = Some(e.clone());
+            }
+            report.surfaces.push(surface);
+        }
+        report.duration_ms = start.elapsed().as_millis() as u64;
+        report
+    }
+
+    async fn run_surface(&self, name: &str, dry: bool) -> SurfaceReport {
+        let start = Instant::now();
+        let mut report = SurfaceReport {
+            name: name.to_owned(),
+            outcome: String::new(),
+            services: Vec::new(),
+            steps: Vec::new(),
+            verify: None,
+            error: None,
+            duration_ms: 0,
+        };
+        let result = self.surface_inner(name, dry, &mut report).await;
+        report.outcome = match (&result, dry) {
+            (Ok(()), true) => "planned",
+            (Ok(()), false) => "ok",
+            (Err(_), _) => "failed",
+        }
+        .into();
+        if let Err(e) = result {
+            tracing::error!("[{name}] {e}");
+            report.error = Some(e);
+        }
+        report.duration_ms = start.elapsed().as_millis() as u64;
+        report
+    }
+
+    async fn surface_inner(
+        &self,
+        name: &str,
+        dry: bool,
+        report: &mut SurfaceReport,
+    ) -> Result<(), String> {
+        let surface = &self.loaded.manifest.surface[name];
+        let mut outputs = Vec::new();
+        if !surface.services.is_empty() {
+            let ready_timeout = Duration::from_secs(surface.ready_timeout_secs);
+            let recreated = if dry {
+                self.plan_services(name, &surface.services, report).await?
+            } else {
+                self.ship_services(name, &surface.services, ready_timeout, report)
+                    .await?
+            };
+            outputs.push(Output {
+                key: "recreated".into(),
+                value: recreated.join(","),
+            });
+        }
+        let mut applied: Vec<usize> = Vec::new();
+        for (index, step) in surface.step.iter().enumerate() {
+            let phases: &[Phase] = if dry {
+                &[Phase::Plan]
+            } else {
+                &[Phase::Apply, Phase::Verify]
+            };
+            let plugin = &self.plugins[&step.plugin];
+            report.steps.push(StepReport {
+                index,
+                plugin: step.plugin.clone(),
+                plugin_name: plugin.info.name.clone(),
+                plugin_version: plugin.info.version.clone(),
+                sha256: plugin.sha256.clone(),
+                calls: Vec::new(),
+            });
+            for &phase in phases {
+                let result = self
+                    .call_step(name, index, step, phase, &outputs, dry)
+                    .await;
+                let step_report = report.steps.last_mut().expect("pushed above");
+                match result {
+                    Ok((call, new_outputs)) => {
+                        step_report.calls.push(call);
+                        outputs.extend(new_outputs);
+                        if phase == Phase::Apply {
+                            applied.push(index);
+                        }
+                    }
+                    Err((call, message)) => {
+                        step_report.calls.push(call);
+                        self.roll_back(name, &applied, &outputs, report).await;
+                        return Err(message);
+                    }
+                }
+            }
+        }
+        if let (Some(check), false) = (&surface.verify, dry) {
+            let result = self.check(check).await;
+            let ok = result.ok;
+            let message = format!(
+                "surface {name}: verification of {} failed: {}",
+                check.url, result.message
+            );
+            report.verify = Some(result);
+            if !ok {
+                return Err(message);
+            }
+        }
+        Ok(())
+    }
+
+    /// Rule 1: build each service's image, force-recreate its containers,
+    /// wait until they are ready, and prove they run the image just built.
+    async fn ship_services(
+        &self,
+        surface: &str,
+        services: &[String],
+        ready_timeout: Duration,
+        report: &mut SurfaceReport,
+    ) -> Result<Vec<String>, String> {
+        let docker = self.docker.as_ref().ok_or_else(|| {
+            format!("surface {surface}: recreating services needs a Docker engine")
+        })?;
+        let fail = |service: &str, what: &str, e: anyhow::Error| {
+            format!("surface {surface}, service {service}: {what} failed: {e:#}")
+        };
+        for service in services {
+            let mut svc = ServiceReport {
+                service: service.clone(),
+                ..Default::default()
+            };
+            svc.image_before = docker
+                .containers(service)
+                .await
+                .ok()
+                .and_then(|c| c.first().map(|c| c.image_id.clone()));
+            let t = Instant::now();
+            let has_build = self
+                .loaded
+                .compose
+                .service(service)
+                .is_some_and(|s| s.build.is_some());
+            let built = if has_build {
+                tracing::info!("[{surface}] building {service}");
+                docker.build(service).await
+            } else {
+                let tag = docker
+                    .image_tag(service)
+                    .await
+                    .map_err(|e| fail(service, "resolving the image", e))?;
+                docker.image_id(&tag).await
+            };
+            svc.build_ms = t.elapsed().as_millis() as u64;
+            match built {
+                Ok(id) => svc.image_built = Some(id),
+                Err(e) => {
+                    report.services.push(svc);
+                    return Err(fail(service, "build", e));
+                }
+            }
+            report.services.push(svc);
+        }
+        for (i, service) in services.iter().enumerate() {
+            tracing::info!("[{surface}] recreating {service}");
+            let t = Instant::now();
+            let recreated = docker.recreate(service).await;
+            report.services[i].recreate_ms = t.elapsed().as_millis() as u64;
+            let container = recreated.map_err(|e| fail(service, "recreate", e))?;
+            report.services[i].container = Some(container.name.clone());
+        }
+        for (i, service) in services.iter().enumerate() {
+            let t = Instant::now();
+            docker
+                .wait_ready(service, ready_timeout)
+                .await
+                .map_err(|e| fail(service, "readiness", e))?;
+            report.services[i].ready_ms = t.elapsed().as_millis() as u64;
+            let containers = docker
+                .containers(service)
+                .await
+                .map_err(|e| fail(service, "inspect", e))?;
+            let expected = report.services[i].image_built.clone().unwrap_or_default();
+            for c in &containers {
+                report.services[i].image_running = Some(c.image_id.clone());
+                if c.image_id != expected {
+                    return Err(format!(
+                        "surface {surface}, service {service}: container {} runs image {} but the deploy built {expected}; the new code is not live",
+                        c.name, c.image_id
+                    ));
+                }
+            }
+            tracing::info!("[{surface}] {service} is ready on {}", expected);
+        }
+        Ok(services.to_vec())
+    }
+
+    async fn plan_services(
+        &self,
+        surface: &str,
+        services: &[String],
+        report: &mut SurfaceReport,
+    ) -> Result<Vec<String>, String> {
+        for service in services {
+            let mut svc = ServiceReport {
+                service: service.clone(),
+                ..Default::default()
+            };
+            if let Some(docker) = &self.docker {
+                svc.image_before = docker
+                    .containers(service)
+                    .await
+                    .ok()
+                    .and_then(|c| c.first().map(|c| c.image_id.clone()));
+            }
+            let build = self
+                .loaded
+                .compose
+                .service(service)
+                .is_some_and(|s| s.build.is_some());
+            tracing::info!(
+                "[{surface}] would {}force-recreate {service}, wait until ready and check its image",
+                if build { "build, " } else { "" }
+            );
+            report.services.push(svc);
+        }
+        Ok(services.to_vec())
+    }
+
+    async fn call_step(
+        &self,
+        surface: &str,
+        index: usize,
+        step: &StepSpec,
+        phase: Phase,
+        outputs: &[Output],
+        dry: bool,
+    ) -> Result<(CallReport, Vec<Output>), (CallReport, String)> {
+        let plugin = &self.plugins[&step.plugin];
+        let who = format!(
+            "surface {surface}, step {index} (plugin {} {} from plugins.{}), {}",
+            plugin.info.name,
+            plugin.info.version,
+            step.plugin,
+            phase.name()
+        );
+        let t = Instant::now();
+        let grants = self.loaded.grants(&step.grants, dry).map_err(|(key, e)| {
+            let call = call_report(phase, false, e.clone(), t);
+            (call, format!("{who}: grants.{key}: {e}"))
+        })?;
+        let ctx = Context {
+            surface: surface.to_owned(),
+            step: index as u32,
+            config: step.config.to_string(),
+            outputs: outputs.to_vec(),
+        };
+        let caller = Caller {
+            surface: surface.to_owned(),
+            step: index,
+            plugin_key: step.plugin.clone(),
+            plugin: plugin.info.name.clone(),
+            version: plugin.info.version.clone(),
+        };
+        match self
+            .runtime
+            .call(plugin, phase, ctx, caller, grants, self.services())
+            .await
+        {
+            Ok(r) => {
+                tracing::info!(
+                    "[{surface}] step {index} {} {}: {}",
+                    plugin.info.name,
+                    phase.name(),
+                    r.summary
+                );
+                Ok((call_report(phase, true, r.summary, t), r.outputs))
+            }
+            Err(e) => {
+                let message = format!("{who}: {e}");
+                Err((call_report(phase, false, e.to_string(), t), message))
+            }
+        }
+    }
+
+    /// Undo the applied steps of a failed surface, newest first. Best effort:
+    /// a rollback failure is reported, not raised.
+    async fn roll_back(
+        &self,
+        surface: &str,
+        applied: &[usize],
+        outputs: &[Output],
+        report: &mut SurfaceReport,
+    ) {
+        let steps = &self.loaded.manifest.surface[surface].step;
+        for &index in applied.iter().rev() {
+            let result = self
+                .call_step(
+                    surface,
+                    index,
+                    &steps[index],
+                    Phase::Rollback,
+                    outputs,
+                    false,
+                )
+                .await;
+            let call = match result {
+                Ok((call, _)) => call,
+                Err((call, message)) => {
+                    tracing::error!("[{surface}] {message}");
+                    call
+                }
+            };
+            if let Some(step) = report.steps.iter_mut().find(|s| s.index == index) {
+                step.calls.push(call);
+            }
+        }
+    }
+
+    /// The surface's front-door check, retried until its timeout.
+    async fn check(&self, check: &HttpCheck) -> CheckReport {
+        let interpolated = interpolate(&check.url)
+            .and_then(|url| Ok((url, check.expect.as_deref().map(interpolate).transpose()?)));
+        let (url, expect) = match interpolated {
+            Ok(pair) => pair,
+            Err(e) => {
+                return CheckReport {
+                    url: check.url.clone(),
+                    ok: false,
+                    status: None,
+                    attempts: 0,
+                    message: e,
+                };
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(check.timeout_secs);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let response =
+                crate::probe::http(self.docker.as_deref(), &url, None, Duration::from_secs(5))
+                    .await;
+            let (status, message) = match response {
+                Ok(r) => {
+                    let body = String::from_utf8_lossy(&r.body);
+                    let body_ok = expect.as_deref().is_none_or(|e| body.contains(e));
+                    if r.status == check.status && body_ok {
+                        let message =
+                            format!("{} answered {}: {}", url, r.status, first_line(&body));
+                        tracing::info!("{message}");
+                        return CheckReport {
+                            url: url.clone(),
+                            ok: true,
+                            status: Some(r.status),
+                            attempts,
+                            message,
+                        };
+                    }
+                    let wanted = match &expect {
+                        Some(e) => format!("{} with `{e}` in the body", check.status),
+                        None => check.status.to_string(),
+                    };
+                    (
+                        Some(r.status),
+                        format!(
+                            "answered {}: `{}`, expected {wanted}",
+                            r.status,
+                            first_line(&body)
+                        ),
+                    )
+                }
+                Err(e) => (None, format!("{e:#}")),
+            };
+            if Instant::now() >= deadline {
+                return CheckReport {
+                    url: url.clone(),
+                    ok: false,
+                    status,
+                    attempts,
+                    message: format!(
+                        "{message} (after {attempts} attempts in {}s)",
+                        check.timeout_secs
+                    ),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+fn first_line(body: &str) -> &str {
+    let line = body.lines().next().unwrap_or_default().trim();
+    line.char_indices()
+        .nth(200)
+        .map_or(line, |(i, _)| &line[..i])
+}
+
+fn call_report(phase: Phase, ok: bool, message: String, start: Instant) -> CallReport {
+    CallReport {
+        phase: phase.name().to_owned(),
+        ok,
+        message,
+        duration_ms: start.elapsed().as_millis() as u64,
+    }
+}
+
+fn skipped(name: &str) -> SurfaceReport {
+    SurfaceReport {
+        name: name.to_owned(),
+        outcome: "skipped".into(),
+        services: Vec::new(),
+        steps: Vec::new(),
+        verify: None,
+        error: None,
+        duration_ms: 0,
+    }
+}

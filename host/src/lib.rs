@@ -1,0 +1,21 @@
+//! slipway: a deploy agent for a Docker host running a compose stack behind
+//! nginx. Each surface's deploy strategy is a WebAssembly component that
+//! reaches only what `slipway.toml` grants it; the host builds and
+//! force-recreates services, runs the plugins in order, and verifies that
+//! users see the new code.
+
+pub mod bindings;
+pub mod cli;
+pub mod compose;
+pub mod deploy;
+pub mod docker;
+pub mod grants;
+mod imports;
+pub mod lock;
+pub mod manifest;
+pub mod plan;
+pub mod probe;
+pub mod report;
+pub mod runtime;
+pub mod sandbox;
+pub mod state;

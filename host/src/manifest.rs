@@ -1,0 +1,568 @@
+//! `slipway.toml`: the project, its plugins and its deploy surfaces.
+//!
+//! Parsing is strict (unknown keys are errors, with the line and column), and
+//! validation names the offending key, e.g. `surface.backend.step[0].plugin`.
+//! The JSON Schema in `schema/slipway.schema.json` is generated from these
+//! types (`slipway schema`) and a test keeps it in sync.
+
+use crate::compose::ComposeProject;
+use crate::grants::{FsGrant, Grants, ProbeGrant};
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The whole manifest, as written by the user.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub project: Project,
+    /// Plugins by the name steps use to refer to them.
+    #[serde(default)]
+    pub plugins: IndexMap<String, PluginSpec>,
+    /// Deploy surfaces, in the order `deploy --all` uses to break ties.
+    #[serde(default)]
+    pub surface: IndexMap<String, Surface>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    /// The compose project name (the `com.docker.compose.project` label).
+    pub name: String,
+    /// Path of the compose file, relative to slipway.toml.
+    #[serde(default = "default_compose_file")]
+    pub compose_file: PathBuf,
+    /// Where slipway keeps its lock and plugin state, relative to slipway.toml.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    /// Path of the `.wasm` component, relative to slipway.toml.
+    pub path: PathBuf,
+    /// Optional pin: the plugin is refused if the file's SHA-256 differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Wall-clock limit for one call into the plugin.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Linear-memory cap for the plugin.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Surface {
+    /// Compose services to build and force-recreate, in this order.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Surfaces that `deploy --all` must deploy first.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// How long each recreated service may take to become ready.
+    #[serde(default = "default_ready_timeout_secs")]
+    pub ready_timeout_secs: u64,
+    /// Plugin steps, run in order after the services are recreated.
+    #[serde(default)]
+    pub step: Vec<StepSpec>,
+    /// A final check through the front door that users see the new code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<HttpCheck>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// A key of `[plugins]`.
+    pub plugin: String,
+    /// Handed to the plugin as JSON; its meaning is the plugin's.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    #[serde(default)]
+    pub grants: GrantSpec,
+}
+
+/// What the step may reach. Nothing is granted by default.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantSpec {
+    /// Compose service names.
+    #[serde(default)]
+    pub docker: Vec<String>,
+    /// `host:port` or `host:*`; a host may be a compose service name.
+    #[serde(default)]
+    pub probe: Vec<String>,
+    /// Directories to preopen.
+    #[serde(default)]
+    pub fs: Vec<FsGrantSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FsGrantSpec {
+    /// Host directory, relative to slipway.toml. It must exist.
+    pub host: PathBuf,
+    /// Absolute path where the plugin sees it.
+    pub guest: String,
+    #[serde(default)]
+    pub mode: FsMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FsMode {
+    #[default]
+    Ro,
+    Rw,
+}
+
+/// An HTTP GET that must answer `status` with a body containing `expect`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    pub url: String,
+    #[serde(default = "default_status")]
+    pub status: u16,
+    /// Substring the body must contain. `${VAR}` is replaced from the
+    /// environment, so CI can pass the version it deploys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+    #[serde(default = "default_check_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_compose_file() -> PathBuf {
+    "docker-compose.yml".into()
+}
+fn default_state_dir() -> PathBuf {
+    ".slipway".into()
+}
+fn default_timeout_secs() -> u64 {
+    60
+}
+fn default_memory_mb() -> u64 {
+    128
+}
+fn default_ready_timeout_secs() -> u64 {
+    120
+}
+fn default_status() -> u16 {
+    200
+}
+fn default_check_timeout_secs() -> u64 {
+    30
+}
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// A manifest that parsed and validated, with its paths resolved.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub file: PathBuf,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub compose: ComposeProject,
+}
+
+/// A bad manifest. `key` is the dotted path of the offending key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    pub file: PathBuf,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{}: `{key}`: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+impl Loaded {
+    pub fn load(file: &Path) -> Result<Loaded, ManifestError> {
+        let err = |key: Option<String>, message: String| ManifestError {
+            file: file.to_owned(),
+            key,
+            message,
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            err(
+                None,
+                format!("cannot read the manifest: {e}; pass its path with -f"),
+            )
+        })?;
+        // toml's message carries the line, column and the offending key.
+        let manifest: Manifest =
+            toml::from_str(&text).map_err(|e| err(None, e.to_string().trim_end().to_owned()))?;
+        let dir = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned();
+        let dir = std::fs::canonicalize(&dir).map_err(|e| err(None, e.to_string()))?;
+        let compose_file = dir.join(&manifest.project.compose_file);
+        let compose = ComposeProject::load(&compose_file, &manifest.project.name)
+            .map_err(|e| err(Some("project.compose_file".into()), format!("{e:#}")))?;
+        let loaded = Loaded {
+            file: file.to_owned(),
+            dir,
+            manifest,
+            compose,
+        };
+        loaded
+            .validate()
+            .map_err(|(key, message)| err(Some(key), message))?;
+        Ok(loaded)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let m = &self.manifest;
+        let name_ok = !m.project.name.is_empty()
+            && m.project
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !name_ok {
+            return Err((
+                "project.name".into(),
+                format!(
+                    "`{}` is not a compose project name (lowercase letters, digits, `-`, `_`)",
+                    m.project.name
+                ),
+            ));
+        }
+        for (name, plugin) in &m.plugins {
+            let key = format!("plugins.{name}");
+            if let Some(pin) = &plugin.sha256
+                && (pin.len() != 64 || !pin.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                return Err((format!("{key}.sha256"), "must be 64 hex digits".into()));
+            }
+            if plugin.timeout_secs == 0 {
+                return Err((format!("{key}.timeout_secs"), "must be at least 1".into()));
+            }
+            if plugin.memory_mb == 0 {
+                return Err((format!("{key}.memory_mb"), "must be at least 1".into()));
+            }
+        }
+        for (sname, surface) in &m.surface {
+            let key = format!("surface.{sname}");
+            for (i, service) in surface.services.iter().enumerate() {
+                self.known_service(service)
+                    .map_err(|e| (format!("{key}.services[{i}]"), e))?;
+            }
+            for (i, dep) in surface.depends_on.iter().enumerate() {
+                if !m.surface.contains_key(dep) {
+                    return Err((
+                        format!("{key}.depends_on[{i}]"),
+                        format!("no surface named `{dep}`; surfaces: {}", keys(&m.surface)),
+                    ));
+                }
+            }
+            for (i, step) in surface.step.iter().enumerate() {
+                let key = format!("{key}.step[{i}]");
+                if !m.plugins.contains_key(&step.plugin) {
+                    return Err((
+                        format!("{key}.plugin"),
+                        format!(
+                            "no plugin named `{}`; add [plugins.{}] or use one of: {}",
+                            step.plugin,
+                            step.plugin,
+                            keys(&m.plugins)
+                        ),
+                    ));
+                }
+                if !step.config.is_object() {
+                    return Err((format!("{key}.config"), "must be a table".into()));
+                }
+                self.grants(&step.grants, false)
+                    .map_err(|(k, e)| (format!("{key}.grants.{k}"), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn known_service(&self, service: &str) -> Result<(), String> {
+        if self.compose.service(service).is_some() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{service}` is not a service in {} (services: {})",
+                self.compose.file.display(),
+                self.compose.service_names()
+            ))
+        }
+    }
+
+    /// Resolve a step's grants. `read_only` is set for `slipway plan`. The
+    /// error is (key relative to `grants`, message).
+    pub fn grants(&self, spec: &GrantSpec, read_only: bool) -> Result<Grants, (String, String)> {
+        for (i, service) in spec.docker.iter().enumerate() {
+            self.known_service(service)
+                .map_err(|e| (format!("docker[{i}]"), e))?;
+        }
+        let probe = spec
+            .probe
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ProbeGrant::parse(p).map_err(|e| (format!("probe[{i}]"), e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut fs = Vec::new();
+        for (i, g) in spec.fs.iter().enumerate() {
+            let key = format!("fs[{i}]");
+            if !g.guest.starts_with('/') || g.guest.split('/').any(|c| c == "..") {
+                return Err((
+                    format!("{key}.guest"),
+                    format!("`{}` must be an absolute path without `..`", g.guest),
+                ));
+            }
+            let host = std::fs::canonicalize(self.dir.join(&g.host)).map_err(|e| {
+                (
+                    format!("{key}.host"),
+                    format!(
+                        "`{}`: {e}; create the directory or fix the path",
+                        g.host.display()
+                    ),
+                )
+            })?;
+            if !host.is_dir() {
+                return Err((
+                    format!("{key}.host"),
+                    format!("`{}` is not a directory", g.host.display()),
+                ));
+            }
+            fs.push(FsGrant {
+                host,
+                guest: g.guest.clone(),
+                writable: g.mode == FsMode::Rw && !read_only,
+            });
+        }
+        Ok(Grants {
+            docker: spec.docker.clone(),
+            probe,
+            fs,
+            read_only,
+        })
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(&self.manifest.project.state_dir)
+    }
+
+    pub fn plugin_path(&self, name: &str) -> Option<PathBuf> {
+        self.manifest
+            .plugins
+            .get(name)
+            .map(|p| self.dir.join(&p.path))
+    }
+}
+
+fn keys<V>(map: &IndexMap<String, V>) -> String {
+    if map.is_empty() {
+        return "(none defined)".into();
+    }
+    map.keys()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The JSON Schema of slipway.toml, as checked in under `schema/`.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Manifest);
+    serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
+}
+
+/// Replace `${VAR}` with the variable's value; an unset variable is an error.
+pub fn interpolate(text: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed `${{` in `{text}`"))?;
+        let var = &after[..end];
+        let value =
+            std::env::var(var).map_err(|_| format!("`${{{var}}}` is used but {var} is not set"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(manifest: &str) -> (tempfile::TempDir, Result<Loaded, ManifestError>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("docker-compose.yml"),
+            "services:\n  api:\n    build: ./api\n  nginx:\n    image: nginx\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("site")).unwrap();
+        let file = dir.path().join("slipway.toml");
+        std::fs::write(&file, manifest).unwrap();
+        let loaded = Loaded::load(&file);
+        (dir, loaded)
+    }
+
+    const GOOD: &str = r#"
+[project]
+name = "honeychat"
+
+[plugins.nginx]
+path = "nginx.wasm"
+
+[surface.backend]
+services = ["api"]
+[[surface.backend.step]]
+plugin = "nginx"
+config = { container = "nginx" }
+grants = { docker = ["nginx", "api"], probe = ["nginx:80"], fs = [{ host = "site", guest = "/site", mode = "rw" }] }
+
+[surface.website]
+depends_on = ["backend"]
+"#;
+
+    #[test]
+    fn a_good_manifest_loads_in_order() {
+        let (_dir, loaded) = project(GOOD);
+        let loaded = loaded.unwrap();
+        let names: Vec<&String> = loaded.manifest.surface.keys().collect();
+        assert_eq!(names, ["backend", "website"]);
+        let step = &loaded.manifest.surface["backend"].step[0];
+        assert_eq!(step.config["container"], "nginx");
+        let grants = loaded.grants(&step.grants, false).unwrap();
+        assert!(grants.fs[0].writable);
+        assert!(!loaded.grants(&step.grants, true).unwrap().fs[0].writable);
+    }
+
+    fn error_of(manifest: &str) -> String {
+        project(manifest).1.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_point_at_the_key() {
+        let cases = [
+            (
+                GOOD.replace("plugin = \"nginx\"", "plugin = \"ngnix\""),
+                "surface.backend.step[0].plugin",
+            ),
+            (
+                GOOD.replace("services = [\"api\"]", "services = [\"api\", \"apy\"]"),
+                "surface.backend.services[1]",
+            ),
+            (
+                GOOD.replace("depends_on = [\"backend\"]", "depends_on = [\"bakend\"]"),
+                "surface.website.depends_on[0]",
+            ),
+            (
+                GOOD.replace("docker = [\"nginx\", \"api\"]", "docker = [\"postgres\"]"),
+                "surface.backend.step[0].grants.docker[0]",
+            ),
+            (
+                GOOD.replace("probe = [\"nginx:80\"]", "probe = [\"nginx\"]"),
+                "surface.backend.step[0].grants.probe[0]",
+            ),
+            (
+                GOOD.replace("host = \"site\"", "host = \"nope\""),
+                "surface.backend.step[0].grants.fs[0].host",
+            ),
+            (
+                GOOD.replace("guest = \"/site\"", "guest = \"site\""),
+                "surface.backend.step[0].grants.fs[0].guest",
+            ),
+            (
+                GOOD.replace("name = \"honeychat\"", "name = \"Honey Chat\""),
+                "project.name",
+            ),
+            (
+                GOOD.replace(
+                    "path = \"nginx.wasm\"",
+                    "path = \"nginx.wasm\"\nsha256 = \"abc\"",
+                ),
+                "plugins.nginx.sha256",
+            ),
+        ];
+        for (manifest, key) in cases {
+            let msg = error_of(&manifest);
+            assert!(msg.contains(&format!("`{key}`")), "{key}: {msg}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_malformed_keys_are_refused_with_a_line() {
+        let msg = error_of(&GOOD.replace("[surface.website]", "[surface.website]\nservics = []"));
+        assert!(
+            msg.contains("unknown field `servics`") && msg.contains("line"),
+            "{msg}"
+        );
+        let msg = error_of("[project\nname=1");
+        assert!(msg.contains("line 1"), "{msg}");
+        let msg = error_of("[project]\nname = 3\n");
+        assert!(msg.contains("invalid type"), "{msg}");
+    }
+
+    #[test]
+    fn missing_files_are_clear() {
+        let msg = Loaded::load(Path::new("/nonexistent/slipway.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("cannot read the manifest"), "{msg}");
+        let msg = error_of(&GOOD.replace(
+            "name = \"honeychat\"",
+            "name = \"honeychat\"\ncompose_file = \"gone.yml\"",
+        ));
+        assert!(
+            msg.contains("project.compose_file") && msg.contains("gone.yml"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn schema_is_checked_in_and_in_sync() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/slipway.schema.json");
+        let generated = json_schema();
+        if std::env::var_os("SLIPWAY_BLESS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "schema/slipway.schema.json is stale; run `SLIPWAY_BLESS=1 cargo test -p slipway schema` or `slipway schema > schema/slipway.schema.json`"
+        );
+    }
+
+    #[test]
+    fn interpolation() {
+        // SAFETY: tests in this module don't read this variable concurrently.
+        unsafe { std::env::set_var("SLIPWAY_TEST_VERSION", "v9") };
+        assert_eq!(
+            interpolate("api ${SLIPWAY_TEST_VERSION}!").unwrap(),
+            "api v9!"
+        );
+        assert_eq!(interpolate("plain").unwrap(), "plain");
+        assert!(
+            interpolate("${SLIPWAY_TEST_UNSET_XYZ}")
+                .unwrap_err()
+                .contains("not set")
+        );
+        assert!(interpolate("${oops").is_err());
+    }
+}

@@ -1,0 +1,545 @@
+//! Loading and calling plugins: one Engine, a precompiled-artifact cache keyed
+//! by the wasm's SHA-256 and the engine's compatibility hash, one
+//! `InstancePre` per plugin and a fresh `Store` per call, with an epoch
+//! deadline and a memory cap on every store.
+
+use crate::bindings::watch::WatchPre;
+use crate::bindings::{Context, DeployStepPre, PluginInfo, Report, WIT_VERSION};
+use crate::grants::Grants;
+use crate::sandbox::{Caller, HostServices, Sandbox};
+use anyhow::{Context as _, Result, anyhow, bail};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+
+/// Epoch tick period: the resolution of plugin timeouts.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Limits applied to every call of one plugin.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    /// 60 s and 128 MiB, as in slipway.toml's defaults.
+    fn default() -> Limits {
+        Limits {
+            timeout: Duration::from_secs(60),
+            memory_bytes: 128 << 20,
+        }
+    }
+}
+
+/// Which world a plugin was built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Step,
+    Watcher,
+}
+
+impl Role {
+    pub fn world(self) -> &'static str {
+        match self {
+            Role::Step => "deploy-step",
+            Role::Watcher => "watch",
+        }
+    }
+}
+
+enum Pre {
+    Step(DeployStepPre<Sandbox>),
+    Watch(WatchPre<Sandbox>),
+}
+
+/// A plugin ready to be called.
+pub struct Plugin {
+    /// Its `[plugins.<key>]` name in the manifest.
+    pub key: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub info: PluginInfo,
+    pub role: Role,
+    /// The `slipway:plugin` version it was built against.
+    pub wit_version: semver::Version,
+    /// Interfaces it imports, e.g. `wasi:filesystem/types@0.2.6`.
+    pub imports: Vec<String>,
+    /// Whether the compiled code came from the cache.
+    pub from_cache: bool,
+    pub limits: Limits,
+    pre: Pre,
+}
+
+/// One call into a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Plan,
+    Apply,
+    Verify,
+    Rollback,
+    Tick,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Plan => "plan",
+            Phase::Apply => "apply",
+            Phase::Verify => "verify",
+            Phase::Rollback => "rollback",
+            Phase::Tick => "tick",
+        }
+    }
+}
+
+/// Why a call failed. The caller adds who failed (see `error::StepError`).
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The plugin returned `err`: its own message.
+    #[error("{0}")]
+    Failed(String),
+    #[error(
+        "timed out after {0:?}; raise `timeout_secs` of this plugin if the step really needs longer"
+    )]
+    Timeout(Duration),
+    #[error("ran out of memory (cap {} MiB); raise `memory_mb` of this plugin if the step really needs more", .0 >> 20)]
+    OutOfMemory(usize),
+    #[error("trapped: {cause}{}; this is a bug in the plugin, report it to its author", .said.as_ref().map(|s| format!(" (it said: {s})")).unwrap_or_default())]
+    Trap { cause: String, said: Option<String> },
+    #[error("{0} does not export `{1}`")]
+    WrongRole(&'static str, &'static str),
+    #[error("host error: {0:#}")]
+    Host(anyhow::Error),
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    cache_dir: Option<PathBuf>,
+    compat: String,
+    _ticker: Ticker,
+}
+
+impl Runtime {
+    /// One engine for the whole agent. `cache_dir` holds precompiled plugins;
+    /// without it every load compiles.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Runtime> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| anyhow!("{e:#}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Both worlds import the same interfaces, so one registration serves both.
+        crate::bindings::DeployStep::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s)?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let compat = format!("{:016x}", hasher.finish());
+        let ticker = Ticker::start(&engine);
+        Ok(Runtime {
+            engine,
+            linker,
+            cache_dir,
+            compat,
+            _ticker: ticker,
+        })
+    }
+
+    /// Read, check and prepare a plugin. `pin` is the manifest's sha256.
+    pub async fn load(
+        &self,
+        key: &str,
+        path: &Path,
+        pin: Option<&str>,
+        limits: Limits,
+    ) -> Result<Plugin> {
+        let bytes = std::fs::read(path).with_context(|| {
+            format!(
+                "cannot read {}; build it (scripts/build) or fix plugins.{key}.path",
+                path.display()
+            )
+        })?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if let Some(pin) = pin
+            && !pin.eq_ignore_ascii_case(&sha256)
+        {
+            bail!(
+                "{} has sha256 {sha256} but plugins.{key}.sha256 pins {pin}; refusing to load it. \
+                 If the new file is trusted, update the pin",
+                path.display()
+            );
+        }
+        check_magic(&bytes)
+            .with_context(|| format!("{} is not a slipway plugin", path.display()))?;
+        let (component, from_cache) = self.compile(&bytes, &sha256)?;
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let (role, wit_version) =
+            role_of(&exports).with_context(|| format!("{} cannot be loaded", path.display()))?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            anyhow!(
+                "{} imports something this host does not provide: {e:#}. slipway provides WASI 0.2 and slipway:plugin@{WIT_VERSION}",
+                path.display()
+            )
+        })?;
+        let pre = match role {
+            Role::Step => Pre::Step(DeployStepPre::new(instance_pre)?),
+            Role::Watcher => Pre::Watch(WatchPre::new(instance_pre)?),
+        };
+        let mut plugin = Plugin {
+            key: key.to_owned(),
+            path: path.to_owned(),
+            sha256,
+            info: PluginInfo {
+                name: key.to_owned(),
+                version: "?".into(),
+                description: String::new(),
+                needs: Vec::new(),
+            },
+            role,
+            wit_version,
+            imports,
+            from_cache,
+            limits,
+            pre,
+        };
+        plugin.info = self.describe(&plugin).await.with_context(|| {
+            format!(
+                "plugin {key} ({}) failed to describe itself",
+                path.display()
+            )
+        })?;
+        Ok(plugin)
+    }
+
+    async fn describe(&self, plugin: &Plugin) -> Result<PluginInfo> {
+        let caller = Caller {
+            surface: "-".into(),
+            step: 0,
+            plugin_key: plugin.key.clone(),
+            plugin: plugin.key.clone(),
+            version: "?".into(),
+        };
+        let mut store = self.store(plugin, caller, Grants::default(), HostServices::default())?;
+        let info = match &plugin.pre {
+            Pre::Step(pre) => {
+                let instance = pre.instantiate_async(&mut store).await?;
+                instance
+                    .slipway_plugin_step()
+                    .call_describe(&mut store)
+                    .await?
+            }
+            Pre::Watch(pre) => {
+                let instance = pre.instantiate_async(&mut store).await?;
+                instance
+                    .slipway_plugin_watcher()
+                    .call_describe(&mut store)
+                    .await?
+            }
+        };
+        Ok(info)
+    }
+
+    /// Call one export in a fresh store built from `grants`.
+    pub async fn call(
+        &self,
+        plugin: &Plugin,
+        phase: Phase,
+        ctx: Context,
+        caller: Caller,
+        grants: Grants,
+        services: HostServices,
+    ) -> Result<Report, CallError> {
+        let mut store = self
+            .store(plugin, caller, grants, services)
+            .map_err(CallError::Host)?;
+        let outcome = tokio::time::timeout(
+            plugin.limits.timeout,
+            call_export(&plugin.pre, &mut store, phase, &ctx),
+        )
+        .await;
+        let output = store.data().output();
+        let caller = &store.data().caller;
+        for line in output.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!("{caller}: {line}");
+        }
+        let result = match outcome {
+            Err(_elapsed) => Err(CallError::Timeout(plugin.limits.timeout)),
+            Ok(Err(CallError::Host(trap))) => Err(classify(trap, plugin, &output)),
+            Ok(other) => other,
+        };
+        // A trapped store is poisoned, but what the plugin stored before a
+        // clean return (ok or err) is kept.
+        if matches!(result, Ok(_) | Err(CallError::Failed(_))) {
+            store.data_mut().state.save().map_err(CallError::Host)?;
+        }
+        result
+    }
+
+    fn store(
+        &self,
+        plugin: &Plugin,
+        caller: Caller,
+        grants: Grants,
+        services: HostServices,
+    ) -> Result<Store<Sandbox>> {
+        let sandbox = Sandbox::new(caller, grants, services, plugin.limits.memory_bytes)?;
+        let mut store = Store::new(&self.engine, sandbox);
+        store.limiter(|s| &mut s.limits);
+        let ticks = plugin.limits.timeout.as_millis() / TICK.as_millis() + 1;
+        store.set_epoch_deadline(ticks as u64);
+        store.epoch_deadline_trap();
+        Ok(store)
+    }
+
+    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<(Component, bool)> {
+        let Some(dir) = &self.cache_dir else {
+            let component = Component::new(&self.engine, bytes).map_err(|e| anyhow!("{e:#}"))?;
+            return Ok((component, false));
+        };
+        let file = dir.join(format!("{sha256}-{}.cwasm", self.compat));
+        if file.exists() {
+            // SAFETY: only files this agent wrote into its own cache directory
+            // are deserialized, named by the source's hash and the engine's
+            // compatibility hash.
+            match unsafe { Component::deserialize_file(&self.engine, &file) } {
+                Ok(component) => return Ok((component, true)),
+                Err(e) => tracing::warn!("ignoring unreadable cache entry {}: {e}", file.display()),
+            }
+        }
+        let artifact = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(|e| anyhow!("{e:#}"))?;
+        if let Err(e) = write_cache(dir, &file, &artifact) {
+            tracing::warn!("cannot cache compiled plugin in {}: {e:#}", dir.display());
+        }
+        // SAFETY: `artifact` was produced just now by this engine.
+        let component = unsafe { Component::deserialize(&self.engine, &artifact) }?;
+        Ok((component, false))
+    }
+}
+
+async fn call_export(
+    pre: &Pre,
+    store: &mut Store<Sandbox>,
+    phase: Phase,
+    ctx: &Context,
+) -> Result<Report, CallError> {
+    let host = |e: wasmtime::Error| CallError::Host(e.into());
+    let result = match pre {
+        Pre::Step(pre) => {
+            let instance = pre.instantiate_async(&mut *store).await.map_err(host)?;
+            let step = instance.slipway_plugin_step();
+            match phase {
+                Phase::Plan => step.call_plan(&mut *store, ctx).await,
+                Phase::Apply => step.call_apply(&mut *store, ctx).await,
+                Phase::Verify => step.call_verify(&mut *store, ctx).await,
+                Phase::Rollback => step.call_rollback(&mut *store, ctx).await,
+                Phase::Tick => {
+                    return Err(CallError::WrongRole("a deploy-step plugin", "watcher.tick"));
+                }
+            }
+        }
+        Pre::Watch(pre) => {
+            let instance = pre.instantiate_async(&mut *store).await.map_err(host)?;
+            match phase {
+                Phase::Tick => {
+                    instance
+                        .slipway_plugin_watcher()
+                        .call_tick(&mut *store, ctx)
+                        .await
+                }
+                _ => return Err(CallError::WrongRole("a watch plugin", "step")),
+            }
+        }
+    };
+    result.map_err(host)?.map_err(CallError::Failed)
+}
+
+/// Turn a trap into what the operator needs to know.
+fn classify(err: anyhow::Error, plugin: &Plugin, output: &str) -> CallError {
+    if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return CallError::Timeout(plugin.limits.timeout);
+    }
+    let chain = format!("{err:#}");
+    if chain.contains("forcing trap when growing memory") {
+        return CallError::OutOfMemory(plugin.limits.memory_bytes);
+    }
+    let cause = match err.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => chain,
+    };
+    // A Rust panic prints its message just before the trap.
+    let said = output
+        .lines()
+        .rev()
+        .find(|l| l.contains("panicked"))
+        .or_else(|| output.lines().rev().find(|l| !l.trim().is_empty()))
+        .map(|l| l.trim().to_owned());
+    CallError::Trap { cause, said }
+}
+
+/// Components start with `\0asm` and layer 1; core modules have layer 0.
+fn check_magic(bytes: &[u8]) -> Result<()> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        bail!("it is not a WebAssembly file");
+    }
+    if bytes[6..8] == [0, 0] {
+        bail!(
+            "it is a core WebAssembly module, not a component; build it with `cargo build --target wasm32-wasip2`"
+        );
+    }
+    Ok(())
+}
+
+/// Find which slipway world the exports implement, and refuse versions this
+/// host cannot serve.
+pub fn role_of(exports: &[String]) -> Result<(Role, semver::Version)> {
+    let host = semver::Version::parse(WIT_VERSION).expect("WIT_VERSION is semver");
+    for export in exports {
+        let Some(rest) = export.strip_prefix("slipway:plugin/") else {
+            continue;
+        };
+        let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+        let role = match interface {
+            "step" => Role::Step,
+            "watcher" => Role::Watcher,
+            _ => continue,
+        };
+        let version = semver::Version::parse(version)
+            .map_err(|_| anyhow!("it exports `{export}`, which carries no valid version"))?;
+        if !compatible(&host, &version) {
+            bail!(
+                "it was built against slipway:plugin@{version}, and this host accepts slipway:plugin@{}; \
+                 rebuild the plugin against a compatible slipway-sdk / WIT, or use a slipway that supports {version}",
+                accepted(&host)
+            );
+        }
+        return Ok((role, version));
+    }
+    bail!(
+        "it exports neither slipway:plugin/step nor slipway:plugin/watcher (its exports: {})",
+        if exports.is_empty() {
+            "none".to_owned()
+        } else {
+            exports.join(", ")
+        }
+    )
+}
+
+/// Semver compatibility: same major, or for 0.x the same minor.
+fn compatible(host: &semver::Version, plugin: &semver::Version) -> bool {
+    host.major == plugin.major && (host.major > 0 || host.minor == plugin.minor)
+}
+
+fn accepted(host: &semver::Version) -> String {
+    if host.major == 0 {
+        format!("0.{}.x", host.minor)
+    } else {
+        format!("{}.x", host.major)
+    }
+}
+
+fn write_cache(dir: &Path, file: &Path, artifact: &[u8]) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        file.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&tmp, artifact)?;
+    std::fs::rename(&tmp, file)?;
+    Ok(())
+}
+
+/// Drives epoch interruption. Holding only a weak engine reference, it ends
+/// with the engine.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: &Engine) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("slipway-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .expect("spawn the epoch ticker");
+        Ticker { stop }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exports(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn roles_and_versions() {
+        let (role, v) = role_of(&exports(&["slipway:plugin/step@0.1.0"])).unwrap();
+        assert_eq!((role, v.to_string()), (Role::Step, "0.1.0".into()));
+        let (role, _) = role_of(&exports(&[
+            "wasi:cli/run@0.2.0",
+            "slipway:plugin/watcher@0.1.3",
+        ]))
+        .unwrap();
+        assert_eq!(role, Role::Watcher);
+        for bad in ["slipway:plugin/step@1.0.0", "slipway:plugin/step@0.2.0"] {
+            let err = format!("{:#}", role_of(&exports(&[bad])).unwrap_err());
+            assert!(err.contains("accepts slipway:plugin@0.1.x"), "{err}");
+        }
+        let err = format!(
+            "{:#}",
+            role_of(&exports(&["wasi:cli/run@0.2.0"])).unwrap_err()
+        );
+        assert!(err.contains("exports neither"), "{err}");
+    }
+
+    #[test]
+    fn magic() {
+        assert!(check_magic(b"#!/bin/sh\necho hi").is_err());
+        assert!(
+            check_magic(b"\0asm\x01\0\0\0")
+                .unwrap_err()
+                .to_string()
+                .contains("core WebAssembly module")
+        );
+        assert!(check_magic(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

@@ -1,0 +1,129 @@
+//! The per-plugin key-value store behind the `state` import: one small JSON
+//! file per plugin under the state directory, replaced atomically on save.
+
+use anyhow::{Context as _, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Keys and values a plugin may keep. Bounded so a plugin cannot fill the disk.
+pub const MAX_ENTRIES: usize = 1024;
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Default)]
+pub struct PluginState {
+    file: Option<PathBuf>,
+    entries: BTreeMap<String, String>,
+    dirty: bool,
+}
+
+impl PluginState {
+    /// Load `<dir>/plugins/<plugin>.json`; without a directory the state lives
+    /// only as long as the call.
+    pub fn open(dir: Option<&Path>, plugin: &str) -> Result<PluginState> {
+        let Some(dir) = dir else {
+            return Ok(PluginState::default());
+        };
+        let file = dir.join("plugins").join(format!("{plugin}.json"));
+        let entries = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "plugin state {} is corrupt; delete it to reset the plugin",
+                    file.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+        };
+        Ok(PluginState {
+            file: Some(file),
+            entries,
+            dirty: false,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.entries.get(key).cloned()
+    }
+
+    /// Refuses (returning false) past the size bounds.
+    pub fn set(&mut self, key: String, value: String) -> bool {
+        let new_key = !self.entries.contains_key(&key);
+        if value.len() > MAX_VALUE_BYTES || new_key && self.entries.len() >= MAX_ENTRIES {
+            return false;
+        }
+        self.entries.insert(key, value);
+        self.dirty = true;
+        true
+    }
+
+    pub fn delete(&mut self, key: &str) {
+        self.dirty |= self.entries.remove(key).is_some();
+    }
+
+    /// Write the file if anything changed, via a temporary file and rename.
+    pub fn save(&mut self) -> Result<()> {
+        let (Some(file), true) = (&self.file, self.dirty) else {
+            return Ok(());
+        };
+        let dir = file.parent().expect("state file has a parent");
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let tmp = file.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&self.entries)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, file)
+            .with_context(|| format!("cannot replace {}", file.display()))?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = PluginState::open(Some(dir.path()), "watchdog").unwrap();
+        assert_eq!(s.get("ip"), None);
+        assert!(s.set("ip".into(), "1.2.3.4".into()));
+        s.save().unwrap();
+        let mut s = PluginState::open(Some(dir.path()), "watchdog").unwrap();
+        assert_eq!(s.get("ip").as_deref(), Some("1.2.3.4"));
+        s.delete("ip");
+        s.save().unwrap();
+        assert_eq!(
+            PluginState::open(Some(dir.path()), "watchdog")
+                .unwrap()
+                .get("ip"),
+            None
+        );
+        // Other plugins don't see it.
+        assert_eq!(
+            PluginState::open(Some(dir.path()), "other")
+                .unwrap()
+                .get("ip"),
+            None
+        );
+    }
+
+    #[test]
+    fn bounded() {
+        let mut s = PluginState::default();
+        assert!(!s.set("k".into(), "x".repeat(MAX_VALUE_BYTES + 1)));
+        for i in 0..MAX_ENTRIES {
+            assert!(s.set(i.to_string(), String::new()));
+        }
+        assert!(!s.set("one-more".into(), String::new()));
+        assert!(s.set("0".into(), "overwrite is fine".into()));
+    }
+
+    #[test]
+    fn corrupt_state_says_how_to_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("plugins")).unwrap();
+        std::fs::write(dir.path().join("plugins/p.json"), b"{not json").unwrap();
+        let err = PluginState::open(Some(dir.path()), "p").unwrap_err();
+        assert!(format!("{err:#}").contains("delete it to reset"));
+    }
+}

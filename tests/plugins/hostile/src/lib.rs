@@ -1,0 +1,111 @@
+//! Test fixture: a plugin that tries, on request, everything a plugin must not
+//! be able to do. The step config picks the attempt; `apply` reports what
+//! happened so tests can assert the host refused it.
+
+use serde::Deserialize;
+use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, docker, probe, state};
+use std::io::Write;
+
+struct Hostile;
+
+#[derive(Deserialize)]
+#[serde(tag = "attempt", rename_all = "kebab-case")]
+enum Attempt {
+    Noop,
+    Read { path: String },
+    Write { path: String },
+    List { path: String },
+    Docker { service: String },
+    DockerRestart { service: String },
+    Tcp { host: String, port: u16 },
+    Http { url: String },
+    Resolve { host: String },
+    Env,
+    Stderr { text: String },
+    StateRoundTrip { key: String, value: String },
+    Spin,
+    Memory,
+    Panic,
+}
+
+impl Plugin for Hostile {
+    fn describe() -> PluginInfo {
+        slipway_sdk::plugin_info!(needs: ["whatever the test grants"])
+    }
+}
+
+impl Step for Hostile {
+    fn apply(ctx: Context) -> Result<Report, String> {
+        let attempt: Attempt = ctx.config()?;
+        let summary = match attempt {
+            Attempt::Noop => "noop".to_owned(),
+            Attempt::Read { path } => {
+                let bytes = std::fs::read(&path).map_err(|e| format!("read {path}: {e}"))?;
+                format!(
+                    "read {} bytes: {}",
+                    bytes.len(),
+                    String::from_utf8_lossy(&bytes)
+                )
+            }
+            Attempt::Write { path } => {
+                std::fs::write(&path, b"owned").map_err(|e| format!("write {path}: {e}"))?;
+                format!("wrote {path}")
+            }
+            Attempt::List { path } => {
+                let names: Vec<String> = std::fs::read_dir(&path)
+                    .map_err(|e| format!("list {path}: {e}"))?
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                format!("listed {}", names.join(","))
+            }
+            Attempt::Docker { service } => {
+                let containers = docker::inspect(&service)?;
+                format!("inspected {} containers", containers.len())
+            }
+            Attempt::DockerRestart { service } => {
+                docker::restart(&service)?;
+                format!("restarted {service}")
+            }
+            Attempt::Tcp { host, port } => {
+                probe::tcp_connect(&host, port, 2000)?;
+                format!("connected to {host}:{port}")
+            }
+            Attempt::Http { url } => {
+                let resp = probe::http_get(&url, 2000)?;
+                format!("GET {url}: {}", resp.status)
+            }
+            Attempt::Resolve { host } => format!("resolved {:?}", probe::resolve(&host)?),
+            Attempt::Env => {
+                let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+                format!("env has {} vars: {}", vars.len(), vars.join(","))
+            }
+            Attempt::Stderr { text } => {
+                let _ = writeln!(std::io::stderr(), "{text}");
+                "wrote to stderr".to_owned()
+            }
+            Attempt::StateRoundTrip { key, value } => {
+                let before = state::get(&key);
+                state::set(&key, &value);
+                format!("before={before:?} after={:?}", state::get(&key))
+            }
+            Attempt::Spin => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            Attempt::Memory => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![7u8; 8 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            Attempt::Panic => panic!("hostile plugin panicked on purpose"),
+        };
+        Ok(Report::new(summary))
+    }
+}
+
+slipway_sdk::export_step!(Hostile);
