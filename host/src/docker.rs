@@ -209,6 +209,10 @@ impl Docker {
             forcerm: true,
             buildargs: Some(build.args.clone()),
             target: build.target.clone().unwrap_or_default(),
+            labels: Some(HashMap::from([
+                (PROJECT_LABEL.to_owned(), self.compose.name.clone()),
+                (SERVICE_LABEL.to_owned(), service.to_owned()),
+            ])),
             ..Default::default()
         };
         let mut stream =
@@ -680,7 +684,9 @@ fn replacement(
     }
     if let Some(labels) = &mut body.labels {
         let from_image = image_defaults.labels.clone().unwrap_or_default();
-        labels.retain(|k, v| from_image.get(k) != Some(v));
+        // Compose's own labels are how slipway finds the container: keep them
+        // even when the old image carried the same ones.
+        labels.retain(|k, v| k.starts_with("com.docker.compose.") || from_image.get(k) != Some(v));
         if let Some(image_label) = labels.get_mut("com.docker.compose.image") {
             *image_label = new_image.id.clone().unwrap_or_default();
         }

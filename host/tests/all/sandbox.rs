@@ -1,0 +1,490 @@
+//! Deny by default, proven with a hostile plugin: each grant check has a test
+//! that shows the denial, next to a granted control that shows the same
+//! attempt working when allowed.
+
+use crate::harness::{cache_dir, plugin};
+use serde_json::json;
+use slipway::bindings::Context;
+use slipway::grants::{FsGrant, Grants, ProbeGrant};
+use slipway::runtime::{CallError, Limits, Phase, Plugin, Runtime};
+use slipway::sandbox::{Caller, HostServices};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+async fn hostile(runtime: &Runtime, limits: Limits) -> Plugin {
+    runtime
+        .load("hostile", &plugin("hostile"), None, limits)
+        .await
+        .unwrap()
+}
+
+fn runtime() -> Runtime {
+    Runtime::new(Some(cache_dir())).unwrap()
+}
+
+async fn attempt(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    grants: Grants,
+    config: serde_json::Value,
+) -> Result<String, CallError> {
+    attempt_with(runtime, plugin, grants, HostServices::default(), config).await
+}
+
+async fn attempt_with(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    grants: Grants,
+    services: HostServices,
+    config: serde_json::Value,
+) -> Result<String, CallError> {
+    let ctx = Context {
+        surface: "test".into(),
+        step: 0,
+        config: config.to_string(),
+        outputs: vec![],
+    };
+    let caller = Caller {
+        surface: "test".into(),
+        step: 0,
+        plugin_key: "hostile".into(),
+        plugin: plugin.info.name.clone(),
+        version: plugin.info.version.clone(),
+    };
+    runtime
+        .call(plugin, Phase::Apply, ctx, caller, grants, services)
+        .await
+        .map(|r| r.summary)
+}
+
+fn denied(result: Result<String, CallError>) -> String {
+    match result {
+        Err(CallError::Failed(msg)) => msg,
+        other => panic!("expected the plugin to be refused, got {other:?}"),
+    }
+}
+
+/// A granted directory `data/` (with `file.txt` and two symlinks that point
+/// out of it) next to a `secret.txt` that must stay out of reach.
+struct FsFixture {
+    dir: tempfile::TempDir,
+}
+
+const SECRET: &str = "top-secret-content";
+
+impl FsFixture {
+    fn new() -> FsFixture {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("data")).unwrap();
+        std::fs::create_dir_all(p.join("outside")).unwrap();
+        std::fs::create_dir_all(p.join("rw")).unwrap();
+        std::fs::write(p.join("data/file.txt"), "granted-content").unwrap();
+        std::fs::write(p.join("secret.txt"), SECRET).unwrap();
+        std::fs::write(p.join("outside/secret.txt"), SECRET).unwrap();
+        std::os::unix::fs::symlink("../secret.txt", p.join("data/link-file")).unwrap();
+        std::os::unix::fs::symlink(p.join("outside"), p.join("data/link-dir")).unwrap();
+        FsFixture { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn grants(&self) -> Grants {
+        Grants {
+            fs: vec![
+                FsGrant {
+                    host: self.path().join("data"),
+                    guest: "/data".into(),
+                    writable: false,
+                },
+                FsGrant {
+                    host: self.path().join("rw"),
+                    guest: "/rw".into(),
+                    writable: true,
+                },
+            ],
+            ..Grants::default()
+        }
+    }
+}
+
+#[tokio::test]
+async fn fs_reads_only_what_is_granted() {
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let fx = FsFixture::new();
+    let read = |path: &str| json!({ "attempt": "read", "path": path });
+
+    // Control: the granted file is readable.
+    let ok = attempt(&rt, &p, fx.grants(), read("/data/file.txt"))
+        .await
+        .unwrap();
+    assert!(ok.contains("granted-content"), "{ok}");
+
+    let escapes = [
+        ("outside every preopen", "/etc/passwd".to_owned()),
+        (
+            "absolute host path",
+            fx.path().join("secret.txt").display().to_string(),
+        ),
+        ("dot-dot", "/data/../secret.txt".to_owned()),
+        ("relative dot-dot", "../secret.txt".to_owned()),
+        ("relative, no cwd", "secret.txt".to_owned()),
+        ("symlink to a file outside", "/data/link-file".to_owned()),
+        (
+            "symlink to a dir outside",
+            "/data/link-dir/secret.txt".to_owned(),
+        ),
+        ("trailing slash", "/data/link-file/".to_owned()),
+        (
+            "trailing slash through a dir link",
+            "/data/link-dir/secret.txt/".to_owned(),
+        ),
+        (
+            "dot-dot after a trailing slash",
+            "/data/link-dir/../secret.txt".to_owned(),
+        ),
+    ];
+    for (what, path) in escapes {
+        let msg = denied(attempt(&rt, &p, fx.grants(), read(&path)).await);
+        assert!(!msg.contains(SECRET), "{what}: leaked: {msg}");
+    }
+    // Listing through a symlinked directory with a trailing slash.
+    let msg = denied(
+        attempt(
+            &rt,
+            &p,
+            fx.grants(),
+            json!({ "attempt": "list", "path": "/data/link-dir/" }),
+        )
+        .await,
+    );
+    assert!(!msg.contains("secret.txt"), "listed outside: {msg}");
+}
+
+#[tokio::test]
+async fn fs_read_only_grants_refuse_writes() {
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let fx = FsFixture::new();
+    let write = |path: &str| json!({ "attempt": "write", "path": path });
+
+    // Control: a read-write grant takes the write, on the host.
+    attempt(&rt, &p, fx.grants(), write("/rw/new.txt"))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(fx.path().join("rw/new.txt")).unwrap(),
+        "owned"
+    );
+
+    for path in [
+        "/data/file.txt",
+        "/data/new.txt",
+        "/data/link-file",
+        "/secret.txt",
+        "/rw/../secret.txt",
+    ] {
+        let msg = denied(attempt(&rt, &p, fx.grants(), write(path)).await);
+        assert!(!msg.is_empty(), "{path}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(fx.path().join("data/file.txt")).unwrap(),
+        "granted-content"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fx.path().join("secret.txt")).unwrap(),
+        SECRET
+    );
+    assert!(!fx.path().join("data/new.txt").exists());
+}
+
+#[tokio::test]
+async fn fs_nothing_without_a_grant() {
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let msg = denied(
+        attempt(
+            &rt,
+            &p,
+            Grants::default(),
+            json!({ "attempt": "list", "path": "/" }),
+        )
+        .await,
+    );
+    assert!(!msg.contains("etc"), "{msg}");
+}
+
+#[tokio::test]
+async fn environment_is_empty() {
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe { std::env::set_var("SLIPWAY_TEST_SECRET_TOKEN", "hunter2") };
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let summary = attempt(&rt, &p, Grants::default(), json!({ "attempt": "env" }))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary, "env has 0 vars: ",
+        "the plugin saw host environment"
+    );
+}
+
+#[tokio::test]
+async fn probes_reach_only_granted_hosts_and_ports() {
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    let grants = Grants {
+        probe: vec![ProbeGrant::parse(&format!("127.0.0.1:{port}")).unwrap()],
+        ..Grants::default()
+    };
+    let tcp = |host: &str, port: u16| json!({ "attempt": "tcp", "host": host, "port": port });
+
+    // Control: the granted host:port connects.
+    attempt(&rt, &p, grants.clone(), tcp("127.0.0.1", port))
+        .await
+        .unwrap();
+
+    let msg = denied(attempt(&rt, &p, grants.clone(), tcp("127.0.0.1", other_port)).await);
+    assert!(
+        msg.contains("not granted") && msg.contains("grants.probe"),
+        "{msg}"
+    );
+    let msg = denied(attempt(&rt, &p, grants.clone(), tcp("localhost", port)).await);
+    assert!(msg.contains("not granted"), "{msg}");
+    let http = json!({ "attempt": "http", "url": format!("http://127.0.0.1:{other_port}/") });
+    assert!(denied(attempt(&rt, &p, grants.clone(), http).await).contains("not granted"));
+    let resolve = json!({ "attempt": "resolve", "host": "localhost" });
+    assert!(denied(attempt(&rt, &p, grants.clone(), resolve).await).contains("not granted"));
+    // Nor can the plugin open sockets itself through WASI.
+    assert!(
+        denied(attempt(&rt, &p, Grants::default(), tcp("127.0.0.1", port)).await)
+            .contains("not granted")
+    );
+}
+
+#[tokio::test]
+async fn docker_reaches_only_granted_services() {
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let compose = dir.path().join("docker-compose.yml");
+    std::fs::write(
+        &compose,
+        "services:\n  api:\n    image: x\n  postgres:\n    image: y\n",
+    )
+    .unwrap();
+    let project =
+        slipway::compose::ComposeProject::load(&compose, &crate::harness::unique("sld")).unwrap();
+    let docker = slipway::docker::Docker::connect(project)
+        .await
+        .expect("a Docker engine (scripts/setup starts one)");
+    let services = HostServices {
+        docker: Some(std::sync::Arc::new(docker)),
+        state_dir: None,
+    };
+    let grants = Grants {
+        docker: vec!["api".into()],
+        ..Grants::default()
+    };
+    // Control: the granted service can be inspected (it has no containers).
+    let ok = attempt_with(
+        &rt,
+        &p,
+        grants.clone(),
+        services.clone(),
+        json!({ "attempt": "docker", "service": "api" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok, "inspected 0 containers");
+    for (attempt_name, service) in [
+        ("docker", "postgres"),
+        ("docker-restart", "postgres"),
+        ("docker", "API"),
+        ("docker", ""),
+    ] {
+        let config = json!({ "attempt": attempt_name, "service": service });
+        let msg = denied(attempt_with(&rt, &p, grants.clone(), services.clone(), config).await);
+        assert!(
+            msg.contains("not granted") && msg.contains("grants.docker"),
+            "{service}: {msg}"
+        );
+    }
+    // During `slipway plan` even a granted service cannot be changed.
+    let plan_grants = Grants {
+        read_only: true,
+        ..grants
+    };
+    let config = json!({ "attempt": "docker-restart", "service": "api" });
+    let msg = denied(attempt_with(&rt, &p, plan_grants, services, config).await);
+    assert!(msg.contains("slipway plan"), "{msg}");
+}
+
+#[tokio::test]
+async fn limits_stop_runaway_plugins_and_the_agent_stays_usable() {
+    let rt = runtime();
+    let limits = Limits {
+        timeout: Duration::from_secs(2),
+        memory_bytes: 64 << 20,
+    };
+    let p = hostile(&rt, limits).await;
+
+    let start = Instant::now();
+    match attempt(&rt, &p, Grants::default(), json!({ "attempt": "spin" })).await {
+        Err(CallError::Timeout(d)) => assert_eq!(d, Duration::from_secs(2)),
+        other => panic!("an infinite loop must time out, got {other:?}"),
+    }
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the timeout fired late: {took:?}"
+    );
+
+    match attempt(&rt, &p, Grants::default(), json!({ "attempt": "memory" })).await {
+        Err(e @ CallError::OutOfMemory(_)) => assert!(e.to_string().contains("64 MiB"), "{e}"),
+        other => panic!("a memory bomb must hit the cap, got {other:?}"),
+    }
+
+    match attempt(&rt, &p, Grants::default(), json!({ "attempt": "panic" })).await {
+        Err(e @ CallError::Trap { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("hostile plugin panicked on purpose"), "{msg}");
+        }
+        other => panic!("a panic must become a trap error, got {other:?}"),
+    }
+
+    // Same runtime, same plugin: still works.
+    assert_eq!(
+        attempt(&rt, &p, Grants::default(), json!({ "attempt": "noop" }))
+            .await
+            .unwrap(),
+        "noop"
+    );
+}
+
+#[tokio::test]
+async fn pins_versions_and_formats_are_checked_at_load() {
+    let rt = runtime();
+    let path = plugin("hostile");
+    let wrong = "0".repeat(64);
+    let err = format!(
+        "{:#}",
+        rt.load("hostile", &path, Some(&wrong), Limits::default())
+            .await
+            .err()
+            .unwrap()
+    );
+    assert!(
+        err.contains("plugins.hostile.sha256 pins") && err.contains("refusing"),
+        "{err}"
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    let right = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    rt.load("hostile", &path, Some(&right), Limits::default())
+        .await
+        .unwrap();
+
+    let err = format!(
+        "{:#}",
+        rt.load("future", &plugin("future-major"), None, Limits::default())
+            .await
+            .err()
+            .unwrap()
+    );
+    assert!(
+        err.contains("built against slipway:plugin@1.0.0")
+            && err.contains("accepts slipway:plugin@0.1.x"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("plugin.wasm");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let err = format!(
+        "{:#}",
+        rt.load("x", &script, None, Limits::default())
+            .await
+            .err()
+            .unwrap()
+    );
+    assert!(err.contains("not a WebAssembly file"), "{err}");
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let err = format!(
+        "{:#}",
+        rt.load("x", &core, None, Limits::default())
+            .await
+            .err()
+            .unwrap()
+    );
+    assert!(err.contains("not a component"), "{err}");
+    let err = format!(
+        "{:#}",
+        rt.load(
+            "x",
+            &dir.path().join("missing.wasm"),
+            None,
+            Limits::default()
+        )
+        .await
+        .err()
+        .unwrap()
+    );
+    assert!(
+        err.contains("cannot read") && err.contains("plugins.x.path"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_load_comes_from_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let first = Runtime::new(Some(cache.path().to_owned())).unwrap();
+    let p = first
+        .load("hostile", &plugin("hostile"), None, Limits::default())
+        .await
+        .unwrap();
+    assert!(!p.from_cache);
+    let second = Runtime::new(Some(cache.path().to_owned())).unwrap();
+    let p = second
+        .load("hostile", &plugin("hostile"), None, Limits::default())
+        .await
+        .unwrap();
+    assert!(p.from_cache, "the second run recompiled");
+    assert_eq!(
+        attempt(&second, &p, Grants::default(), json!({ "attempt": "noop" }))
+            .await
+            .unwrap(),
+        "noop"
+    );
+}
+
+#[tokio::test]
+async fn state_persists_between_calls_per_plugin() {
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let services = HostServices {
+        docker: None,
+        state_dir: Some(dir.path().to_owned()),
+    };
+    let config = json!({ "attempt": "state-round-trip", "key": "ip", "value": "10.0.0.7" });
+    let first = attempt_with(&rt, &p, Grants::default(), services.clone(), config.clone())
+        .await
+        .unwrap();
+    assert_eq!(first, "before=None after=Some(\"10.0.0.7\")");
+    let second = attempt_with(&rt, &p, Grants::default(), services, config)
+        .await
+        .unwrap();
+    assert_eq!(second, "before=Some(\"10.0.0.7\") after=Some(\"10.0.0.7\")");
+}
