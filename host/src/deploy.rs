@@ -502,8 +502,7 @@ impl Agent {
                     let body = String::from_utf8_lossy(&r.body);
                     let body_ok = expect.as_deref().is_none_or(|e| body.contains(e));
                     if r.status == check.status && body_ok {
-                        let message =
-                            format!("{} answered {}: {}", url, r.status, first_line(&body));
+                        let message = format!("answered {}: {}", r.status, first_line(&body));
                         tracing::info!("{message}");
                         return CheckReport {
                             url: url.clone(),
