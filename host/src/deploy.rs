@@ -503,7 +503,7 @@ impl Agent {
                     let body_ok = expect.as_deref().is_none_or(|e| body.contains(e));
                     if r.status == check.status && body_ok {
                         let message = format!("answered {}: {}", r.status, first_line(&body));
-                        tracing::info!("{message}");
+                        tracing::info!("{url} {message}");
                         return CheckReport {
                             url: url.clone(),
                             ok: true,
