@@ -141,6 +141,9 @@ async fn plan_or_deploy(
 ) -> Result<ExitCode, AgentError> {
     let mut agent = Agent::open(&cli.manifest, cache_dir)?;
     let surfaces = agent.select(&sel.surfaces, sel.all)?;
+    if lock_wait.is_some() {
+        agent.preflight(&surfaces)?;
+    }
     let _lock = match lock_wait {
         Some(wait) => {
             let what = format!("slipway deploy {}", surfaces.join(" "));

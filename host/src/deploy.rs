@@ -89,6 +89,23 @@ impl Agent {
         order.map_err(AgentError::Usage)
     }
 
+    /// Refuse a deploy that could only fail at its end: every `${VAR}` its
+    /// verifications use must be set before anything changes.
+    pub fn preflight(&self, surfaces: &[String]) -> Result<(), AgentError> {
+        for name in surfaces {
+            if let Some(check) = &self.loaded.manifest.surface[name].verify {
+                for text in std::iter::once(&check.url).chain(check.expect.as_ref()) {
+                    interpolate(text).map_err(|e| {
+                        AgentError::Usage(format!(
+                            "surface.{name}.verify: {e}; set it before deploying"
+                        ))
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Load (from the cache when possible) every plugin the surfaces use.
     pub async fn load_plugins(&mut self, surfaces: &[String]) -> Result<(), AgentError> {
         for surface in surfaces {
@@ -201,15 +218,33 @@ impl Agent {
         report: &mut SurfaceReport,
     ) -> Result<(), String> {
         let surface = &self.loaded.manifest.surface[name];
+        let services = &surface.services;
+        let ready_timeout = Duration::from_secs(surface.ready_timeout_secs);
+        // A step that replaces containers itself (start-first) takes over the
+        // recreate; the host still builds, and still proves the result.
+        let step_replaces = surface
+            .step
+            .iter()
+            .any(|s| self.plugins[&s.plugin].info.replaces_services);
         let mut outputs = Vec::new();
-        if !surface.services.is_empty() {
-            let ready_timeout = Duration::from_secs(surface.ready_timeout_secs);
-            let recreated = if dry {
-                self.plan_services(name, &surface.services, report).await?
+        if !services.is_empty() {
+            let mut recreated: &[String] = &[];
+            if dry {
+                self.plan_services(name, services, step_replaces, report)
+                    .await;
             } else {
-                self.ship_services(name, &surface.services, ready_timeout, report)
-                    .await?
-            };
+                self.build_services(name, services, report).await?;
+                if !step_replaces {
+                    self.recreate_services(name, services, report).await?;
+                    self.prove_running(name, services, ready_timeout, report)
+                        .await?;
+                    recreated = services;
+                }
+            }
+            outputs.push(Output {
+                key: "built".into(),
+                value: services.join(","),
+            });
             outputs.push(Output {
                 key: "recreated".into(),
                 value: recreated.join(","),
@@ -252,6 +287,10 @@ impl Agent {
                 }
             }
         }
+        if step_replaces && !dry && !services.is_empty() {
+            self.prove_running(name, services, ready_timeout, report)
+                .await?;
+        }
         if let (Some(check), false) = (&surface.verify, dry) {
             let result = self.check(check).await;
             let ok = result.ok;
@@ -269,19 +308,20 @@ impl Agent {
 
     /// Rule 1: build each service's image, force-recreate its containers,
     /// wait until they are ready, and prove they run the image just built.
-    async fn ship_services(
+    fn docker_for(&self, surface: &str) -> Result<&Docker, String> {
+        self.docker
+            .as_deref()
+            .ok_or_else(|| format!("surface {surface}: its services need a Docker engine"))
+    }
+
+    /// Build each service's image (or resolve it, for image-only services).
+    async fn build_services(
         &self,
         surface: &str,
         services: &[String],
-        ready_timeout: Duration,
         report: &mut SurfaceReport,
-    ) -> Result<Vec<String>, String> {
-        let docker = self.docker.as_ref().ok_or_else(|| {
-            format!("surface {surface}: recreating services needs a Docker engine")
-        })?;
-        let fail = |service: &str, what: &str, e: anyhow::Error| {
-            format!("surface {surface}, service {service}: {what} failed: {e:#}")
-        };
+    ) -> Result<(), String> {
+        let docker = self.docker_for(surface)?;
         for service in services {
             let mut svc = ServiceReport {
                 service: service.clone(),
@@ -302,44 +342,65 @@ impl Agent {
                 tracing::info!("[{surface}] building {service}");
                 docker.build(service).await
             } else {
-                let tag = docker
-                    .image_tag(service)
-                    .await
-                    .map_err(|e| fail(service, "resolving the image", e))?;
-                docker.image_id(&tag).await
+                match docker.image_tag(service).await {
+                    Ok(tag) => docker.image_id(&tag).await,
+                    Err(e) => Err(e),
+                }
             };
             svc.build_ms = t.elapsed().as_millis() as u64;
-            match built {
-                Ok(id) => svc.image_built = Some(id),
-                Err(e) => {
-                    report.services.push(svc);
-                    return Err(fail(service, "build", e));
-                }
-            }
+            let built = built.map_err(|e| service_failed(surface, service, "build", e));
+            svc.image_built = built.as_ref().ok().cloned();
             report.services.push(svc);
+            built?;
         }
+        Ok(())
+    }
+
+    /// Rule 1: force-recreate (stop-first, as compose does).
+    async fn recreate_services(
+        &self,
+        surface: &str,
+        services: &[String],
+        report: &mut SurfaceReport,
+    ) -> Result<(), String> {
+        let docker = self.docker_for(surface)?;
         for (i, service) in services.iter().enumerate() {
             tracing::info!("[{surface}] recreating {service}");
             let t = Instant::now();
             let recreated = docker.recreate(service).await;
             report.services[i].recreate_ms = t.elapsed().as_millis() as u64;
-            let container = recreated.map_err(|e| fail(service, "recreate", e))?;
+            let container =
+                recreated.map_err(|e| service_failed(surface, service, "recreate", e))?;
             report.services[i].container = Some(container.name.clone());
         }
+        Ok(())
+    }
+
+    /// Wait until every service is ready, then prove each of its containers
+    /// runs the image this deploy built: otherwise the new code is not live.
+    async fn prove_running(
+        &self,
+        surface: &str,
+        services: &[String],
+        ready_timeout: Duration,
+        report: &mut SurfaceReport,
+    ) -> Result<(), String> {
+        let docker = self.docker_for(surface)?;
         for (i, service) in services.iter().enumerate() {
             let t = Instant::now();
             docker
                 .wait_ready(service, ready_timeout)
                 .await
-                .map_err(|e| fail(service, "readiness", e))?;
+                .map_err(|e| service_failed(surface, service, "readiness", e))?;
             report.services[i].ready_ms = t.elapsed().as_millis() as u64;
             let containers = docker
                 .containers(service)
                 .await
-                .map_err(|e| fail(service, "inspect", e))?;
+                .map_err(|e| service_failed(surface, service, "inspect", e))?;
             let expected = report.services[i].image_built.clone().unwrap_or_default();
             for c in &containers {
                 report.services[i].image_running = Some(c.image_id.clone());
+                report.services[i].container = Some(c.name.clone());
                 if c.image_id != expected {
                     return Err(format!(
                         "surface {surface}, service {service}: container {} runs image {} but the deploy built {expected}; the new code is not live",
@@ -347,17 +408,18 @@ impl Agent {
                     ));
                 }
             }
-            tracing::info!("[{surface}] {service} is ready on {}", expected);
+            tracing::info!("[{surface}] {service} is ready on {expected}");
         }
-        Ok(services.to_vec())
+        Ok(())
     }
 
     async fn plan_services(
         &self,
         surface: &str,
         services: &[String],
+        step_replaces: bool,
         report: &mut SurfaceReport,
-    ) -> Result<Vec<String>, String> {
+    ) {
         for service in services {
             let mut svc = ServiceReport {
                 service: service.clone(),
@@ -375,13 +437,17 @@ impl Agent {
                 .compose
                 .service(service)
                 .is_some_and(|s| s.build.is_some());
+            let replace = if step_replaces {
+                "let a step replace its container"
+            } else {
+                "force-recreate it"
+            };
             tracing::info!(
-                "[{surface}] would {}force-recreate {service}, wait until ready and check its image",
+                "[{surface}] would {}{replace} for {service}, wait until ready and check its image",
                 if build { "build, " } else { "" }
             );
             report.services.push(svc);
         }
-        Ok(services.to_vec())
     }
 
     async fn call_step(
@@ -542,6 +608,10 @@ impl Agent {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+}
+
+fn service_failed(surface: &str, service: &str, what: &str, e: anyhow::Error) -> String {
+    format!("surface {surface}, service {service}: {what} failed: {e:#}")
 }
 
 fn first_line(body: &str) -> &str {

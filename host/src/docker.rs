@@ -320,6 +320,105 @@ impl Docker {
         Ok(container_info(service, &self.inspect_raw(&new_id).await?))
     }
 
+    /// Start-first: a new container for the service next to the running
+    /// one, from the service's current image, with the same config, labels,
+    /// networks and aliases. The old container keeps serving until
+    /// [`Docker::retire`].
+    pub async fn start_replacement(&self, service: &str) -> Result<ContainerInfo> {
+        let ids = self.container_ids(service).await?;
+        let Some(template) = ids.first() else {
+            bail!(
+                "service `{service}` has no container in compose project `{}` to replace; bring the stack up once (docker compose up -d) before deploying",
+                self.compose.name
+            );
+        };
+        let tag = self.image_tag(service).await?;
+        let new_image = self.inspect_image(&tag).await?;
+        let old = self.inspect_raw(template).await?;
+        let old_image = match &old.image {
+            Some(id) => self.inspect_image(id).await.ok(),
+            None => None,
+        };
+        let (body, extra_networks) = replacement(&old, old_image.as_ref(), &tag, &new_image)?;
+        let old_name = old.name.clone().unwrap_or_default();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let name = format!("{}_next_{stamp}", old_name.trim_start_matches('/'));
+        let id = self.create_and_start(&name, body, &extra_networks).await?;
+        Ok(container_info(service, &self.inspect_raw(&id).await?))
+    }
+
+    /// Stop (SIGTERM, bounded by each container's stop timeout) and remove
+    /// every container of the service except `keep`, then give `keep` the
+    /// name the first of them had.
+    pub async fn retire(&self, service: &str, keep: &str) -> Result<()> {
+        let ids = self.container_ids(service).await?;
+        let keep = self.own_container(service, &ids, keep)?;
+        let mut canonical = None;
+        for id in ids.iter().filter(|id| **id != keep) {
+            let old = self.inspect_raw(id).await?;
+            let name = old
+                .name
+                .clone()
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_owned();
+            self.stop_and_remove(id, &old).await?;
+            canonical.get_or_insert(name);
+        }
+        if let Some(name) = canonical {
+            self.client
+                .rename_container(&keep, RenameContainerOptions { name: name.clone() })
+                .await
+                .with_context(|| format!("cannot rename the replacement to {name}"))?;
+        }
+        Ok(())
+    }
+
+    /// Stop and remove one container of the service.
+    pub async fn discard(&self, service: &str, container: &str) -> Result<()> {
+        let ids = self.container_ids(service).await?;
+        let id = self.own_container(service, &ids, container)?;
+        let old = self.inspect_raw(&id).await?;
+        self.stop_and_remove(&id, &old).await
+    }
+
+    /// The full ID of `container` if it belongs to the service; a plugin can
+    /// only name containers of services it was granted.
+    fn own_container(&self, service: &str, ids: &[String], container: &str) -> Result<String> {
+        ids.iter()
+            .find(|id| container.len() >= 12 && id.starts_with(container))
+            .cloned()
+            .ok_or_else(|| anyhow!("{container} is not a container of service `{service}`"))
+    }
+
+    async fn stop_and_remove(&self, id: &str, c: &ContainerInspectResponse) -> Result<()> {
+        let name = c.name.clone().unwrap_or_default();
+        let timeout = c.config.as_ref().and_then(|c| c.stop_timeout).unwrap_or(10);
+        self.client
+            .stop_container(
+                id,
+                Some(StopContainerOptions {
+                    t: Some(timeout as i32),
+                    signal: None,
+                }),
+            )
+            .await
+            .with_context(|| format!("cannot stop {name}"))?;
+        self.client
+            .remove_container(
+                id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .with_context(|| format!("cannot remove {name}"))
+    }
+
     async fn create_and_start(
         &self,
         name: &str,

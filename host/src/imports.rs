@@ -62,6 +62,24 @@ impl docker::Host for Sandbox {
         d.recreate(&service).await.map(Into::into).map_err(err)
     }
 
+    async fn start_replacement(&mut self, service: String) -> Result<docker::Container, String> {
+        let d = self.docker(DockerOp::StartReplacement, &service)?;
+        d.start_replacement(&service)
+            .await
+            .map(Into::into)
+            .map_err(err)
+    }
+
+    async fn retire(&mut self, service: String, keep: String) -> Result<(), String> {
+        let d = self.docker(DockerOp::Retire, &service)?;
+        d.retire(&service, &keep).await.map_err(err)
+    }
+
+    async fn discard(&mut self, service: String, container: String) -> Result<(), String> {
+        let d = self.docker(DockerOp::Discard, &service)?;
+        d.discard(&service, &container).await.map_err(err)
+    }
+
     async fn restart(&mut self, service: String) -> Result<(), String> {
         let d = self.docker(DockerOp::Restart, &service)?;
         d.restart(&service).await.map_err(err)

@@ -207,6 +207,7 @@ impl Runtime {
                 version: "?".into(),
                 description: String::new(),
                 needs: Vec::new(),
+                replaces_services: false,
             },
             role,
             wit_version,

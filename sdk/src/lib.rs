@@ -92,6 +92,11 @@ pub trait Watcher: Plugin {
     fn tick(ctx: Context) -> Result<Report, String>;
 }
 
+/// Block for `ms` milliseconds, e.g. between polls of a readiness check.
+pub fn pause_ms(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}
+
 fn step_label(ctx: &Context) -> String {
     format!("step {} of surface {}", ctx.step, ctx.surface)
 }
@@ -115,7 +120,16 @@ impl Context {
     /// Compose services the host recreated for this surface just before the
     /// steps ran.
     pub fn recreated(&self) -> Vec<String> {
-        self.output("recreated")
+        self.list("recreated")
+    }
+
+    /// Compose services whose images the host built for this surface.
+    pub fn built(&self) -> Vec<String> {
+        self.list("built")
+    }
+
+    fn list(&self, key: &str) -> Vec<String> {
+        self.output(key)
             .unwrap_or("")
             .split(',')
             .filter(|s| !s.is_empty())
@@ -172,15 +186,20 @@ macro_rules! error {
 }
 
 /// A [`PluginInfo`] from the calling crate's Cargo metadata:
-/// `plugin_info!(needs: ["docker: nginx"])`.
+/// `plugin_info!(needs: ["docker: nginx"])`. Add `replaces_services: true`
+/// for a step that replaces the surface's containers itself.
 #[macro_export]
 macro_rules! plugin_info {
     (needs: [$($need:expr),* $(,)?]) => {
+        $crate::plugin_info!(needs: [$($need),*], replaces_services: false)
+    };
+    (needs: [$($need:expr),* $(,)?], replaces_services: $replaces:expr) => {
         $crate::PluginInfo {
             name: env!("CARGO_PKG_NAME").to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             description: env!("CARGO_PKG_DESCRIPTION").to_owned(),
             needs: vec![$(::std::string::String::from($need)),*],
+            replaces_services: $replaces,
         }
     };
 }

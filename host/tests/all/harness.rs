@@ -252,3 +252,118 @@ impl Drop for Stack {
             .output();
     }
 }
+
+/// What a load run saw.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub ok: u64,
+    pub non_2xx: u64,
+    pub errors: u64,
+    /// The first few failures, for the assertion message.
+    pub failures: Vec<String>,
+}
+
+/// Steady HTTP/1.0 load through nginx, alternating GET and POST, from four
+/// threads, until stopped. Each request is its own connection, so a request
+/// that fails is counted, never retried.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Tally>>,
+    started: Instant,
+}
+
+impl Load {
+    pub fn start(port: u16, per_second: u32) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = 4;
+        let interval = Duration::from_secs_f64(threads as f64 / per_second as f64);
+        let handles = (0..threads)
+            .map(|t| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut tally = Tally::default();
+                    let mut next = Instant::now() + interval.mul_f64(t as f64 / threads as f64);
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let now = Instant::now();
+                        if next > now {
+                            std::thread::sleep(next - now);
+                        }
+                        next += interval;
+                        n += 1;
+                        let post = n.is_multiple_of(2);
+                        match request(port, post) {
+                            Ok(status) if (200..300).contains(&status) => tally.ok += 1,
+                            Ok(status) => {
+                                tally.non_2xx += 1;
+                                if tally.failures.len() < 5 {
+                                    tally.failures.push(format!(
+                                        "{} -> {status}",
+                                        if post { "POST" } else { "GET" }
+                                    ));
+                                }
+                            }
+                            Err(e) => {
+                                tally.errors += 1;
+                                if tally.failures.len() < 5 {
+                                    tally.failures.push(format!(
+                                        "{}: {e}",
+                                        if post { "POST" } else { "GET" }
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    tally
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            threads: handles,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn stop(self) -> (Tally, Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Tally::default();
+        for t in self.threads {
+            let t = t.join().unwrap();
+            all.ok += t.ok;
+            all.non_2xx += t.non_2xx;
+            all.errors += t.errors;
+            all.failures.extend(t.failures);
+        }
+        (all, self.started.elapsed())
+    }
+}
+
+fn request(port: u16, post: bool) -> std::io::Result<u16> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    if post {
+        let body = "order=42";
+        write!(
+            s,
+            "POST /api/cgi-bin/echo HTTP/1.0\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+    } else {
+        write!(s, "GET /version HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    }
+    let mut response = Vec::new();
+    s.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+    let complete = text.contains("honeychat-api ") && (!post || text.contains("order=42"));
+    match status {
+        Some(200) if !complete => Err(std::io::Error::other(format!(
+            "truncated or foreign body: {text:?}"
+        ))),
+        Some(code) => Ok(code),
+        None => Err(std::io::Error::other(format!("no status line in {text:?}"))),
+    }
+}

@@ -3,5 +3,6 @@
 
 mod cli;
 mod harness;
+mod nginx;
 mod rule1;
 mod sandbox;

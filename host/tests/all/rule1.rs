@@ -155,8 +155,8 @@ fn recreate_preserves_aliases_mounts_env_labels_and_restart_policy() {
     let body = std::fs::read_to_string(stack.path().join("slipway.toml"))
         .unwrap()
         .replace(
-            "services = [\"api\", \"worker\"]",
-            "services = [\"api\", \"worker\", \"nginx\"]",
+            "services = [\"api\", \"bot\", \"worker\"]",
+            "services = [\"api\", \"bot\", \"worker\", \"nginx\"]",
         );
     std::fs::write(stack.path().join("slipway.toml"), body).unwrap();
     let out = stack.slipway(&["deploy", "backend"], &[("APP_VERSION", "v1")]);

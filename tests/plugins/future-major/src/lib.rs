@@ -15,6 +15,7 @@ impl step::Guest for Future {
             version: "1.0.0".into(),
             description: "built against slipway:plugin@1.0.0".into(),
             needs: vec![],
+            replaces_services: false,
         }
     }
     fn plan(_: Context) -> Result<Report, String> {
