@@ -277,21 +277,7 @@ impl Docker {
             .trim_start_matches('/')
             .to_owned();
         let (body, extra_networks) = replacement(&old, old_image.as_ref(), tag, new_image)?;
-        let stop_timeout = old
-            .config
-            .as_ref()
-            .and_then(|c| c.stop_timeout)
-            .unwrap_or(10);
-        self.client
-            .stop_container(
-                old_id,
-                Some(StopContainerOptions {
-                    t: Some(stop_timeout as i32),
-                    signal: None,
-                }),
-            )
-            .await
-            .with_context(|| format!("cannot stop {name}"))?;
+        self.stop(old_id, &old).await?;
         let tmp_name = format!("{}_{name}", short(old_id));
         self.client
             .rename_container(old_id, RenameContainerOptions { name: tmp_name })
@@ -394,7 +380,8 @@ impl Docker {
             .ok_or_else(|| anyhow!("{container} is not a container of service `{service}`"))
     }
 
-    async fn stop_and_remove(&self, id: &str, c: &ContainerInspectResponse) -> Result<()> {
+    /// SIGTERM, then SIGKILL after the container's own stop timeout.
+    async fn stop(&self, id: &str, c: &ContainerInspectResponse) -> Result<()> {
         let name = c.name.clone().unwrap_or_default();
         let timeout = c.config.as_ref().and_then(|c| c.stop_timeout).unwrap_or(10);
         self.client
@@ -406,7 +393,12 @@ impl Docker {
                 }),
             )
             .await
-            .with_context(|| format!("cannot stop {name}"))?;
+            .with_context(|| format!("cannot stop {name}"))
+    }
+
+    async fn stop_and_remove(&self, id: &str, c: &ContainerInspectResponse) -> Result<()> {
+        let name = c.name.clone().unwrap_or_default();
+        self.stop(id, c).await?;
         self.client
             .remove_container(
                 id,

@@ -248,6 +248,14 @@ fn bad_input_gets_a_clear_error_and_exit_code() {
         "not a WebAssembly file",
     );
 
+    // A verification that could only fail at the end is refused up front.
+    let unset = format!(
+        "{good}[surface.backend.verify]\nurl = \"http://127.0.0.1:${{SLIPWAY_TEST_UNSET_PORT}}/\"\n"
+    );
+    let dir = project(&unset);
+    let out = slipway(dir.path(), &["deploy", "backend"], &[]);
+    assert_exit(&out, 2, "SLIPWAY_TEST_UNSET_PORT is not set");
+
     let dir = project(&good);
     let out = slipway(
         dir.path(),

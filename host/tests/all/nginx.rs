@@ -47,6 +47,19 @@ fn decoy_takes_api_ip(stack: &Stack) -> String {
     old_ip
 }
 
+/// How many containers the api service has, running or not.
+fn api_containers(stack: &Stack) -> usize {
+    let ids = sh(
+        &format!(
+            "docker ps -aq --filter label=com.docker.compose.project={} --filter label=com.docker.compose.service=api",
+            stack.project
+        ),
+        stack.path(),
+        &[],
+    );
+    ids.lines().count()
+}
+
 fn remove_decoy(stack: &Stack) {
     sh(
         &format!("docker rm -f {}_decoy", stack.project),
@@ -189,19 +202,7 @@ fn zero_downtime_deploys_fail_no_request_and_the_strategy_is_a_file_swap() {
         written,
         "the include file was not put back"
     );
-    let api_containers = sh(
-        &format!(
-            "docker ps -aq --filter label=com.docker.compose.project={} --filter label=com.docker.compose.service=api",
-            stack.project
-        ),
-        stack.path(),
-        &[],
-    );
-    assert_eq!(
-        api_containers.lines().count(),
-        1,
-        "old containers left behind"
-    );
+    assert_eq!(api_containers(&stack), 1, "old containers left behind");
 }
 
 #[test]
@@ -236,16 +237,8 @@ fn a_replacement_that_never_gets_ready_is_rolled_back_under_load() {
         before,
         "the old api must still serve"
     );
-    let api_containers = sh(
-        &format!(
-            "docker ps -aq --filter label=com.docker.compose.project={} --filter label=com.docker.compose.service=api",
-            stack.project
-        ),
-        stack.path(),
-        &[],
-    );
     assert_eq!(
-        api_containers.lines().count(),
+        api_containers(&stack),
         1,
         "the failed replacement was left behind"
     );

@@ -7,7 +7,7 @@
 //!   next to the old ones, pin nginx to them, reload, drain, retire the old.
 
 use serde::Deserialize;
-use slipway_sdk::{docker, probe};
+use slipway_sdk::{Context, Report, docker, probe};
 
 #[cfg(not(feature = "zero-downtime"))]
 mod reload;
@@ -131,4 +131,18 @@ fn verify_through(url: &str, expect: Option<&str>, timeout_ms: u32) -> Result<St
     Err(format!(
         "{url} did not answer 200 through nginx: last answer `{last}`"
     ))
+}
+
+/// The `verify` phase of both strategies: the route answers through nginx.
+fn verify_route(ctx: &Context) -> Result<Report, String> {
+    let config: Config = ctx.config()?;
+    match config.verify_url {
+        Some(url) => verify_through(
+            &url,
+            config.verify_expect.as_deref(),
+            config.verify_timeout_ms,
+        )
+        .map(Report::new),
+        None => Ok(Report::new("no verify_url configured")),
+    }
 }

@@ -2,7 +2,7 @@
 //! the services; for each one nginx routes to, wait until it is ready (never
 //! a fixed sleep), validate, reload gracefully, and verify through nginx.
 
-use crate::{Config, nginx, reload, test_config, verify_through};
+use crate::{Config, nginx, reload, test_config};
 use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, docker};
 
 struct NginxReload;
@@ -69,16 +69,7 @@ impl Step for NginxReload {
     }
 
     fn verify(ctx: Context) -> Result<Report, String> {
-        let config: Config = ctx.config()?;
-        match config.verify_url {
-            Some(url) => verify_through(
-                &url,
-                config.verify_expect.as_deref(),
-                config.verify_timeout_ms,
-            )
-            .map(Report::new),
-            None => Ok(Report::new("no verify_url configured")),
-        }
+        crate::verify_route(&ctx)
     }
 }
 

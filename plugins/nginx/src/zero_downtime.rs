@@ -110,16 +110,7 @@ impl Step for NginxZeroDowntime {
     }
 
     fn verify(ctx: Context) -> Result<Report, String> {
-        let config: Config = ctx.config()?;
-        match config.verify_url {
-            Some(url) => verify_through(
-                &url,
-                config.verify_expect.as_deref(),
-                config.verify_timeout_ms,
-            )
-            .map(Report::new),
-            None => Ok(Report::new("no verify_url configured")),
-        }
+        crate::verify_route(&ctx)
     }
 }
 
