@@ -59,8 +59,20 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         lock_wait: u64,
     },
-    /// What is live per surface, and whether it matches the built images.
+    /// What is live per surface, and whether it matches the built images;
+    /// the last tick of each watcher. Exits 1 when a watcher's last tick failed.
     Status,
+    /// Tick the manifest's watchers on their intervals until SIGTERM/SIGINT.
+    Watch {
+        /// Watchers to run (all when none are named).
+        watchers: Vec<String>,
+        /// Tick each watcher once and exit: 0 if every tick succeeded, else 1.
+        #[arg(long)]
+        once: bool,
+        /// Forget what a watcher remembers, including an open circuit breaker.
+        #[arg(long, value_name = "WATCHER", conflicts_with = "once")]
+        reset: Option<String>,
+    },
     /// Work with plugin files.
     Plugin {
         #[command(subcommand)]
@@ -109,6 +121,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             .await
         }
         Command::Status => status(&cli, cache_dir).await,
+        Command::Watch {
+            watchers,
+            once,
+            reset,
+        } => watch(&cli, cache_dir, watchers, *once, reset.as_deref()).await,
         Command::Plugin {
             command: PluginCommand::Inspect { file },
         } => inspect(&cli, cache_dir, file).await,
@@ -181,6 +198,40 @@ fn emit(cli: &Cli, report: &RunReport) -> ExitCode {
     }
 }
 
+async fn watch(
+    cli: &Cli,
+    cache_dir: Option<PathBuf>,
+    watchers: &[String],
+    once: bool,
+    reset: Option<&str>,
+) -> Result<ExitCode, AgentError> {
+    let mut agent = Agent::open(&cli.manifest, cache_dir)?;
+    if let Some(watcher) = reset {
+        agent.load_watchers(&[watcher.to_owned()]).await?;
+        crate::watch::reset(&agent.loaded.state_dir(), watcher)
+            .map_err(|e| AgentError::Other(e.into()))?;
+        tracing::info!("watch {watcher}: state reset; it starts afresh on its next tick");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let watchers = agent.load_watchers(watchers).await?;
+    if watchers.is_empty() {
+        return Err(AgentError::Usage(
+            "the manifest defines no [watch.*] watchers".into(),
+        ));
+    }
+    agent.connect_docker().await?;
+    if once {
+        let ok = crate::watch::once(&agent, &watchers).await?;
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_FAILED)
+        });
+    }
+    crate::watch::run(&agent, &watchers).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 #[derive(Serialize)]
 struct ServiceStatus {
     surface: String,
@@ -232,10 +283,23 @@ async fn status(cli: &Cli, cache_dir: Option<PathBuf>) -> Result<ExitCode, Agent
             }
         }
     }
+    let state_dir = agent.loaded.state_dir();
+    let watchers: Vec<serde_json::Value> = agent
+        .loaded
+        .manifest
+        .watch
+        .keys()
+        .map(|w| match crate::watch::last_tick(&state_dir, w) {
+            Some(rec) => serde_json::to_value(rec).expect("serializes"),
+            None => serde_json::json!({ "watcher": w, "ok": null, "message": "no tick yet" }),
+        })
+        .collect();
+    let failing = watchers.iter().any(|w| w["ok"] == false);
     if cli.json {
+        let doc = serde_json::json!({ "services": rows, "watchers": watchers });
         println!(
             "{}",
-            serde_json::to_string_pretty(&rows).expect("status serializes")
+            serde_json::to_string_pretty(&doc).expect("status serializes")
         );
     } else {
         for r in &rows {
@@ -256,8 +320,24 @@ async fn status(cli: &Cli, cache_dir: Option<PathBuf>) -> Result<ExitCode, Agent
                 }
             );
         }
+        for w in &watchers {
+            let state = match w["ok"].as_bool() {
+                Some(true) => "ok",
+                Some(false) => "FAILING",
+                None => "-",
+            };
+            println!(
+                "watch      {:<14} {state:<10} {}",
+                w["watcher"].as_str().unwrap_or("?"),
+                w["message"].as_str().unwrap_or("")
+            );
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if failing {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn short(id: Option<&str>) -> &str {

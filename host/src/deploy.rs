@@ -7,7 +7,7 @@ use crate::docker::{Docker, Unreachable};
 use crate::lock::LockError;
 use crate::manifest::{HttpCheck, Loaded, ManifestError, StepSpec, interpolate};
 use crate::report::{CallReport, CheckReport, RunReport, ServiceReport, StepReport, SurfaceReport};
-use crate::runtime::{Limits, Phase, Plugin, Runtime};
+use crate::runtime::{Limits, Phase, Plugin, Role, Runtime};
 use crate::sandbox::{Caller, HostServices};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -108,37 +108,107 @@ impl Agent {
 
     /// Load (from the cache when possible) every plugin the surfaces use.
     pub async fn load_plugins(&mut self, surfaces: &[String]) -> Result<(), AgentError> {
-        for surface in surfaces {
-            for step in &self.loaded.manifest.surface[surface].step {
-                if self.plugins.contains_key(&step.plugin) {
-                    continue;
-                }
-                let spec = &self.loaded.manifest.plugins[&step.plugin];
-                let path = self.loaded.dir.join(&spec.path);
-                let limits = Limits {
-                    timeout: Duration::from_secs(spec.timeout_secs),
-                    memory_bytes: (spec.memory_mb as usize) << 20,
-                };
-                let plugin = self
-                    .runtime
-                    .load(&step.plugin, &path, spec.sha256.as_deref(), limits)
-                    .await
-                    .map_err(|e| AgentError::Usage(format!("plugins.{}: {e:#}", step.plugin)))?;
-                tracing::debug!(
-                    "loaded {} {} ({}, {})",
-                    plugin.info.name,
-                    plugin.info.version,
-                    path.display(),
-                    if plugin.from_cache {
-                        "cached"
-                    } else {
-                        "compiled"
-                    }
-                );
-                self.plugins.insert(step.plugin.clone(), plugin);
-            }
+        let keys: Vec<String> = surfaces
+            .iter()
+            .flat_map(|s| &self.loaded.manifest.surface[s].step)
+            .map(|step| step.plugin.clone())
+            .collect();
+        for key in keys {
+            self.load_plugin(&key, Role::Step).await?;
         }
         Ok(())
+    }
+
+    /// Load the plugins of the named watchers (every watcher when empty).
+    pub async fn load_watchers(&mut self, names: &[String]) -> Result<Vec<String>, AgentError> {
+        let watchers = &self.loaded.manifest.watch;
+        for name in names {
+            if !watchers.contains_key(name) {
+                let known: Vec<&str> = watchers.keys().map(String::as_str).collect();
+                return Err(AgentError::Usage(format!(
+                    "no watcher named `{name}`; the manifest defines: {}",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+        }
+        let selected: Vec<String> = match names.is_empty() {
+            true => watchers.keys().cloned().collect(),
+            false => names.to_vec(),
+        };
+        let keys: Vec<String> = selected
+            .iter()
+            .map(|n| watchers[n].plugin.clone())
+            .collect();
+        for key in keys {
+            self.load_plugin(&key, Role::Watcher).await?;
+        }
+        Ok(selected)
+    }
+
+    async fn load_plugin(&mut self, key: &str, role: Role) -> Result<(), AgentError> {
+        if let Some(plugin) = self.plugins.get(key) {
+            return check_role(key, plugin, role);
+        }
+        let spec = &self.loaded.manifest.plugins[key];
+        let path = self.loaded.dir.join(&spec.path);
+        let limits = Limits {
+            timeout: Duration::from_secs(spec.timeout_secs),
+            memory_bytes: (spec.memory_mb as usize) << 20,
+        };
+        let plugin = self
+            .runtime
+            .load(key, &path, spec.sha256.as_deref(), limits)
+            .await
+            .map_err(|e| AgentError::Usage(format!("plugins.{key}: {e:#}")))?;
+        tracing::debug!(
+            "loaded {} {} ({}, {})",
+            plugin.info.name,
+            plugin.info.version,
+            path.display(),
+            if plugin.from_cache {
+                "cached"
+            } else {
+                "compiled"
+            }
+        );
+        check_role(key, &plugin, role)?;
+        self.plugins.insert(key.to_owned(), plugin);
+        Ok(())
+    }
+
+    /// One tick of a watcher, in a fresh store built from its grants.
+    pub async fn tick(&self, name: &str) -> Result<crate::bindings::Report, String> {
+        let spec = &self.loaded.manifest.watch[name];
+        let plugin = &self.plugins[&spec.plugin];
+        let who = format!(
+            "watcher {name} (plugin {} {} from plugins.{})",
+            plugin.info.name, plugin.info.version, spec.plugin
+        );
+        let grants = self
+            .loaded
+            .grants(&spec.grants, false)
+            .map_err(|(key, e)| format!("{who}: grants.{key}: {e}"))?;
+        let ctx = Context {
+            surface: name.to_owned(),
+            step: 0,
+            config: spec.config.to_string(),
+            outputs: Vec::new(),
+        };
+        let caller = Caller {
+            surface: format!("watch.{name}"),
+            step: 0,
+            plugin_key: watch_state_key(name),
+            plugin: plugin.info.name.clone(),
+            version: plugin.info.version.clone(),
+        };
+        self.runtime
+            .call(plugin, Phase::Tick, ctx, caller, grants, self.services())
+            .await
+            .map_err(|e| format!("{who}: {e}"))
     }
 
     fn services(&self) -> HostServices {
@@ -608,6 +678,28 @@ impl Agent {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+}
+
+/// The plugin-state name of a watcher: state belongs to the watcher, so two
+/// watchers running one plugin keep separate memories.
+pub fn watch_state_key(watcher: &str) -> String {
+    format!("watch-{watcher}")
+}
+
+fn check_role(key: &str, plugin: &Plugin, role: Role) -> Result<(), AgentError> {
+    if plugin.role == role {
+        return Ok(());
+    }
+    Err(AgentError::Usage(format!(
+        "plugins.{key}: {} {} is built for the `{}` world, but it is used as a {}",
+        plugin.info.name,
+        plugin.info.version,
+        plugin.role.world(),
+        match role {
+            Role::Step => "surface step",
+            Role::Watcher => "watcher",
+        }
+    )))
 }
 
 fn service_failed(surface: &str, service: &str, what: &str, e: anyhow::Error) -> String {

@@ -19,3 +19,4 @@ pub mod report;
 pub mod runtime;
 pub mod sandbox;
 pub mod state;
+pub mod watch;

@@ -24,6 +24,25 @@ pub struct Manifest {
     /// Deploy surfaces, in the order `deploy --all` uses to break ties.
     #[serde(default)]
     pub surface: IndexMap<String, Surface>,
+    /// Watchers that `slipway watch` ticks on an interval.
+    #[serde(default)]
+    pub watch: IndexMap<String, WatchSpec>,
+}
+
+/// A watcher: a `watch`-world plugin called every `interval_ms`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSpec {
+    /// A key of `[plugins]`; the plugin must be built for the `watch` world.
+    pub plugin: String,
+    /// Time between ticks, in milliseconds.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// Handed to the plugin as JSON.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    #[serde(default)]
+    pub grants: GrantSpec,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -136,6 +155,9 @@ pub struct HttpCheck {
     pub timeout_secs: u64,
 }
 
+fn default_interval_ms() -> u64 {
+    60_000
+}
 fn default_compose_file() -> PathBuf {
     "docker-compose.yml".into()
 }
@@ -272,24 +294,43 @@ impl Loaded {
             }
             for (i, step) in surface.step.iter().enumerate() {
                 let key = format!("{key}.step[{i}]");
-                if !m.plugins.contains_key(&step.plugin) {
-                    return Err((
-                        format!("{key}.plugin"),
-                        format!(
-                            "no plugin named `{}`; add [plugins.{}] or use one of: {}",
-                            step.plugin,
-                            step.plugin,
-                            keys(&m.plugins)
-                        ),
-                    ));
-                }
-                if !step.config.is_object() {
-                    return Err((format!("{key}.config"), "must be a table".into()));
-                }
-                self.grants(&step.grants, false)
-                    .map_err(|(k, e)| (format!("{key}.grants.{k}"), e))?;
+                self.validate_use(&key, &step.plugin, &step.config, &step.grants)?;
             }
         }
+        for (name, watch) in &m.watch {
+            let key = format!("watch.{name}");
+            if watch.interval_ms == 0 {
+                return Err((format!("{key}.interval_ms"), "must be at least 1".into()));
+            }
+            self.validate_use(&key, &watch.plugin, &watch.config, &watch.grants)?;
+        }
+        Ok(())
+    }
+
+    /// A step or watcher: its plugin exists, its config is a table, its
+    /// grants resolve.
+    fn validate_use(
+        &self,
+        key: &str,
+        plugin: &str,
+        config: &serde_json::Value,
+        grants: &GrantSpec,
+    ) -> Result<(), (String, String)> {
+        let plugins = &self.manifest.plugins;
+        if !plugins.contains_key(plugin) {
+            return Err((
+                format!("{key}.plugin"),
+                format!(
+                    "no plugin named `{plugin}`; add [plugins.{plugin}] or use one of: {}",
+                    keys(plugins)
+                ),
+            ));
+        }
+        if !config.is_object() {
+            return Err((format!("{key}.config"), "must be a table".into()));
+        }
+        self.grants(grants, false)
+            .map_err(|(k, e)| (format!("{key}.grants.{k}"), e))?;
         Ok(())
     }
 

@@ -6,3 +6,4 @@ mod harness;
 mod nginx;
 mod rule1;
 mod sandbox;
+mod watch;

@@ -43,7 +43,7 @@ fn deploy_backend_ships_the_new_image_and_restart_does_not() {
     // `slipway status` sees the drift.
     let status = stack.slipway(&["status", "--json"], &[]);
     let rows = json(&status);
-    let api = rows
+    let api = rows["services"]
         .as_array()
         .unwrap()
         .iter()

@@ -1,0 +1,404 @@
+//! The GPU-tunnel watchdog under `slipway watch`, against a fake address
+//! source on loopback whose answers the test controls and real containers.
+//! Most ticks run as separate `slipway watch --once` processes, so every
+//! test also shows that the watchdog's memory survives an agent restart.
+
+use crate::harness::{Stack, docker_inspect, plugin, text};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone)]
+enum Answer {
+    Body(String),
+    Status(u16),
+    Hang,
+}
+
+/// An HTTP endpoint answering what the test last set.
+struct Source {
+    port: u16,
+    answer: Arc<Mutex<Answer>>,
+}
+
+impl Source {
+    fn start(first: &str) -> Source {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answer = Arc::new(Mutex::new(Answer::Body(first.to_owned())));
+        let shared = answer.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let answer = shared.lock().unwrap().clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 1024];
+                    let _ = conn.read(&mut buf);
+                    let (status, body) = match answer {
+                        Answer::Body(b) => (200, b),
+                        Answer::Status(s) => (s, "oops".into()),
+                        Answer::Hang => {
+                            std::thread::sleep(Duration::from_secs(5));
+                            return;
+                        }
+                    };
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        Source { port, answer }
+    }
+
+    fn set(&self, answer: Answer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    fn ip(&self, ip: &str) {
+        self.set(Answer::Body(format!("{ip}\n")));
+    }
+}
+
+/// The tunnel's far end: a port that accepts connections or refuses them.
+struct Tunnel {
+    port: u16,
+    listener: Option<TcpListener>,
+}
+
+impl Tunnel {
+    fn up() -> Tunnel {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Tunnel {
+            port: listener.local_addr().unwrap().port(),
+            listener: Some(listener),
+        }
+    }
+
+    fn down(&mut self) {
+        self.listener = None;
+    }
+}
+
+/// Add the watchdog to the stack's manifest, with fast settings.
+fn add_watchdog(stack: &Stack, source: &Source, tunnel: &Tunnel, config: &str, docker: &str) {
+    let path = stack.path().join("slipway.toml");
+    let mut manifest = std::fs::read_to_string(&path).unwrap();
+    manifest.push_str(&format!(
+        r#"
+[plugins.vast]
+path = "{}"
+
+[watch.vast]
+plugin = "vast"
+interval_ms = 100
+config = {{ source = "http://127.0.0.1:{}/ip", tunnel_probe = "127.0.0.1:{}", source_timeout_ms = 300, ready_timeout_ms = 30000, {config} }}
+grants = {{ docker = [{docker}], probe = ["127.0.0.1:{}", "127.0.0.1:{}"] }}
+"#,
+        plugin("vast-watchdog").display(),
+        source.port,
+        tunnel.port,
+        source.port,
+        tunnel.port,
+    ));
+    std::fs::write(path, manifest).unwrap();
+}
+
+/// One tick in a fresh agent: (exit code, stderr).
+fn tick(stack: &Stack) -> (i32, String) {
+    let out = stack.slipway(
+        &["watch", "--once", "vast"],
+        &[("SLIPWAY_LOG", "slipway=debug")],
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ids(stack: &Stack, services: &[&str]) -> Vec<String> {
+    services
+        .iter()
+        .map(|s| {
+            docker_inspect(&stack.container(s))["Id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_confirmed_change_recreates_each_service_exactly_once() {
+    let stack = Stack::up();
+    let source = Source::start("203.0.113.10");
+    let tunnel = Tunnel::up();
+    add_watchdog(
+        &stack,
+        &source,
+        &tunnel,
+        "services = [\"bot\", \"worker\"], confirm_ticks = 3, cooldown_ms = 0",
+        "\"bot\", \"worker\"",
+    );
+    let before = ids(&stack, &["bot", "worker", "api"]);
+    for _ in 0..3 {
+        assert_eq!(tick(&stack).0, 0);
+    }
+    source.ip("203.0.113.20");
+    for n in 1..3 {
+        let (code, log) = tick(&stack);
+        assert_eq!(code, 0, "{log}");
+        assert!(log.contains(&format!("seen {n}/3 ticks")), "{log}");
+        assert_eq!(
+            ids(&stack, &["bot", "worker", "api"]),
+            before,
+            "acted before confirmation"
+        );
+    }
+    let (code, log) = tick(&stack);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("recreated bot,worker for 203.0.113.10 -> 203.0.113.20"),
+        "{log}"
+    );
+    let after = ids(&stack, &["bot", "worker", "api"]);
+    assert_ne!(after[0], before[0]);
+    assert_ne!(after[1], before[1]);
+    assert_eq!(after[2], before[2], "api was not configured");
+    for service in ["bot", "worker"] {
+        assert_eq!(
+            docker_inspect(&stack.container(service))["State"]["Status"],
+            "running"
+        );
+    }
+    for _ in 0..3 {
+        assert_eq!(tick(&stack).0, 0);
+    }
+    assert_eq!(
+        ids(&stack, &["bot", "worker", "api"]),
+        after,
+        "recreated more than once"
+    );
+}
+
+#[test]
+fn flapping_and_bad_answers_never_recreate() {
+    let stack = Stack::up();
+    let source = Source::start("198.51.100.1");
+    let tunnel = Tunnel::up();
+    add_watchdog(
+        &stack,
+        &source,
+        &tunnel,
+        "services = [\"bot\"], confirm_ticks = 2, cooldown_ms = 0",
+        "\"bot\"",
+    );
+    let before = ids(&stack, &["bot"]);
+    assert_eq!(tick(&stack).0, 0);
+    for i in 0..10 {
+        source.ip(if i % 2 == 0 {
+            "198.51.100.2"
+        } else {
+            "198.51.100.1"
+        });
+        assert_eq!(tick(&stack).0, 0);
+    }
+    let bad = [
+        (Answer::Status(500), "answered 500"),
+        (Answer::Status(404), "answered 404"),
+        (
+            Answer::Body("<html>maintenance</html>".into()),
+            "not an IP address",
+        ),
+        (Answer::Body("999.1.1.1".into()), "not an IP address"),
+        (Answer::Body(String::new()), "not an IP address"),
+        (Answer::Hang, "source failed"),
+    ];
+    for (answer, expected) in bad {
+        source.set(answer);
+        for _ in 0..3 {
+            let (code, log) = tick(&stack);
+            assert_eq!(code, 0, "{log}");
+            assert!(
+                log.contains(expected) && log.contains("no action"),
+                "{expected}: {log}"
+            );
+        }
+    }
+    assert_eq!(
+        ids(&stack, &["bot"]),
+        before,
+        "a flap or a bad answer caused a recreate"
+    );
+}
+
+#[test]
+fn a_storm_is_bounded_by_cooldown_then_the_breaker_trips_until_reset() {
+    let stack = Stack::up();
+    let source = Source::start("192.0.2.1");
+    let mut tunnel = Tunnel::up();
+    tunnel.down();
+    let cooldown = Duration::from_millis(2500);
+    add_watchdog(
+        &stack,
+        &source,
+        &tunnel,
+        "services = [\"bot\"], confirm_ticks = 2, cooldown_ms = 2500, breaker_max = 3, breaker_window_ms = 600000",
+        "\"bot\"",
+    );
+    let start = Instant::now();
+    let mut recreations: Vec<Instant> = Vec::new();
+    let mut tripped_at = None;
+    for t in 0..80 {
+        // A new address every two ticks.
+        source.ip(&format!("192.0.2.{}", 2 + t / 2));
+        let (code, log) = tick(&stack);
+        if log.contains("recreated bot") {
+            recreations.push(Instant::now());
+        }
+        if code != 0 {
+            assert!(log.contains("circuit breaker"), "{log}");
+            tripped_at.get_or_insert(t);
+        }
+        if tripped_at.is_some_and(|at| t > at + 5) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = start.elapsed();
+    assert!(
+        tripped_at.is_some(),
+        "the breaker never tripped ({} recreations)",
+        recreations.len()
+    );
+    assert_eq!(
+        recreations.len(),
+        3,
+        "the breaker allows exactly breaker_max failed recreations"
+    );
+    let by_cooldown = 1 + (elapsed.as_millis() / cooldown.as_millis()) as usize;
+    assert!(
+        recreations.len() <= by_cooldown,
+        "{} recreations in {elapsed:?}",
+        recreations.len()
+    );
+    for pair in recreations.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= cooldown,
+            "recreations {:?} apart",
+            pair[1] - pair[0]
+        );
+    }
+    // Tripped: loud in status, and it stays tripped across agent restarts.
+    let status = stack.slipway(&["status"], &[]);
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status));
+    assert!(text(&status).contains("FAILING"), "{}", text(&status));
+    let (code, log) = tick(&stack);
+    assert_eq!(code, 1);
+    assert!(
+        log.contains("circuit breaker open") && log.contains("--reset vast"),
+        "{log}"
+    );
+
+    // A human resets it; it starts afresh from the current address.
+    let out = stack.slipway(&["watch", "--reset", "vast"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (code, log) = tick(&stack);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("baseline address"), "{log}");
+    assert_eq!(stack.slipway(&["status"], &[]).status.code(), Some(0));
+}
+
+#[test]
+fn the_watchdog_reaches_only_what_it_was_granted() {
+    let stack = Stack::up();
+    let source = Source::start("203.0.113.1");
+    let tunnel = Tunnel::up();
+    // api is configured but not granted.
+    add_watchdog(
+        &stack,
+        &source,
+        &tunnel,
+        "services = [\"bot\", \"api\"], confirm_ticks = 1, cooldown_ms = 0",
+        "\"bot\"",
+    );
+    let api = ids(&stack, &["api"]);
+    assert_eq!(tick(&stack).0, 0);
+    source.ip("203.0.113.2");
+    let (code, log) = tick(&stack);
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("docker inspect of service `api` is not granted"),
+        "{log}"
+    );
+    assert_eq!(ids(&stack, &["api"]), api);
+
+    // A source on a host:port that is not granted is refused, never followed.
+    let path = stack.path().join("slipway.toml");
+    let manifest = std::fs::read_to_string(&path).unwrap();
+    let other = crate::harness::free_port();
+    std::fs::write(
+        &path,
+        manifest.replace(
+            &format!("http://127.0.0.1:{}/ip", source.port),
+            &format!("http://127.0.0.1:{other}/ip"),
+        ),
+    )
+    .unwrap();
+    let (code, log) = tick(&stack);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains(&format!("probe of 127.0.0.1:{other} is not granted")),
+        "{log}"
+    );
+}
+
+#[test]
+fn watch_runs_until_sigterm_and_skips_ticks_while_a_deploy_holds_the_lock() {
+    let stack = Stack::up();
+    let source = Source::start("203.0.113.1");
+    let tunnel = Tunnel::up();
+    add_watchdog(&stack, &source, &tunnel, "services = [\"bot\"]", "\"bot\"");
+
+    let lock = slipway::lock::DeployLock::acquire(
+        &stack.path().join(".slipway"),
+        "a test deploy",
+        Duration::ZERO,
+    )
+    .unwrap();
+    let (code, log) = tick(&stack);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("skipping this tick") && log.contains("a test deploy"),
+        "{log}"
+    );
+    drop(lock);
+
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .current_dir(stack.path())
+        .args(["watch"])
+        .env("SLIPWAY_CACHE_DIR", crate::harness::cache_dir())
+        .env("SLIPWAY_LOG", "slipway=debug")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Instant::now();
+    crate::harness::sh(&format!("kill -TERM {}", child.id()), stack.path(), &[]);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.matches("address unchanged").count() >= 5,
+        "ticks did not run on the interval: {log}"
+    );
+    assert!(log.contains("stopping on signal"), "{log}");
+}
