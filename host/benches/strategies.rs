@@ -34,7 +34,7 @@ impl Strategy {
 }
 
 /// One deploy of a new api and worker under load: (failed requests, wall time).
-fn run(strategy: Strategy, round: usize) -> (u64, u64, Duration) {
+fn run(strategy: Strategy, round: usize) -> (u64, u64, Duration, Vec<String>) {
     let stack = Stack::up();
     if let Strategy::ZeroDowntime = strategy {
         let path = stack.path().join("slipway.toml");
@@ -67,7 +67,7 @@ fn run(strategy: Strategy, round: usize) -> (u64, u64, Duration) {
     // Keep the load on briefly: a stale route shows up after the deploy returns.
     std::thread::sleep(Duration::from_secs(2));
     let (tally, _) = load.stop();
-    (tally.non_2xx, tally.errors, wall)
+    (tally.non_2xx, tally.errors, wall, tally.failures)
 }
 
 fn main() {
@@ -77,11 +77,12 @@ fn main() {
         let mut times = Vec::new();
         println!("{}", strategy.label());
         for round in 0..RUNS {
-            let (non_2xx, errors, wall) = run(strategy, round);
+            let (non_2xx, errors, wall, failures) = run(strategy, round);
             println!(
-                "  run {}: {non_2xx} non-2xx, {errors} connection errors, deploy {:.2} s",
+                "  run {}: {non_2xx} non-2xx, {errors} connection errors, deploy {:.2} s  {}",
                 round + 1,
-                wall.as_secs_f64()
+                wall.as_secs_f64(),
+                failures.first().map(String::as_str).unwrap_or("")
             );
             failed_total += non_2xx + errors;
             times.push(wall.as_secs_f64());
