@@ -59,6 +59,14 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         lock_wait: u64,
     },
+    /// Undo a surface's last deploy: each step's rollback, last step first
+    /// (e.g. switch a static site back to its previous release).
+    Rollback {
+        surface: String,
+        /// Seconds to wait for another deploy of this project to finish.
+        #[arg(long, default_value_t = 0)]
+        lock_wait: u64,
+    },
     /// What is live per surface, and whether it matches the built images;
     /// the last tick of each watcher. Exits 1 when a watcher's last tick failed.
     Status,
@@ -119,6 +127,9 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Some(Duration::from_secs(*lock_wait)),
             )
             .await
+        }
+        Command::Rollback { surface, lock_wait } => {
+            rollback(&cli, cache_dir, surface, Duration::from_secs(*lock_wait)).await
         }
         Command::Status => status(&cli, cache_dir).await,
         Command::Watch {
@@ -196,6 +207,22 @@ fn emit(cli: &Cli, report: &RunReport) -> ExitCode {
     } else {
         ExitCode::from(EXIT_FAILED)
     }
+}
+
+async fn rollback(
+    cli: &Cli,
+    cache_dir: Option<PathBuf>,
+    surface: &str,
+    lock_wait: Duration,
+) -> Result<ExitCode, AgentError> {
+    let mut agent = Agent::open(&cli.manifest, cache_dir)?;
+    let surfaces = agent.select(&[surface.to_owned()], false)?;
+    let what = format!("slipway rollback {surface}");
+    let _lock = DeployLock::acquire(&agent.loaded.state_dir(), &what, lock_wait)?;
+    agent.load_plugins(&surfaces).await?;
+    agent.connect_docker().await?;
+    let report = agent.rollback(surface).await;
+    Ok(emit(cli, &report))
 }
 
 async fn watch(

@@ -228,6 +228,49 @@ impl Agent {
         self.run("deploy", surfaces, false).await
     }
 
+    /// Undo the last deploy of a surface: every step's `rollback`, last step
+    /// first. Service images are not rolled back here.
+    pub async fn rollback(&self, surface: &str) -> RunReport {
+        let start = Instant::now();
+        let mut report = SurfaceReport {
+            name: surface.to_owned(),
+            outcome: "ok".into(),
+            services: Vec::new(),
+            steps: Vec::new(),
+            verify: None,
+            error: None,
+            duration_ms: 0,
+        };
+        let steps = &self.loaded.manifest.surface[surface].step;
+        for (index, step) in steps.iter().enumerate().rev() {
+            let result = self
+                .call_step(surface, index, step, Phase::Rollback, &[], false)
+                .await;
+            let (call, error) = match result {
+                Ok((call, _)) => (call, None),
+                Err((call, message)) => (call, Some(message)),
+            };
+            let mut step_report = self.step_report(index, step);
+            step_report.calls.push(call);
+            report.steps.push(step_report);
+            if let Some(message) = error {
+                tracing::error!("[{surface}] {message}");
+                report.outcome = "failed".into();
+                report.error = Some(message);
+                break;
+            }
+        }
+        report.duration_ms = start.elapsed().as_millis() as u64;
+        RunReport {
+            command: "rollback".into(),
+            project: self.loaded.manifest.project.name.clone(),
+            ok: report.error.is_none(),
+            error: report.error.clone(),
+            surfaces: vec![report],
+            duration_ms: start.elapsed().as_millis() as u64,
+        }
+    }
+
     async fn run(&self, command: &str, surfaces: &[String], dry: bool) -> RunReport {
         let start = Instant::now();
         let mut report = RunReport {
@@ -327,15 +370,7 @@ impl Agent {
             } else {
                 &[Phase::Apply, Phase::Verify]
             };
-            let plugin = &self.plugins[&step.plugin];
-            report.steps.push(StepReport {
-                index,
-                plugin: step.plugin.clone(),
-                plugin_name: plugin.info.name.clone(),
-                plugin_version: plugin.info.version.clone(),
-                sha256: plugin.sha256.clone(),
-                calls: Vec::new(),
-            });
+            report.steps.push(self.step_report(index, step));
             for &phase in phases {
                 let result = self
                     .call_step(name, index, step, phase, &outputs, dry)
@@ -517,6 +552,18 @@ impl Agent {
                 if build { "build, " } else { "" }
             );
             report.services.push(svc);
+        }
+    }
+
+    fn step_report(&self, index: usize, step: &StepSpec) -> StepReport {
+        let plugin = &self.plugins[&step.plugin];
+        StepReport {
+            index,
+            plugin: step.plugin.clone(),
+            plugin_name: plugin.info.name.clone(),
+            plugin_version: plugin.info.version.clone(),
+            sha256: plugin.sha256.clone(),
+            calls: Vec::new(),
         }
     }
 

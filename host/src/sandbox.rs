@@ -71,7 +71,10 @@ impl Sandbox {
             .stderr(output.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .allow_ip_name_lookup(false)
+            // File operations run inline instead of bouncing through
+            // spawn_blocking: a static-site publish makes tens of thousands.
+            .allow_blocking_current_thread(true);
         for dir in &grants.fs {
             let perms = if dir.writable {
                 FsPerms::ReadWrite

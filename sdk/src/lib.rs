@@ -5,7 +5,7 @@
 //! `slipway watch`), and exports itself with [`export_step!`] or
 //! [`export_watcher!`]:
 //!
-//! ```ignore
+//! ```no_run
 //! use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step};
 //!
 //! struct Hello;
@@ -54,6 +54,8 @@ pub mod bindings {
         });
     }
 }
+
+pub mod release;
 
 use bindings::step_world::slipway::plugin as imports;
 

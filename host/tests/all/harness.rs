@@ -125,6 +125,8 @@ pub struct Stack {
     pub dir: tempfile::TempDir,
     pub project: String,
     pub port: u16,
+    /// nginx's static-site port.
+    pub site_port: u16,
     /// Images built outside slipway (compose at `up`, or a test); they go
     /// dangling once slipway rebuilds, so they are removed by ID.
     images: std::sync::Mutex<Vec<String>>,
@@ -135,6 +137,7 @@ impl Stack {
         let dir = tempfile::tempdir().unwrap();
         let project = unique("slt");
         let port = free_port();
+        let site_port = free_port();
         sh(
             &format!("cp -r {}/examples/honeychat/. .", repo_root().display()),
             dir.path(),
@@ -152,6 +155,7 @@ impl Stack {
             dir,
             project,
             port,
+            site_port,
             images: Default::default(),
         };
         stack.compose("up -d --build");
@@ -173,11 +177,20 @@ impl Stack {
         self.dir.path()
     }
 
+    fn ports(&self) -> [(&'static str, String); 2] {
+        [
+            ("HONEYCHAT_HTTP_PORT", self.port.to_string()),
+            ("HONEYCHAT_SITE_PORT", self.site_port.to_string()),
+        ]
+    }
+
     pub fn compose(&self, args: &str) -> String {
+        let ports = self.ports();
+        let env: Vec<(&str, &str)> = ports.iter().map(|(k, v)| (*k, v.as_str())).collect();
         sh(
             &format!("docker-compose -p {} {args} 2>&1", self.project),
             self.path(),
-            &[("HONEYCHAT_HTTP_PORT", &self.port.to_string())],
+            &env,
         )
     }
 
@@ -199,8 +212,8 @@ impl Stack {
     }
 
     pub fn slipway(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
-        let port = self.port.to_string();
-        let mut env: Vec<(&str, &str)> = vec![("HONEYCHAT_HTTP_PORT", &port)];
+        let ports = self.ports();
+        let mut env: Vec<(&str, &str)> = ports.iter().map(|(k, v)| (*k, v.as_str())).collect();
         env.extend_from_slice(extra_env);
         slipway(self.path(), args, &env)
     }
@@ -227,7 +240,6 @@ fn http_get_ok(port: u16) -> Option<String> {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let port = self.port.to_string();
         let _ = Command::new("docker-compose")
             .args([
                 "-p",
@@ -238,7 +250,7 @@ impl Drop for Stack {
                 "local",
                 "--remove-orphans",
             ])
-            .env("HONEYCHAT_HTTP_PORT", &port)
+            .envs(self.ports())
             .current_dir(self.dir.path())
             .output();
         // slipway labels what it builds with the compose project.

@@ -1,6 +1,7 @@
 //! End-to-end tests: real plugins, a real Docker engine, real nginx.
 //! `scripts/test` sets the machine up and builds the plugins first.
 
+mod astro;
 mod cli;
 mod harness;
 mod nginx;

@@ -97,6 +97,28 @@ impl Step for NginxZeroDowntime {
             docker::retire(&f.service, &f.container.id)
                 .map_err(|e| format!("retiring the old {} failed: {e}", f.service))?;
         }
+        // Docker's DNS must list only the new containers before nginx resolves
+        // the names again, or it would spread requests over dead addresses.
+        for f in &fresh {
+            let ip = f
+                .container
+                .networks
+                .iter()
+                .map(|n| n.ip_address.clone())
+                .collect::<Vec<_>>();
+            if !dns_settled(&config.service, &f.service, &ip) {
+                slipway_sdk::warn!(
+                    "DNS for {} still lists old addresses; nginx stays pinned to the new container",
+                    f.service
+                );
+                let names: Vec<&str> = fresh.iter().map(|f| f.service.as_str()).collect();
+                return Ok(Report::new(format!(
+                    "replaced {} start-first; nginx stays pinned because DNS for {} has not settled",
+                    names.join(", "),
+                    f.service
+                )));
+            }
+        }
         let restored = unpin(&config, &pins, true);
         if !restored.is_empty() {
             return Err(format!("the deploy is live, but{restored}"));
@@ -177,6 +199,29 @@ fn unpin(config: &Config, pins: &[Pin], reloaded: bool) -> String {
         Ok(()) => String::new(),
         Err(e) => format!("; reloading the restored config failed: {e}"),
     }
+}
+
+/// Wait (up to 5 s) until the service name resolves, from inside nginx, to
+/// addresses of the new container only.
+fn dns_settled(nginx: &str, service: &str, new_ips: &[String]) -> bool {
+    for _ in 0..50 {
+        let command = vec!["nslookup".to_owned(), service.to_owned()];
+        if let Ok(out) = docker::exec(nginx, &command) {
+            // `Address: 1.2.3.4` lines; the resolver's own line carries a port.
+            let answers: Vec<&str> = out
+                .stdout
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("Address:"))
+                .map(str::trim)
+                .filter(|a| !a.contains(':') || a.matches(':').count() > 1 && !a.contains('#'))
+                .collect();
+            if !answers.is_empty() && answers.iter().all(|a| new_ips.iter().any(|ip| ip == a)) {
+                return true;
+            }
+        }
+        slipway_sdk::pause_ms(100);
+    }
+    false
 }
 
 /// Remove the replacements; the old containers never stopped serving.

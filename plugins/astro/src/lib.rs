@@ -1,0 +1,180 @@
+//! Rule 4: copying a static build over the served directory is not atomic.
+//! Publish each build as a release directory, hard-linking what did not
+//! change, then switch `current` with one rename; keep the last few releases
+//! for an instant rollback. nginx serves `<site>/current`.
+
+use serde::Deserialize;
+use slipway_sdk::release::{Options, Releases};
+use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, docker, probe, state};
+use std::path::Path;
+
+struct Astro;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// Where the build output (granted read-only) is mounted.
+    #[serde(default = "default_build")]
+    build: String,
+    /// Where the served root (granted read-write) is mounted.
+    #[serde(default = "default_site")]
+    site: String,
+    /// Releases to keep; the live one and the one before it always stay.
+    #[serde(default = "default_keep")]
+    keep: usize,
+    /// Build directories of hashed assets that pages of the previous
+    /// releases may still request.
+    #[serde(default = "default_carry")]
+    carry: Vec<String>,
+    #[serde(default = "default_carry_releases")]
+    carry_releases: u64,
+    /// The compose service running nginx, to reload after a switch (needed
+    /// with `open_file_cache`).
+    nginx: Option<String>,
+    /// URLs through nginx whose bodies must equal files of the live release.
+    #[serde(default)]
+    verify: Vec<Check>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Check {
+    url: String,
+    /// The release file, relative to the build root, the body must equal.
+    file: String,
+}
+
+fn default_build() -> String {
+    "/build".into()
+}
+fn default_site() -> String {
+    "/site".into()
+}
+fn default_keep() -> usize {
+    5
+}
+fn default_carry() -> Vec<String> {
+    vec!["_astro".into()]
+}
+fn default_carry_releases() -> u64 {
+    2
+}
+
+impl Plugin for Astro {
+    fn describe() -> PluginInfo {
+        slipway_sdk::plugin_info!(needs: [
+            "fs (ro): the build output, at `build` (default /build)",
+            "fs (rw): the served root, at `site` (default /site); nginx serves <site>/current",
+            "docker: the nginx service, if `nginx` is set (exec nginx -s reload)",
+            "probe: the host:port of each `verify` URL",
+        ])
+    }
+}
+
+impl Step for Astro {
+    fn plan(ctx: Context) -> Result<Report, String> {
+        let config: Config = ctx.config()?;
+        let files = slipway_sdk::release::scan(Path::new(&config.build))?;
+        let live = Releases::open(&config.site).current()?;
+        Ok(Report::new(format!(
+            "would publish {} files from {} as a new release next to {}, switch current, keep {}",
+            files.len(),
+            config.build,
+            live.as_deref().unwrap_or("(no live release)"),
+            config.keep
+        )))
+    }
+
+    fn apply(ctx: Context) -> Result<Report, String> {
+        let config: Config = ctx.config()?;
+        let releases = Releases::open(&config.site);
+        let options = Options {
+            carry: config.carry.clone(),
+            carry_releases: config.carry_releases,
+        };
+        let published = releases.publish(Path::new(&config.build), &options)?;
+        if published.unchanged {
+            return Ok(Report::new(format!(
+                "the build equals the live release {}; nothing published",
+                published.id
+            ))
+            .with_output("release", published.id));
+        }
+        releases.switch(&published.id)?;
+        reload(&config)?;
+        let pruned = releases.prune(config.keep)?;
+        Ok(Report::new(format!(
+            "published and switched to {}: {} files ({} copied, {} linked, {} carried, {} bytes written); pruned {}",
+            published.id,
+            published.files,
+            published.copied,
+            published.linked,
+            published.carried,
+            published.bytes_copied,
+            pruned.len()
+        ))
+        .with_output("release", published.id))
+    }
+
+    fn verify(ctx: Context) -> Result<Report, String> {
+        let config: Config = ctx.config()?;
+        let releases = Releases::open(&config.site);
+        let live = releases.current()?.ok_or("no live release")?;
+        let manifest = releases
+            .manifest(&live)?
+            .ok_or_else(|| format!("release {live} has no manifest"))?;
+        for check in &config.verify {
+            let expected = manifest
+                .files
+                .get(&check.file)
+                .ok_or_else(|| format!("{} is not in release {live}", check.file))?;
+            let response = probe::http_get(&check.url, 5_000)?;
+            let got = slipway_sdk::release::hash_bytes(&response.body);
+            if response.status != 200 || got != expected.hash {
+                return Err(format!(
+                    "{} answered {} with content that is not {} of release {live}; nginx does not serve the new build",
+                    check.url, response.status, check.file
+                ));
+            }
+        }
+        Ok(Report::new(format!(
+            "{} URLs serve release {live}",
+            config.verify.len()
+        )))
+    }
+
+    fn rollback(ctx: Context) -> Result<Report, String> {
+        let config: Config = ctx.config()?;
+        let releases = Releases::open(&config.site);
+        let live = releases
+            .current()?
+            .ok_or("there is no live release to roll back")?;
+        let previous = releases.previous()?.ok_or_else(|| {
+            format!("release {live} is the oldest kept; there is nothing to roll back to")
+        })?;
+        releases.switch(&previous)?;
+        reload(&config)?;
+        state::set("last_rollback", &format!("{live} -> {previous}"));
+        Ok(
+            Report::new(format!("rolled back from {live} to {previous}"))
+                .with_output("release", previous),
+        )
+    }
+}
+
+fn reload(config: &Config) -> Result<(), String> {
+    let Some(service) = &config.nginx else {
+        return Ok(());
+    };
+    let command = vec!["nginx".to_owned(), "-s".to_owned(), "reload".to_owned()];
+    let out = docker::exec(service, &command)?;
+    if out.exit_code != 0 {
+        return Err(format!(
+            "the switch is live, but `nginx -s reload` failed: {}",
+            out.stderr.trim()
+        ));
+    }
+    Ok(())
+}
+
+slipway_sdk::export_step!(Astro);
