@@ -215,14 +215,12 @@ impl Releases {
         let mut files = BTreeMap::new();
         let mut stats = Published::default();
         let live_dir = live.map(|(id, _)| self.releases_dir().join(id));
+        let mut made = std::collections::HashSet::new();
         for rel in sources {
             let key = rel.to_string_lossy().into_owned();
             let src = build.join(rel);
             let dst = partial.join(rel);
-            if let Some(parent) = dst.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-            }
+            make_parent(&dst, &mut made)?;
             let meta = std::fs::metadata(&src)
                 .map_err(|e| format!("cannot stat {}: {e}", src.display()))?;
             let mtime_ns = meta
@@ -285,10 +283,7 @@ impl Releases {
                     continue;
                 }
                 let dst = partial.join(key);
-                if let Some(parent) = dst.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-                }
+                make_parent(&dst, &mut made)?;
                 std::fs::hard_link(dir.join(key), &dst)
                     .map_err(|e| format!("cannot carry {key}: {e}"))?;
                 files.insert(
@@ -306,7 +301,8 @@ impl Releases {
 
     /// Point `current` at `id` with one atomic rename of a fresh symlink.
     pub fn switch(&self, id: &str) -> Result<(), String> {
-        if !self.releases_dir().join(id).is_dir() || self.manifest(id)?.is_none() {
+        let dir = self.releases_dir();
+        if !dir.join(id).is_dir() || !dir.join(format!("{id}.json")).is_file() {
             return Err(format!("release {id} does not exist"));
         }
         let next = self.root.join(NEXT);
@@ -461,6 +457,18 @@ fn escapes(link: &Path, target: &Path) -> bool {
         }
     }
     false
+}
+
+/// Create the parent directory of `path` once per directory.
+fn make_parent(path: &Path, made: &mut std::collections::HashSet<PathBuf>) -> Result<(), String> {
+    if let Some(parent) = path.parent()
+        && !made.contains(parent)
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        made.insert(parent.to_owned());
+    }
+    Ok(())
 }
 
 fn copy_hashing(src: &Path, dst: &Path) -> Result<String, String> {
