@@ -92,13 +92,27 @@ fn reload(service: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Wait until no worker of an earlier configuration is left.
+/// PIDs of the nginx worker processes running now.
 #[cfg(feature = "zero-downtime")]
-fn wait_drained(service: &str, timeout_ms: u32) -> Result<(), String> {
+fn worker_pids(service: &str) -> Result<Vec<String>, String> {
+    let ps = nginx(service, &["ps", "-o", "pid,args"])?;
+    Ok(ps
+        .stdout
+        .lines()
+        .filter(|l| l.contains("nginx: worker process"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect())
+}
+
+/// Wait until the given workers have exited. `nginx -s reload` returns
+/// before the master acts on it; old workers exit only once the new ones run
+/// and they have finished their requests, so their exit is the drain.
+#[cfg(feature = "zero-downtime")]
+fn wait_drained(service: &str, old_workers: &[String], timeout_ms: u32) -> Result<(), String> {
     let rounds = (timeout_ms / 100).max(1);
     for _ in 0..rounds {
-        let ps = nginx(service, &["ps", "-o", "args"])?;
-        if !ps.stdout.contains("shutting down") {
+        let alive = worker_pids(service)?;
+        if !old_workers.iter().any(|pid| alive.contains(pid)) {
             return Ok(());
         }
         slipway_sdk::pause_ms(100);

@@ -10,7 +10,7 @@
 //! Any failure before step 4 puts everything back: the include files, nginx,
 //! and the old containers, which never stopped serving.
 
-use crate::{Config, reload, test_config, verify_through, wait_drained};
+use crate::{Config, reload, test_config, verify_through, wait_drained, worker_pids};
 use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, docker};
 
 struct NginxZeroDowntime;
@@ -78,8 +78,8 @@ impl Step for NginxZeroDowntime {
                 return Err(abandon(&fresh, why));
             }
         }
-        let pins = match switch(&config, &fresh) {
-            Ok(pins) => pins,
+        let (pins, old_workers) = match switch(&config, &fresh) {
+            Ok(switched) => switched,
             Err(e) => return Err(abandon(&fresh, e)),
         };
         if let Some(url) = &config.verify_url
@@ -92,7 +92,7 @@ impl Step for NginxZeroDowntime {
             let restored = unpin(&config, &pins, true);
             return Err(abandon(&fresh, format!("{e}{restored}")));
         }
-        wait_drained(&config.service, config.drain_timeout_ms)?;
+        wait_drained(&config.service, &old_workers, config.drain_timeout_ms)?;
         for f in &fresh {
             docker::retire(&f.service, &f.container.id)
                 .map_err(|e| format!("retiring the old {} failed: {e}", f.service))?;
@@ -137,8 +137,10 @@ impl Step for NginxZeroDowntime {
 }
 
 /// Point each upstream include file that exists at the new container, then
-/// validate and reload. On failure the files are restored before returning.
-fn switch(config: &Config, fresh: &[Fresh]) -> Result<Vec<Pin>, String> {
+/// validate and reload. Returns the pins and the PIDs of the workers that ran
+/// the old config. On failure the files are restored before returning.
+fn switch(config: &Config, fresh: &[Fresh]) -> Result<(Vec<Pin>, Vec<String>), String> {
+    let old_workers = worker_pids(&config.service)?;
     let nginx_networks: Vec<String> = docker::inspect(&config.service)?
         .iter()
         .flat_map(|c| c.networks.iter().map(|n| n.network.clone()))
@@ -173,7 +175,7 @@ fn switch(config: &Config, fresh: &[Fresh]) -> Result<Vec<Pin>, String> {
         pins.push(Pin { path, original });
     }
     if pins.is_empty() {
-        return Ok(pins);
+        return Ok((pins, Vec::new()));
     }
     if let Err(e) = test_config(&config.service).and_then(|()| reload(&config.service)) {
         return Err(format!(
@@ -181,7 +183,7 @@ fn switch(config: &Config, fresh: &[Fresh]) -> Result<Vec<Pin>, String> {
             unpin(config, &pins, false)
         ));
     }
-    Ok(pins)
+    Ok((pins, old_workers))
 }
 
 /// Put the include files back as written, and reload if nginx had loaded
