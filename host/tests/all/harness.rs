@@ -240,6 +240,15 @@ fn http_get_ok(port: u16) -> Option<String> {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        // Containers a test started by hand (a decoy) would keep the project's
+        // networks alive through `down`, even when the test failed midway.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "docker ps -aq --filter name=^/{}_ | xargs -r docker rm -f",
+                self.project
+            ))
+            .output();
         let _ = Command::new("docker-compose")
             .args([
                 "-p",

@@ -250,14 +250,18 @@ fn a_storm_is_bounded_by_cooldown_then_the_breaker_trips_until_reset() {
         "\"bot\"",
     );
     let start = Instant::now();
-    let mut recreations: Vec<Instant> = Vec::new();
+    // (start, end) of each tick that recreated: the plugin decides somewhere
+    // in between, so two decisions `cooldown` apart mean the later tick ended
+    // at least `cooldown` after the earlier one started.
+    let mut recreations: Vec<(Instant, Instant)> = Vec::new();
     let mut tripped_at = None;
     for t in 0..80 {
         // A new address every two ticks.
         source.ip(&format!("192.0.2.{}", 2 + t / 2));
+        let began = Instant::now();
         let (code, log) = tick(&stack);
         if log.contains("recreated bot") {
-            recreations.push(Instant::now());
+            recreations.push((began, Instant::now()));
         }
         if code != 0 {
             assert!(log.contains("circuit breaker"), "{log}");
@@ -286,10 +290,11 @@ fn a_storm_is_bounded_by_cooldown_then_the_breaker_trips_until_reset() {
         recreations.len()
     );
     for pair in recreations.windows(2) {
+        let (earlier_start, later_end) = (pair[0].0, pair[1].1);
         assert!(
-            pair[1] - pair[0] >= cooldown,
-            "recreations {:?} apart",
-            pair[1] - pair[0]
+            later_end - earlier_start >= cooldown,
+            "two recreations within {:?}",
+            later_end - earlier_start
         );
     }
     // Tripped: loud in status, and it stays tripped across agent restarts.

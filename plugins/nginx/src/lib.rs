@@ -93,7 +93,6 @@ fn reload(service: &str) -> Result<(), String> {
 }
 
 /// PIDs of the nginx worker processes running now.
-#[cfg(feature = "zero-downtime")]
 fn worker_pids(service: &str) -> Result<Vec<String>, String> {
     let ps = nginx(service, &["ps", "-o", "pid,args"])?;
     Ok(ps
@@ -106,8 +105,9 @@ fn worker_pids(service: &str) -> Result<Vec<String>, String> {
 
 /// Wait until the given workers have exited. `nginx -s reload` returns
 /// before the master acts on it; old workers exit only once the new ones run
-/// and they have finished their requests, so their exit is the drain.
-#[cfg(feature = "zero-downtime")]
+/// and they have finished their requests, so their exit is the drain. Until
+/// then an old worker may still accept connections and route them by the
+/// old config.
 fn wait_drained(service: &str, old_workers: &[String], timeout_ms: u32) -> Result<(), String> {
     let rounds = (timeout_ms / 100).max(1);
     for _ in 0..rounds {

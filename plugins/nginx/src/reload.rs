@@ -2,7 +2,7 @@
 //! the services; for each one nginx routes to, wait until it is ready (never
 //! a fixed sleep), validate, reload gracefully, and verify through nginx.
 
-use crate::{Config, nginx, reload, test_config};
+use crate::{Config, nginx, reload, test_config, wait_drained, worker_pids};
 use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, docker};
 
 struct NginxReload;
@@ -55,7 +55,9 @@ impl Step for NginxReload {
             })?;
         }
         test_config(&config.service).map_err(|e| format!("{e}; nginx was not reloaded"))?;
+        let old_workers = worker_pids(&config.service)?;
         reload(&config.service)?;
+        wait_drained(&config.service, &old_workers, config.drain_timeout_ms)?;
         slipway_sdk::info!(
             "reloaded {} after {} became ready",
             config.service,
