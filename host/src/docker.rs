@@ -270,12 +270,7 @@ impl Docker {
             Some(id) => self.inspect_image(id).await.ok(),
             None => None,
         };
-        let name = old
-            .name
-            .clone()
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_owned();
+        let name = name_of(&old);
         let (body, extra_networks) = replacement(&old, old_image.as_ref(), tag, new_image)?;
         self.stop(old_id, &old).await?;
         let tmp_name = format!("{}_{name}", short(old_id));
@@ -345,12 +340,7 @@ impl Docker {
         let mut canonical = None;
         for id in ids.iter().filter(|id| **id != keep) {
             let old = self.inspect_raw(id).await?;
-            let name = old
-                .name
-                .clone()
-                .unwrap_or_default()
-                .trim_start_matches('/')
-                .to_owned();
+            let name = name_of(&old);
             self.stop_and_remove(id, &old).await?;
             canonical.get_or_insert(name);
         }
@@ -656,6 +646,15 @@ enum Readiness {
     Ready,
     Waiting(String),
     Failed(String),
+}
+
+/// A container's name without Docker's leading `/`.
+fn name_of(c: &ContainerInspectResponse) -> String {
+    c.name
+        .as_deref()
+        .unwrap_or_default()
+        .trim_start_matches('/')
+        .to_owned()
 }
 
 fn short(id: &str) -> &str {
