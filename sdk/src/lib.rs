@@ -55,6 +55,7 @@ pub mod bindings {
     }
 }
 
+pub mod nginx;
 pub mod release;
 
 use bindings::step_world::slipway::plugin as imports;

@@ -53,6 +53,10 @@ pub struct Options {
     pub carry: Vec<String>,
     /// How many releases back carried files may come from.
     pub carry_releases: u64,
+    /// Files (relative to the build root) published with these bytes instead
+    /// of the build's, e.g. a service worker stamped for this release. The
+    /// build itself stays read-only.
+    pub replace: BTreeMap<String, Vec<u8>>,
 }
 
 impl Default for Options {
@@ -61,6 +65,7 @@ impl Default for Options {
         Options {
             carry: Vec::new(),
             carry_releases: 2,
+            replace: BTreeMap::new(),
         }
     }
 }
@@ -229,8 +234,11 @@ impl Releases {
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos());
             let previous = live.and_then(|(_, m)| m.files.get(&key));
+            let replaced = options.replace.get(&key);
+            let size = replaced.map_or(meta.len(), |bytes| bytes.len() as u64);
             // Quick check, as rsync: same size and mtime means same file.
-            let quick = previous.filter(|p| p.size == meta.len() && p.mtime_ns == mtime_ns);
+            let quick = previous
+                .filter(|p| replaced.is_none() && p.size == meta.len() && p.mtime_ns == mtime_ns);
             let linked = match (quick, &live_dir) {
                 (Some(p), Some(dir)) => std::fs::hard_link(dir.join(rel), &dst)
                     .ok()
@@ -243,7 +251,10 @@ impl Releases {
                     Entry { mtime_ns, ..p }
                 }
                 None => {
-                    let hash = copy_hashing(&src, &dst)?;
+                    let hash = match replaced {
+                        Some(bytes) => write_hashing(bytes, &dst)?,
+                        None => copy_hashing(&src, &dst)?,
+                    };
                     // A rebuild rewrites every file: same bytes still link.
                     let same = previous.filter(|p| p.hash == hash);
                     match (same, &live_dir) {
@@ -256,9 +267,9 @@ impl Releases {
                         }
                         _ => {
                             stats.copied += 1;
-                            stats.bytes_copied += meta.len();
+                            stats.bytes_copied += size;
                             Entry {
-                                size: meta.len(),
+                                size,
                                 mtime_ns,
                                 hash,
                                 born: seq,
@@ -327,6 +338,19 @@ impl Releases {
             return Ok(None);
         };
         Ok(pos.checked_sub(1).map(|p| list[p].id.clone()))
+    }
+
+    /// Switch back to the release before the live one. Returns the ids
+    /// switched from and to.
+    pub fn roll_back(&self) -> Result<(String, String), String> {
+        let live = self
+            .current()?
+            .ok_or("there is no live release to roll back")?;
+        let previous = self.previous()?.ok_or_else(|| {
+            format!("release {live} is the oldest kept; there is nothing to roll back to")
+        })?;
+        self.switch(&previous)?;
+        Ok((live, previous))
     }
 
     /// Keep the newest `keep` releases, and always the live one and the one
@@ -493,6 +517,11 @@ fn copy_hashing(src: &Path, dst: &Path) -> Result<String, String> {
     Ok(format!("{:032x}", hasher.digest128()))
 }
 
+fn write_hashing(bytes: &[u8], dst: &Path) -> Result<String, String> {
+    std::fs::write(dst, bytes).map_err(|e| format!("cannot write {}: {e}", dst.display()))?;
+    Ok(hash_bytes(bytes))
+}
+
 /// Replace the fresh copy `dst` with a hard link to `src`.
 fn relink(src: &Path, dst: &Path) -> bool {
     let tmp = dst.with_extension("slipway-link");
@@ -651,6 +680,38 @@ mod tests {
             releases.previous().unwrap().as_deref(),
             Some(p1.id.as_str())
         );
+    }
+
+    #[test]
+    fn replaced_files_publish_their_bytes_and_leave_the_build_alone() {
+        let site = tempfile::tempdir().unwrap();
+        let releases = Releases::open(site.path());
+        let v1 = build(&[("index.html", "page"), ("sw.js", "const V = \"dev\";")]);
+        let stamped = |stamp: &str| Options {
+            replace: BTreeMap::from([("sw.js".to_owned(), stamp.as_bytes().to_vec())]),
+            ..Options::default()
+        };
+        let p1 = releases.publish(v1.path(), &stamped("A")).unwrap();
+        releases.switch(&p1.id).unwrap();
+        assert_eq!(live_file(site.path(), "sw.js"), "A");
+        assert_eq!(
+            std::fs::read_to_string(v1.path().join("sw.js")).unwrap(),
+            "const V = \"dev\";"
+        );
+        // Same build, same bytes: nothing to publish.
+        assert!(
+            releases
+                .publish(v1.path(), &stamped("A"))
+                .unwrap()
+                .unchanged
+        );
+        // Same build (same size and mtime), new bytes: the quick check must
+        // not link the old stamp.
+        let p2 = releases.publish(v1.path(), &stamped("B")).unwrap();
+        assert!(!p2.unchanged);
+        assert_eq!((p2.copied, p2.linked), (1, 1));
+        releases.switch(&p2.id).unwrap();
+        assert_eq!(live_file(site.path(), "sw.js"), "B");
     }
 
     #[test]

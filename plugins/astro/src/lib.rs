@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 use slipway_sdk::release::{Options, Releases};
-use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, docker, probe, state};
+use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, probe, state};
 use std::path::Path;
 
 struct Astro;
@@ -91,6 +91,7 @@ impl Step for Astro {
         let options = Options {
             carry: config.carry.clone(),
             carry_releases: config.carry_releases,
+            ..Options::default()
         };
         let published = releases.publish(Path::new(&config.build), &options)?;
         if published.unchanged {
@@ -145,14 +146,7 @@ impl Step for Astro {
 
     fn rollback(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
-        let releases = Releases::open(&config.site);
-        let live = releases
-            .current()?
-            .ok_or("there is no live release to roll back")?;
-        let previous = releases.previous()?.ok_or_else(|| {
-            format!("release {live} is the oldest kept; there is nothing to roll back to")
-        })?;
-        releases.switch(&previous)?;
+        let (live, previous) = Releases::open(&config.site).roll_back()?;
         reload(&config)?;
         state::set("last_rollback", &format!("{live} -> {previous}"));
         Ok(
@@ -163,18 +157,12 @@ impl Step for Astro {
 }
 
 fn reload(config: &Config) -> Result<(), String> {
-    let Some(service) = &config.nginx else {
-        return Ok(());
-    };
-    let command = vec!["nginx".to_owned(), "-s".to_owned(), "reload".to_owned()];
-    let out = docker::exec(service, &command)?;
-    if out.exit_code != 0 {
-        return Err(format!(
-            "the switch is live, but `nginx -s reload` failed: {}",
-            out.stderr.trim()
-        ));
+    match &config.nginx {
+        Some(service) => {
+            slipway_sdk::nginx::reload(service).map_err(|e| format!("the switch is live, but {e}"))
+        }
+        None => Ok(()),
     }
-    Ok(())
 }
 
 slipway_sdk::export_step!(Astro);

@@ -79,19 +79,6 @@ fn test_config(service: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Graceful reload: old workers finish their requests, new ones read the
-/// config (and resolve names) afresh.
-fn reload(service: &str) -> Result<(), String> {
-    let reload = nginx(service, &["nginx", "-s", "reload"])?;
-    if reload.exit_code != 0 {
-        return Err(format!(
-            "`nginx -s reload` failed in {service}: {}",
-            reload.stderr.trim()
-        ));
-    }
-    Ok(())
-}
-
 /// PIDs of the nginx worker processes running now.
 fn worker_pids(service: &str) -> Result<Vec<String>, String> {
     let ps = nginx(service, &["ps", "-o", "pid,args"])?;

@@ -2,7 +2,8 @@
 //! the services; for each one nginx routes to, wait until it is ready (never
 //! a fixed sleep), validate, reload gracefully, and verify through nginx.
 
-use crate::{Config, nginx, reload, test_config, wait_drained, worker_pids};
+use crate::{Config, nginx, test_config, wait_drained, worker_pids};
+use slipway_sdk::nginx::reload;
 use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, docker};
 
 struct NginxReload;

@@ -10,7 +10,8 @@
 //! Any failure before step 4 puts everything back: the include files, nginx,
 //! and the old containers, which never stopped serving.
 
-use crate::{Config, reload, test_config, verify_through, wait_drained, worker_pids};
+use crate::{Config, test_config, verify_through, wait_drained, worker_pids};
+use slipway_sdk::nginx::reload;
 use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, docker};
 
 struct NginxZeroDowntime;

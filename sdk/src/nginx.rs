@@ -1,0 +1,17 @@
+//! nginx in a compose service, reached through the `docker.exec` import.
+
+use crate::docker;
+
+/// `nginx -s reload` in `service`: old workers finish their requests, new
+/// ones read the configuration and resolve upstream names again.
+pub fn reload(service: &str) -> Result<(), String> {
+    let command = ["nginx", "-s", "reload"].map(str::to_owned).to_vec();
+    let out = docker::exec(service, &command)?;
+    if out.exit_code != 0 {
+        return Err(format!(
+            "`nginx -s reload` in {service} failed: {}",
+            out.stderr.trim()
+        ));
+    }
+    Ok(())
+}
