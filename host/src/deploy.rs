@@ -379,6 +379,9 @@ impl Agent {
                 match result {
                     Ok((call, new_outputs)) => {
                         step_report.calls.push(call);
+                        step_report
+                            .outputs
+                            .extend(new_outputs.iter().map(|o| (o.key.clone(), o.value.clone())));
                         outputs.extend(new_outputs);
                         if phase == Phase::Apply {
                             applied.push(index);
@@ -564,6 +567,7 @@ impl Agent {
             plugin_version: plugin.info.version.clone(),
             sha256: plugin.sha256.clone(),
             calls: Vec::new(),
+            outputs: Default::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! What a run did, for people (stderr) and for CI (`--json` on stdout).
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -58,6 +59,8 @@ pub struct StepReport {
     pub plugin_version: String,
     pub sha256: String,
     pub calls: Vec<CallReport>,
+    /// What the step's calls reported for later steps, e.g. `release`.
+    pub outputs: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

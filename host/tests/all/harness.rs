@@ -127,6 +127,8 @@ pub struct Stack {
     pub port: u16,
     /// nginx's static-site port.
     pub site_port: u16,
+    /// nginx's Mini App port.
+    pub app_port: u16,
     /// Images built outside slipway (compose at `up`, or a test); they go
     /// dangling once slipway rebuilds, so they are removed by ID.
     images: std::sync::Mutex<Vec<String>>,
@@ -138,6 +140,7 @@ impl Stack {
         let project = unique("slt");
         let port = free_port();
         let site_port = free_port();
+        let app_port = free_port();
         sh(
             &format!("cp -r {}/examples/honeychat/. .", repo_root().display()),
             dir.path(),
@@ -156,6 +159,7 @@ impl Stack {
             project,
             port,
             site_port,
+            app_port,
             images: Default::default(),
         };
         stack.compose("up -d --build");
@@ -177,10 +181,11 @@ impl Stack {
         self.dir.path()
     }
 
-    fn ports(&self) -> [(&'static str, String); 2] {
+    fn ports(&self) -> [(&'static str, String); 3] {
         [
             ("HONEYCHAT_HTTP_PORT", self.port.to_string()),
             ("HONEYCHAT_SITE_PORT", self.site_port.to_string()),
+            ("HONEYCHAT_APP_PORT", self.app_port.to_string()),
         ]
     }
 

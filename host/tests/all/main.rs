@@ -2,8 +2,10 @@
 //! `scripts/test` sets the machine up and builds the plugins first.
 
 mod astro;
+mod browser;
 mod cli;
 mod harness;
+mod miniapp;
 mod nginx;
 mod rule1;
 mod sandbox;
