@@ -103,6 +103,15 @@ pub struct Selection {
 pub enum PluginCommand {
     /// Show a plugin's WIT version, imports and declared needs.
     Inspect { file: PathBuf },
+    /// Create a Rust plugin crate (a deploy step, with a test) that builds
+    /// with `cargo build --release --target wasm32-wasip2`.
+    New {
+        /// Crate name, e.g. `health-check`.
+        name: String,
+        /// Where to create it (default: ./NAME); must be new or empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 pub fn default_cache_dir() -> Option<PathBuf> {
@@ -140,6 +149,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Plugin {
             command: PluginCommand::Inspect { file },
         } => inspect(&cli, cache_dir, file).await,
+        Command::Plugin {
+            command: PluginCommand::New { name, dir },
+        } => crate::scaffold::command(name, dir.as_deref(), cli.json),
         Command::Schema => {
             print!("{}", crate::manifest::json_schema());
             Ok(ExitCode::SUCCESS)
@@ -381,7 +393,11 @@ struct Inspection {
     name: String,
     version: String,
     description: String,
+    /// Whether the step replaces the surface's containers itself.
+    replaces_services: bool,
     needs: Vec<String>,
+    /// The manifest grant keys its imports can use (`docker`, `probe`, `fs`).
+    grants: Vec<String>,
     imports: Vec<String>,
 }
 
@@ -395,6 +411,21 @@ async fn inspect(
         .load("inspect", file, None, Limits::default())
         .await
         .map_err(|e| AgentError::Usage(format!("{e:#}")))?;
+    // A component imports only the interfaces it calls, so its imports say
+    // which grants can matter; its needs say what to put in them.
+    const GRANTS: [(&str, &str, &str); 3] = [
+        ("docker", "slipway:plugin/docker@", "[\"<service>\", …]"),
+        ("probe", "slipway:plugin/probe@", "[\"<host>:<port>\", …]"),
+        (
+            "fs",
+            "wasi:filesystem/preopens@",
+            "[{ host = \"<dir>\", guest = \"/<path>\", mode = \"ro\" }, …]",
+        ),
+    ];
+    let used: Vec<_> = GRANTS
+        .iter()
+        .filter(|(_, import, _)| plugin.imports.iter().any(|i| i.starts_with(import)))
+        .collect();
     let doc = Inspection {
         file: file.display().to_string(),
         sha256: plugin.sha256.clone(),
@@ -403,7 +434,9 @@ async fn inspect(
         name: plugin.info.name.clone(),
         version: plugin.info.version.clone(),
         description: plugin.info.description.clone(),
+        replaces_services: plugin.info.replaces_services,
         needs: plugin.info.needs.clone(),
+        grants: used.iter().map(|(key, _, _)| key.to_string()).collect(),
         imports: plugin.imports.clone(),
     };
     if cli.json {
@@ -416,14 +449,28 @@ async fn inspect(
         println!("file     {}", doc.file);
         println!("sha256   {}", doc.sha256);
         println!("world    {} ({})", doc.world, doc.wit_package);
-        println!("needs");
+        if doc.replaces_services {
+            println!("replaces the surface's containers itself (the host only builds them)");
+        }
+        println!("needs, in the plugin's words (the manifest decides what is granted)");
         for need in &doc.needs {
             println!("  {need}");
+        }
+        println!("grants its imports can use");
+        if used.is_empty() {
+            println!("  none: it needs no grants");
+        }
+        for (key, _, example) in &used {
+            println!("  grants.{key:<7} {example}");
         }
         println!("imports");
         for import in &doc.imports {
             println!("  {import}");
         }
+        println!("manifest (make the path relative to slipway.toml)");
+        println!("  [plugins.{}]", doc.name);
+        println!("  path = {}", toml::Value::from(doc.file.as_str()));
+        println!("  sha256 = \"{}\"", doc.sha256);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -18,5 +18,6 @@ pub mod probe;
 pub mod report;
 pub mod runtime;
 pub mod sandbox;
+pub mod scaffold;
 pub mod state;
 pub mod watch;

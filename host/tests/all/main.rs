@@ -9,4 +9,5 @@ mod miniapp;
 mod nginx;
 mod rule1;
 mod sandbox;
+mod scaffold;
 mod watch;
