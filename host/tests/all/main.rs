@@ -7,6 +7,7 @@ mod cli;
 mod harness;
 mod miniapp;
 mod nginx;
+mod python;
 mod rule1;
 mod sandbox;
 mod scaffold;
