@@ -5,6 +5,7 @@
 //! or plugin; 3 the deploy lock is held; 4 no Docker engine reachable.
 
 use crate::deploy::{Agent, AgentError};
+use crate::journal;
 use crate::lock::DeployLock;
 use crate::report::RunReport;
 use crate::runtime::{Limits, Runtime};
@@ -67,9 +68,16 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         lock_wait: u64,
     },
-    /// What is live per surface, and whether it matches the built images;
-    /// the last tick of each watcher. Exits 1 when a watcher's last tick failed.
+    /// What is live per surface (images, releases, service-worker stamps),
+    /// whether it matches the last recorded deploy, and each watcher's last
+    /// tick. Exits 1 on drift, a stale container or a failing watcher.
     Status,
+    /// Show the audit journal: every deploy, rollback and watchdog action.
+    Log {
+        /// Only the newest N entries.
+        #[arg(long, short = 'n')]
+        limit: Option<usize>,
+    },
     /// Tick the manifest's watchers on their intervals until SIGTERM/SIGINT.
     Watch {
         /// Watchers to run (all when none are named).
@@ -141,6 +149,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             rollback(&cli, cache_dir, surface, Duration::from_secs(*lock_wait)).await
         }
         Command::Status => status(&cli, cache_dir).await,
+        Command::Log { limit } => log(&cli, *limit),
         Command::Watch {
             watchers,
             once,
@@ -199,7 +208,11 @@ async fn plan_or_deploy(
         Err(e) => return Err(e),
     }
     let report = match lock_wait {
-        Some(_) => agent.deploy(&surfaces).await,
+        Some(_) => {
+            let report = agent.deploy(&surfaces).await;
+            journal::record(&agent.loaded.state_dir(), &journal::Entry::of_run(&report));
+            report
+        }
         None => agent.plan(&surfaces).await,
     };
     Ok(emit(cli, &report))
@@ -234,6 +247,7 @@ async fn rollback(
     agent.load_plugins(&surfaces).await?;
     agent.connect_docker().await?;
     let report = agent.rollback(surface).await;
+    journal::record(&agent.loaded.state_dir(), &journal::Entry::of_run(&report));
     Ok(emit(cli, &report))
 }
 
@@ -271,117 +285,45 @@ async fn watch(
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Serialize)]
-struct ServiceStatus {
-    surface: String,
-    service: String,
-    container: Option<String>,
-    state: Option<String>,
-    health: Option<String>,
-    image_running: Option<String>,
-    /// The image the service's tag points to now.
-    image_current: Option<String>,
-    /// The container runs an older image than its tag: rebuilt, not recreated.
-    stale: bool,
+fn log(cli: &Cli, limit: Option<usize>) -> Result<ExitCode, AgentError> {
+    let loaded = crate::manifest::Loaded::load(&cli.manifest)?;
+    let state_dir = loaded.state_dir();
+    let (entries, torn) =
+        journal::read(&state_dir).map_err(|e| AgentError::Other(anyhow::anyhow!(e)))?;
+    let shown = &entries[entries.len() - limit.unwrap_or(entries.len()).min(entries.len())..];
+    for entry in shown {
+        if cli.json {
+            println!("{entry}");
+        } else {
+            println!("{}", journal::human(entry));
+        }
+    }
+    if torn > 0 {
+        tracing::warn!(
+            "{torn} line(s) of {} are incomplete (a crash mid-write) and were skipped",
+            journal::path(&state_dir).display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn status(cli: &Cli, cache_dir: Option<PathBuf>) -> Result<ExitCode, AgentError> {
     let mut agent = Agent::open(&cli.manifest, cache_dir)?;
     let docker = agent.connect_docker().await?;
-    let mut rows = Vec::new();
-    for (surface, spec) in &agent.loaded.manifest.surface {
-        for service in &spec.services {
-            let current = match docker.image_tag(service).await {
-                Ok(tag) => docker.image_id(&tag).await.ok(),
-                Err(_) => None,
-            };
-            let containers = docker.containers(service).await?;
-            if containers.is_empty() {
-                rows.push(ServiceStatus {
-                    surface: surface.clone(),
-                    service: service.clone(),
-                    container: None,
-                    state: None,
-                    health: None,
-                    image_running: None,
-                    image_current: current.clone(),
-                    stale: false,
-                });
-            }
-            for c in containers {
-                rows.push(ServiceStatus {
-                    surface: surface.clone(),
-                    service: service.clone(),
-                    stale: current.as_ref().is_some_and(|cur| *cur != c.image_id),
-                    container: Some(c.name),
-                    state: Some(c.state),
-                    health: c.health,
-                    image_running: Some(c.image_id),
-                    image_current: current.clone(),
-                });
-            }
-        }
-    }
-    let state_dir = agent.loaded.state_dir();
-    let watchers: Vec<serde_json::Value> = agent
-        .loaded
-        .manifest
-        .watch
-        .keys()
-        .map(|w| match crate::watch::last_tick(&state_dir, w) {
-            Some(rec) => serde_json::to_value(rec).expect("serializes"),
-            None => serde_json::json!({ "watcher": w, "ok": null, "message": "no tick yet" }),
-        })
-        .collect();
-    let failing = watchers.iter().any(|w| w["ok"] == false);
+    let status = crate::status::collect(&agent, &docker).await?;
     if cli.json {
-        let doc = serde_json::json!({ "services": rows, "watchers": watchers });
         println!(
             "{}",
-            serde_json::to_string_pretty(&doc).expect("status serializes")
+            serde_json::to_string_pretty(&status).expect("status serializes")
         );
     } else {
-        for r in &rows {
-            println!(
-                "{:<10} {:<14} {:<28} {:<10} image {}{}",
-                r.surface,
-                r.service,
-                r.container.as_deref().unwrap_or("(no container)"),
-                r.health.as_deref().or(r.state.as_deref()).unwrap_or("-"),
-                short(r.image_running.as_deref()),
-                if r.stale {
-                    format!(
-                        " STALE: the tag now points to {}; deploy to recreate",
-                        short(r.image_current.as_deref())
-                    )
-                } else {
-                    String::new()
-                }
-            );
-        }
-        for w in &watchers {
-            let state = match w["ok"].as_bool() {
-                Some(true) => "ok",
-                Some(false) => "FAILING",
-                None => "-",
-            };
-            println!(
-                "watch      {:<14} {state:<10} {}",
-                w["watcher"].as_str().unwrap_or("?"),
-                w["message"].as_str().unwrap_or("")
-            );
-        }
+        print!("{}", status.human());
     }
-    Ok(if failing {
+    Ok(if status.unhealthy() {
         ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn short(id: Option<&str>) -> &str {
-    let id = id.unwrap_or("-").trim_start_matches("sha256:");
-    &id[..id.len().min(12)]
 }
 
 #[derive(Serialize)]

@@ -228,8 +228,10 @@ impl Agent {
         self.run("deploy", surfaces, false).await
     }
 
-    /// Undo the last deploy of a surface: every step's `rollback`, last step
-    /// first. Service images are not rolled back here.
+    /// Undo the last deploy of a surface: put its services back on the
+    /// images they ran before (as recorded in the journal), then every step's
+    /// `rollback`, last step first (e.g. nginx reloads, a static site
+    /// switches back to its previous release).
     pub async fn rollback(&self, surface: &str) -> RunReport {
         let start = Instant::now();
         let mut report = SurfaceReport {
@@ -241,16 +243,41 @@ impl Agent {
             error: None,
             duration_ms: 0,
         };
+        let services = &self.loaded.manifest.surface[surface].services;
+        let mut outputs = Vec::new();
+        if !services.is_empty() {
+            match self.restore_images(surface, services, &mut report).await {
+                Ok(restored) => outputs.push(Output {
+                    key: "recreated".into(),
+                    value: restored.join(","),
+                }),
+                Err(message) => {
+                    tracing::error!("[{surface}] {message}");
+                    report.outcome = "failed".into();
+                    report.error = Some(message);
+                }
+            }
+        }
         let steps = &self.loaded.manifest.surface[surface].step;
+        let steps = if report.error.is_none() {
+            &steps[..]
+        } else {
+            &[]
+        };
         for (index, step) in steps.iter().enumerate().rev() {
             let result = self
-                .call_step(surface, index, step, Phase::Rollback, &[], false)
+                .call_step(surface, index, step, Phase::Rollback, &outputs, false)
                 .await;
+            let mut step_report = self.step_report(index, step);
             let (call, error) = match result {
-                Ok((call, _)) => (call, None),
+                Ok((call, new_outputs)) => {
+                    step_report
+                        .outputs
+                        .extend(new_outputs.into_iter().map(|o| (o.key, o.value)));
+                    (call, None)
+                }
                 Err((call, message)) => (call, Some(message)),
             };
-            let mut step_report = self.step_report(index, step);
             step_report.calls.push(call);
             report.steps.push(step_report);
             if let Some(message) = error {
@@ -347,6 +374,7 @@ impl Agent {
                     .await;
             } else {
                 self.build_services(name, services, report).await?;
+                self.keep_previous_images(name, report).await;
                 if !step_replaces {
                     self.recreate_services(name, services, report).await?;
                     self.prove_running(name, services, ready_timeout, report)
@@ -462,6 +490,93 @@ impl Agent {
             built?;
         }
         Ok(())
+    }
+
+    /// Keep the images this deploy replaces, so `slipway rollback` can
+    /// bring them back. Losing one costs a rollback, not this deploy.
+    async fn keep_previous_images(&self, surface: &str, report: &SurfaceReport) {
+        let (Some(docker), keep) = (&self.docker, self.loaded.manifest.project.keep_images) else {
+            return;
+        };
+        for svc in &report.services {
+            let (Some(before), Some(built)) = (&svc.image_before, &svc.image_built) else {
+                continue;
+            };
+            if before != built
+                && let Err(e) = docker.keep_previous(&svc.service, before, keep).await
+            {
+                tracing::warn!(
+                    "[{surface}] cannot keep the previous image of {}: {e:#}; a rollback may not find it",
+                    svc.service
+                );
+            }
+        }
+    }
+
+    /// Put each service back on the image it ran before the deploy that
+    /// left it on its current one, as the journal records. Returns the
+    /// services recreated.
+    async fn restore_images(
+        &self,
+        surface: &str,
+        services: &[String],
+        report: &mut SurfaceReport,
+    ) -> Result<Vec<String>, String> {
+        let docker = self.docker_for(surface)?;
+        let (entries, _) = crate::journal::read(&self.loaded.state_dir())
+            .map_err(|e| format!("surface {surface}: cannot read the journal: {e}"))?;
+        let mut restored = Vec::new();
+        for service in services {
+            let current = docker
+                .containers(service)
+                .await
+                .map_err(|e| service_failed(surface, service, "inspect", e))?
+                .first()
+                .map(|c| c.image_id.clone())
+                .ok_or_else(|| {
+                    format!("surface {surface}, service {service}: no container to roll back")
+                })?;
+            let Some(previous) = crate::journal::image_before(&entries, surface, service, &current)
+            else {
+                tracing::info!(
+                    "[{surface}] {service}: no recorded deploy changed its image to {}; left as is",
+                    short_id(&current)
+                );
+                continue;
+            };
+            docker.image_id(&previous).await.map_err(|_| {
+                format!(
+                    "surface {surface}, service {service}: its previous image {} is gone; raise project.keep_images to keep more",
+                    short_id(&previous)
+                )
+            })?;
+            tracing::info!(
+                "[{surface}] rolling {service} back from {} to {}",
+                short_id(&current),
+                short_id(&previous)
+            );
+            let tag = docker
+                .image_tag(service)
+                .await
+                .map_err(|e| service_failed(surface, service, "rollback", e))?;
+            docker
+                .tag(&previous, &tag)
+                .await
+                .map_err(|e| service_failed(surface, service, "rollback", e))?;
+            report.services.push(ServiceReport {
+                service: service.clone(),
+                image_before: Some(current),
+                image_built: Some(previous),
+                ..Default::default()
+            });
+            restored.push(service.clone());
+        }
+        let ready_timeout =
+            Duration::from_secs(self.loaded.manifest.surface[surface].ready_timeout_secs);
+        self.recreate_services(surface, &restored, report).await?;
+        self.prove_running(surface, &restored, ready_timeout, report)
+            .await?;
+        Ok(restored)
     }
 
     /// Rule 1: force-recreate (stop-first, as compose does).
@@ -755,6 +870,11 @@ fn check_role(key: &str, plugin: &Plugin, role: Role) -> Result<(), AgentError> 
 
 fn service_failed(surface: &str, service: &str, what: &str, e: anyhow::Error) -> String {
     format!("surface {surface}, service {service}: {what} failed: {e:#}")
+}
+
+fn short_id(id: &str) -> &str {
+    let id = id.trim_start_matches("sha256:");
+    &id[..id.len().min(12)]
 }
 
 fn first_line(body: &str) -> &str {

@@ -10,7 +10,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, KillContainerOptions, ListContainersOptions,
-    RemoveContainerOptions, RenameContainerOptions, RestartContainerOptions, StopContainerOptions,
+    ListImagesOptions, RemoveContainerOptions, RemoveImageOptions, RenameContainerOptions,
+    RestartContainerOptions, StopContainerOptions, TagImageOptions,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -182,6 +183,60 @@ impl Docker {
             .inspect_image(reference)
             .await
             .with_context(|| format!("cannot inspect image `{reference}`"))
+    }
+
+    /// Point `reference` (e.g. the service's compose tag) at `image`.
+    pub async fn tag(&self, image: &str, reference: &str) -> Result<()> {
+        let (repo, tag) = split_reference(reference);
+        let options = TagImageOptions {
+            repo: Some(repo.to_owned()),
+            tag: Some(tag.to_owned()),
+        };
+        self.client
+            .tag_image(image, Some(options))
+            .await
+            .with_context(|| format!("cannot tag image {image} as {reference}"))
+    }
+
+    /// Keep `image`, which a deploy of `service` just replaced, under
+    /// `<repo>:slipway-<UTC time>` so a rollback can bring it back, and
+    /// untag all but the newest `keep` such images. Docker deletes an
+    /// untagged image once no container uses it.
+    pub async fn keep_previous(&self, service: &str, image: &str, keep: usize) -> Result<()> {
+        let reference = self.image_tag(service).await?;
+        let (repo, _) = split_reference(&reference);
+        let stamp: String = crate::journal::now()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        self.tag(image, &format!("{repo}:slipway-{stamp}")).await?;
+        let options = ListImagesOptions {
+            filters: Some(HashMap::from([(
+                "reference".to_owned(),
+                vec![format!("{repo}:slipway-*")],
+            )])),
+            ..Default::default()
+        };
+        let mut kept: Vec<String> = self
+            .client
+            .list_images(Some(options))
+            .await
+            .context("cannot list images")?
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .filter(|t| t.starts_with(&format!("{repo}:slipway-")))
+            .collect();
+        kept.sort_unstable_by(|a, b| b.cmp(a));
+        for old in kept.iter().skip(keep) {
+            let removed = self
+                .client
+                .remove_image(old, None::<RemoveImageOptions>, None)
+                .await;
+            if let Err(e) = removed {
+                tracing::debug!("keeping {old}: {e}");
+            }
+        }
+        Ok(())
     }
 
     /// Build the service's image from its compose build context, honouring
@@ -666,6 +721,14 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// `repo[:tag]` as (repo, tag); a registry port is not a tag.
+fn split_reference(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
+}
+
 pub fn container_info(service: &str, c: &ContainerInspectResponse) -> ContainerInfo {
     let state = c.state.as_ref();
     let status = state
@@ -900,6 +963,14 @@ fn context_tar(context: &Path, dockerfile: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_split_at_the_tag_not_the_registry_port() {
+        assert_eq!(split_reference("proj_api"), ("proj_api", "latest"));
+        assert_eq!(split_reference("proj_api:v2"), ("proj_api", "v2"));
+        assert_eq!(split_reference("reg:5000/api"), ("reg:5000/api", "latest"));
+        assert_eq!(split_reference("reg:5000/api:v2"), ("reg:5000/api", "v2"));
+    }
 
     fn names_in(tar: &[u8]) -> Vec<String> {
         let mut archive = tar::Archive::new(tar);

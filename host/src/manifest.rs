@@ -56,6 +56,10 @@ pub struct Project {
     /// Where slipway keeps its lock and plugin state, relative to slipway.toml.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// Images a deploy replaced, kept per service (tagged
+    /// `<image>:slipway-<time>`) so `slipway rollback` can bring them back.
+    #[serde(default = "default_keep_images")]
+    pub keep_images: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -163,6 +167,9 @@ fn default_compose_file() -> PathBuf {
 }
 fn default_state_dir() -> PathBuf {
     ".slipway".into()
+}
+fn default_keep_images() -> usize {
+    3
 }
 fn default_timeout_secs() -> u64 {
     60

@@ -282,8 +282,10 @@ impl Runtime {
             Ok(other) => other,
         };
         // A trapped store is poisoned, but what the plugin stored before a
-        // clean return (ok or err) is kept.
-        if matches!(result, Ok(_) | Err(CallError::Failed(_))) {
+        // clean return (ok or err) is kept. A plan changes nothing, so its
+        // state writes are dropped.
+        let read_only = store.data().grants.read_only;
+        if !read_only && matches!(result, Ok(_) | Err(CallError::Failed(_))) {
             store.data_mut().state.save().map_err(CallError::Host)?;
         }
         result

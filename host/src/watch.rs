@@ -5,6 +5,7 @@
 //! each watcher is recorded for `slipway status`.
 
 use crate::deploy::{Agent, AgentError, watch_state_key};
+use crate::journal::Entry;
 use crate::lock::{DeployLock, LockError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -88,7 +89,12 @@ async fn tick(agent: &Agent, watcher: &str) -> Result<Option<TickRecord>, AgentE
                 .find(|o| o.key == "action")
                 .map(|o| o.value.clone());
             match &action {
-                Some(action) => tracing::info!("watch {watcher}: {action}: {}", report.summary),
+                Some(action) => {
+                    tracing::info!("watch {watcher}: {action}: {}", report.summary);
+                    let project = &agent.loaded.manifest.project.name;
+                    let entry = Entry::of_action(project, watcher, action, &report.summary);
+                    crate::journal::record(&state_dir, &entry);
+                }
                 None => tracing::debug!("watch {watcher}: {}", report.summary),
             }
             TickRecord {

@@ -5,6 +5,7 @@ mod astro;
 mod browser;
 mod cli;
 mod harness;
+mod journal;
 mod miniapp;
 mod nginx;
 mod python;

@@ -488,3 +488,29 @@ async fn state_persists_between_calls_per_plugin() {
         .unwrap();
     assert_eq!(second, "before=Some(\"10.0.0.7\") after=Some(\"10.0.0.7\")");
 }
+
+#[tokio::test]
+async fn state_written_during_a_plan_is_dropped() {
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let services = HostServices {
+        docker: None,
+        state_dir: Some(dir.path().to_owned()),
+    };
+    let plan = Grants {
+        read_only: true,
+        ..Grants::default()
+    };
+    let config = json!({ "attempt": "state-round-trip", "key": "ip", "value": "10.0.0.7" });
+    attempt_with(&rt, &p, plan, services.clone(), config.clone())
+        .await
+        .unwrap();
+    let after = attempt_with(&rt, &p, Grants::default(), services, config)
+        .await
+        .unwrap();
+    assert!(
+        after.starts_with("before=None"),
+        "a plan changed state: {after}"
+    );
+}

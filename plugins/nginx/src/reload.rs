@@ -74,6 +74,12 @@ impl Step for NginxReload {
     fn verify(ctx: Context) -> Result<Report, String> {
         crate::verify_route(&ctx)
     }
+
+    /// `slipway rollback` recreated the services on their previous images:
+    /// nginx must resolve them again, exactly as after a deploy.
+    fn rollback(ctx: Context) -> Result<Report, String> {
+        Self::apply(ctx)
+    }
 }
 
 /// Upstream hosts from `nginx -T`: `server host:port` lines of upstream

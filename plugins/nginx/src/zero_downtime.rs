@@ -135,6 +135,25 @@ impl Step for NginxZeroDowntime {
     fn verify(ctx: Context) -> Result<Report, String> {
         crate::verify_route(&ctx)
     }
+
+    /// `slipway rollback` recreated the services on their previous images
+    /// (stop-first): nginx must resolve their new addresses. A failed deploy
+    /// has already restored everything in `apply`.
+    fn rollback(ctx: Context) -> Result<Report, String> {
+        let config: Config = ctx.config()?;
+        let recreated = ctx.recreated();
+        if recreated.is_empty() {
+            return Ok(Report::new(
+                "nothing was recreated; nginx keeps its addresses",
+            ));
+        }
+        test_config(&config.service).and_then(|()| reload(&config.service))?;
+        Ok(Report::new(format!(
+            "reloaded {} for {}",
+            config.service,
+            recreated.join(", ")
+        )))
+    }
 }
 
 /// Point each upstream include file that exists at the new container, then

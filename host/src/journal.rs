@@ -1,0 +1,420 @@
+//! The audit journal: one JSON line per deploy, rollback and watchdog action,
+//! appended to `<state_dir>/journal.jsonl`.
+//!
+//! Each entry is written with a single `write(2)` on a file opened with
+//! `O_APPEND`, then synced. A crash can at worst leave an unterminated last
+//! line: the next append terminates it first, so it never merges with a new
+//! entry, and readers skip any line that does not parse.
+
+use crate::report::RunReport;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("journal.jsonl")
+}
+
+/// Who ran slipway: the local user, and the CI run when there is one.
+#[derive(Debug, Serialize)]
+pub struct Who {
+    pub user: Option<String>,
+    /// The CI variables that identify a run, when set.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ci: BTreeMap<String, String>,
+}
+
+const CI_VARS: [&str; 16] = [
+    "CI",
+    "GITHUB_ACTOR",
+    "GITHUB_REPOSITORY",
+    "GITHUB_WORKFLOW",
+    "GITHUB_RUN_ID",
+    "GITHUB_SHA",
+    "GITHUB_REF",
+    "GITLAB_USER_LOGIN",
+    "CI_PROJECT_PATH",
+    "CI_PIPELINE_ID",
+    "CI_JOB_ID",
+    "CI_COMMIT_SHA",
+    "BUILDKITE_BUILD_CREATOR",
+    "BUILDKITE_BUILD_NUMBER",
+    "BUILDKITE_COMMIT",
+    "SLIPWAY_ACTOR",
+];
+
+impl Who {
+    pub fn from_env() -> Who {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Who {
+            user: var("SUDO_USER").or_else(|| var("USER")),
+            ci: CI_VARS
+                .iter()
+                .filter_map(|name| Some((name.to_string(), var(name)?)))
+                .collect(),
+        }
+    }
+
+    /// `alice`, or `ci:GITHUB_ACTOR=alice` when a CI run is known.
+    fn label(entry: &Value) -> String {
+        let who = &entry["who"];
+        let ci = who["ci"].as_object();
+        let actor = ci.and_then(|ci| {
+            [
+                "GITHUB_ACTOR",
+                "GITLAB_USER_LOGIN",
+                "BUILDKITE_BUILD_CREATOR",
+                "SLIPWAY_ACTOR",
+            ]
+            .iter()
+            .find_map(|k| Some(format!("ci:{}", ci.get(*k)?.as_str()?)))
+        });
+        actor
+            .or_else(|| who["user"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "?".into())
+    }
+}
+
+/// One journal line.
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    /// RFC 3339, UTC, milliseconds.
+    pub ts: String,
+    pub who: Who,
+    /// `deploy`, `rollback` or `watch`.
+    pub command: String,
+    pub project: String,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub surfaces: Vec<SurfaceEntry>,
+    /// For `watch`: the watcher that acted and what it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watcher: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SurfaceEntry {
+    pub name: String,
+    pub outcome: String,
+    pub duration_ms: u64,
+    pub services: Vec<ServiceEntry>,
+    pub steps: Vec<StepEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceEntry {
+    pub service: String,
+    pub image_before: Option<String>,
+    /// The image the service's containers run after the command.
+    pub image_after: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepEntry {
+    pub plugin: String,
+    pub plugin_name: String,
+    pub plugin_version: String,
+    pub sha256: String,
+    pub ok: bool,
+    /// Release ids and the like, as the step reported them.
+    pub outputs: BTreeMap<String, String>,
+}
+
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+impl Entry {
+    pub fn of_run(report: &RunReport) -> Entry {
+        Entry {
+            ts: now(),
+            who: Who::from_env(),
+            command: report.command.clone(),
+            project: report.project.clone(),
+            ok: report.ok,
+            error: report.error.clone(),
+            duration_ms: report.duration_ms,
+            surfaces: report
+                .surfaces
+                .iter()
+                .map(|s| SurfaceEntry {
+                    name: s.name.clone(),
+                    outcome: s.outcome.clone(),
+                    duration_ms: s.duration_ms,
+                    services: s
+                        .services
+                        .iter()
+                        .map(|svc| ServiceEntry {
+                            service: svc.service.clone(),
+                            image_before: svc.image_before.clone(),
+                            image_after: svc.image_running.clone(),
+                        })
+                        .collect(),
+                    steps: s
+                        .steps
+                        .iter()
+                        .map(|step| StepEntry {
+                            plugin: step.plugin.clone(),
+                            plugin_name: step.plugin_name.clone(),
+                            plugin_version: step.plugin_version.clone(),
+                            sha256: step.sha256.clone(),
+                            ok: step.calls.iter().all(|c| c.ok),
+                            outputs: step.outputs.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            watcher: None,
+            action: None,
+        }
+    }
+
+    pub fn of_action(project: &str, watcher: &str, action: &str, summary: &str) -> Entry {
+        Entry {
+            ts: now(),
+            who: Who::from_env(),
+            command: "watch".into(),
+            project: project.to_owned(),
+            ok: true,
+            error: None,
+            duration_ms: 0,
+            surfaces: Vec::new(),
+            watcher: Some(watcher.to_owned()),
+            action: Some(format!("{action}: {summary}")),
+        }
+    }
+}
+
+/// Append `entry` as one line.
+pub fn append(state_dir: &Path, entry: &Entry) -> std::io::Result<()> {
+    std::fs::create_dir_all(state_dir)?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path(state_dir))?;
+    let mut line = Vec::new();
+    if file.seek(SeekFrom::End(0))? > 0 {
+        file.seek(SeekFrom::End(-1))?;
+        let mut last = [0u8];
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            line.push(b'\n');
+        }
+    }
+    serde_json::to_writer(&mut line, entry).expect("entries serialize");
+    line.push(b'\n');
+    file.write_all(&line)?;
+    file.sync_data()
+}
+
+/// Record a run; a journal that cannot be written is reported, not fatal:
+/// the deploy itself already happened.
+pub fn record(state_dir: &Path, entry: &Entry) {
+    if let Err(e) = append(state_dir, entry) {
+        tracing::warn!(
+            "cannot append to the journal {}: {e}; this {} is not recorded",
+            path(state_dir).display(),
+            entry.command
+        );
+    }
+}
+
+/// Every entry that parses, oldest first, and how many lines did not.
+pub fn read(state_dir: &Path) -> std::io::Result<(Vec<Value>, usize)> {
+    let text = match std::fs::read_to_string(path(state_dir)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e),
+    };
+    let mut entries = Vec::new();
+    let mut torn = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<Value>(line) {
+            Ok(v) if v.is_object() => entries.push(v),
+            _ => torn += 1,
+        }
+    }
+    Ok((entries, torn))
+}
+
+/// The newest successful deploy of `surface`, as recorded.
+pub fn last_deploy<'a>(entries: &'a [Value], surface: &str) -> Option<(&'a Value, &'a Value)> {
+    entries.iter().rev().find_map(|e| {
+        if e["command"] != "deploy" && e["command"] != "rollback" {
+            return None;
+        }
+        let s = e["surfaces"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == surface && s["outcome"] == "ok")?;
+        Some((e, s))
+    })
+}
+
+/// The image `service` ran before the newest recorded deploy that left it
+/// on `current`: what a rollback restores. Rollbacks themselves are not
+/// followed, so rolling back twice goes back two deploys.
+pub fn image_before(
+    entries: &[Value],
+    surface: &str,
+    service: &str,
+    current: &str,
+) -> Option<String> {
+    entries
+        .iter()
+        .rev()
+        .filter(|e| e["command"] == "deploy")
+        .flat_map(|e| e["surfaces"].as_array().into_iter().flatten())
+        .filter(|s| s["name"] == surface)
+        .flat_map(|s| s["services"].as_array().into_iter().flatten())
+        .filter(|svc| svc["service"] == service && svc["image_after"] == current)
+        .find_map(|svc| {
+            let before = svc["image_before"].as_str()?;
+            (before != current).then(|| before.to_owned())
+        })
+}
+
+/// One entry as a line for people.
+pub fn human(entry: &Value) -> String {
+    let mut line = format!(
+        "{} {:<8} {:<6} by {}",
+        entry["ts"].as_str().unwrap_or("?"),
+        entry["command"].as_str().unwrap_or("?"),
+        if entry["ok"] == true { "ok" } else { "FAILED" },
+        Who::label(entry),
+    );
+    if let Some(watcher) = entry["watcher"].as_str() {
+        line.push_str(&format!(
+            "\n    {watcher}: {}",
+            entry["action"].as_str().unwrap_or("")
+        ));
+    }
+    for s in entry["surfaces"].as_array().into_iter().flatten() {
+        line.push_str(&format!(
+            "\n    {} {} in {:.1} s",
+            s["name"].as_str().unwrap_or("?"),
+            s["outcome"].as_str().unwrap_or("?"),
+            s["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
+        ));
+        for svc in s["services"].as_array().into_iter().flatten() {
+            line.push_str(&format!(
+                "\n      {:<12} {} -> {}",
+                svc["service"].as_str().unwrap_or("?"),
+                short(&svc["image_before"]),
+                short(&svc["image_after"])
+            ));
+        }
+        for step in s["steps"].as_array().into_iter().flatten() {
+            let outputs: Vec<String> = step["outputs"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| !["built", "recreated"].contains(&k.as_str()))
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect();
+            line.push_str(&format!(
+                "\n      step {} {} sha256:{} {}",
+                step["plugin_name"].as_str().unwrap_or("?"),
+                step["plugin_version"].as_str().unwrap_or("?"),
+                &step["sha256"].as_str().unwrap_or("")
+                    [..12.min(step["sha256"].as_str().unwrap_or("").len())],
+                outputs.join(" ")
+            ));
+        }
+    }
+    if let Some(error) = entry["error"].as_str() {
+        line.push_str(&format!("\n    error: {error}"));
+    }
+    line
+}
+
+fn short(id: &Value) -> &str {
+    let id = id.as_str().unwrap_or("-").trim_start_matches("sha256:");
+    &id[..id.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(command: &str) -> Entry {
+        Entry::of_action("p", "w", command, "summary")
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_never_merges_with_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        append(dir.path(), &entry("one")).unwrap();
+        // A crash mid-write: half a line, no newline.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path(dir.path()))
+            .unwrap();
+        f.write_all(br#"{"ts":"2026-11-26T00:00:00Z","comm"#)
+            .unwrap();
+        append(dir.path(), &entry("two")).unwrap();
+        let (entries, torn) = read(dir.path()).unwrap();
+        assert_eq!(torn, 1);
+        let actions: Vec<&str> = entries
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(actions, ["one: summary", "two: summary"]);
+    }
+
+    #[test]
+    fn rollback_targets_follow_deploys_back() {
+        let deploy = |before: &str, after: &str| {
+            serde_json::json!({"command": "deploy", "surfaces": [{"name": "b", "outcome": "ok",
+                "services": [{"service": "api", "image_before": before, "image_after": after}]}]})
+        };
+        let rollback = serde_json::json!({"command": "rollback", "surfaces": [{"name": "b",
+            "services": [{"service": "api", "image_before": "v2", "image_after": "v1"}]}]});
+        let entries = vec![
+            deploy("v0", "v1"),
+            deploy("v1", "v2"),
+            rollback,
+            deploy("v1", "v1"),
+        ];
+        assert_eq!(
+            image_before(&entries, "b", "api", "v2").as_deref(),
+            Some("v1")
+        );
+        assert_eq!(
+            image_before(&entries, "b", "api", "v1").as_deref(),
+            Some("v0")
+        );
+        assert_eq!(image_before(&entries, "b", "api", "v0"), None);
+        assert_eq!(image_before(&entries, "b", "worker", "v1"), None);
+    }
+
+    #[test]
+    fn a_missing_journal_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read(dir.path()).unwrap().0.len(), 0);
+    }
+
+    #[test]
+    fn last_deploy_skips_failures_and_other_surfaces() {
+        let lines = [
+            r#"{"command":"deploy","surfaces":[{"name":"a","outcome":"ok","n":1}]}"#,
+            r#"{"command":"deploy","surfaces":[{"name":"a","outcome":"failed","n":2}]}"#,
+            r#"{"command":"deploy","surfaces":[{"name":"b","outcome":"ok","n":3}]}"#,
+        ];
+        let entries: Vec<Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(last_deploy(&entries, "a").unwrap().1["n"], 1);
+        assert_eq!(last_deploy(&entries, "b").unwrap().1["n"], 3);
+        assert!(last_deploy(&entries, "c").is_none());
+    }
+}
