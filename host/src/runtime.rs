@@ -385,14 +385,32 @@ fn classify(err: anyhow::Error, plugin: &Plugin, output: &str) -> CallError {
         Some(trap) => trap.to_string(),
         None => chain,
     };
-    // A Rust panic prints its message just before the trap.
-    let said = output
-        .lines()
-        .rev()
-        .find(|l| l.contains("panicked"))
-        .or_else(|| output.lines().rev().find(|l| !l.trim().is_empty()))
-        .map(|l| l.trim().to_owned());
-    CallError::Trap { cause, said }
+    CallError::Trap {
+        cause,
+        said: last_words(output),
+    }
+}
+
+/// What a trapping plugin printed about why: the exception of a Python
+/// traceback, else the message after Rust's `panicked at <file>:` line,
+/// else its last line.
+fn last_words(output: &str) -> Option<String> {
+    let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+    let traceback = lines
+        .iter()
+        .rposition(|l| l.starts_with("Traceback (most recent call last)"));
+    if let Some(start) = traceback
+        && let Some(exception) = lines[start + 1..].iter().find(|l| !l.starts_with(' '))
+    {
+        return Some(exception.trim().to_owned());
+    }
+    match lines.iter().rposition(|l| l.contains("panicked")) {
+        Some(i) if lines[i].trim_end().ends_with(':') && i + 1 < lines.len() => {
+            Some(format!("{} {}", lines[i].trim(), lines[i + 1].trim()))
+        }
+        Some(i) => Some(lines[i].trim().to_owned()),
+        None => lines.last().map(|l| l.trim().to_owned()),
+    }
 }
 
 /// Components start with `\0asm` and layer 1; core modules have layer 0.
@@ -508,6 +526,22 @@ impl Drop for Ticker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_words_find_the_cause_of_a_trap() {
+        let rust = "starting\nthread '<unnamed>' panicked at src/lib.rs:9:5:\nboom: out of ideas\nnote: run with RUST_BACKTRACE=1\n";
+        assert_eq!(
+            last_words(rust).as_deref(),
+            Some("thread '<unnamed>' panicked at src/lib.rs:9:5: boom: out of ideas")
+        );
+        let python = "Traceback (most recent call last):\n  File \"app.py\", line 3, in apply\n    raise RuntimeError(\"boom\")\nRuntimeError: boom\nthread '<unnamed>' panicked at runtime/src/lib.rs:1293:29:\nPython exception\n";
+        assert_eq!(last_words(python).as_deref(), Some("RuntimeError: boom"));
+        assert_eq!(
+            last_words("a\nlast words\n\n").as_deref(),
+            Some("last words")
+        );
+        assert_eq!(last_words(""), None);
+    }
 
     fn exports(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
