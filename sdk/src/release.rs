@@ -734,6 +734,7 @@ mod tests {
         let options = Options {
             carry: vec!["_astro".into()],
             carry_releases: 1,
+            ..Options::default()
         };
         let mut ids = Vec::new();
         for v in 1..=3 {
