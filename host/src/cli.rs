@@ -7,7 +7,7 @@
 use crate::deploy::{Agent, AgentError};
 use crate::journal;
 use crate::lock::DeployLock;
-use crate::report::RunReport;
+use crate::report::{Document, RunReport};
 use crate::runtime::{Limits, Runtime};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -94,8 +94,19 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
-    /// Print the JSON Schema of slipway.toml.
-    Schema,
+    /// Print a JSON Schema: of slipway.toml, or of the `--json` report of
+    /// plan, deploy and rollback.
+    Schema {
+        /// Which schema to print.
+        #[arg(value_enum, default_value_t = SchemaOf::Manifest)]
+        which: SchemaOf,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum SchemaOf {
+    Manifest,
+    Report,
 }
 
 #[derive(clap::Args, Debug)]
@@ -161,8 +172,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Plugin {
             command: PluginCommand::New { name, dir },
         } => crate::scaffold::command(name, dir.as_deref(), cli.json),
-        Command::Schema => {
-            print!("{}", crate::manifest::json_schema());
+        Command::Schema { which } => {
+            print!(
+                "{}",
+                match which {
+                    SchemaOf::Manifest => crate::manifest::json_schema(),
+                    SchemaOf::Report => crate::report::json_schema(),
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
     };
@@ -175,8 +192,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         };
         eprintln!("slipway: {e}");
         if cli.json {
-            let doc = serde_json::json!({ "ok": false, "error": e.to_string(), "exit_code": code });
-            println!("{doc}");
+            match failed_run(&cli, &e) {
+                Some(run) => print_document(&run, code),
+                None => {
+                    let doc = serde_json::json!({ "ok": false, "error": e.to_string(), "exit_code": code });
+                    println!("{doc}");
+                }
+            }
         }
         ExitCode::from(code)
     })
@@ -219,19 +241,39 @@ async fn plan_or_deploy(
 }
 
 fn emit(cli: &Cli, report: &RunReport) -> ExitCode {
+    let code = if report.ok { 0 } else { EXIT_FAILED };
     if cli.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(report).expect("reports serialize")
-        );
+        print_document(report, code);
     } else {
         eprint!("{}", report.human());
     }
-    if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    }
+    ExitCode::from(code)
+}
+
+fn print_document(report: &RunReport, exit_code: u8) {
+    let doc = Document::new(report, exit_code);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&doc).expect("reports serialize")
+    );
+}
+
+/// A report for a plan, deploy or rollback that stopped before any surface
+/// ran, so CI always gets a document of the one schema.
+fn failed_run(cli: &Cli, e: &AgentError) -> Option<RunReport> {
+    let command = match &cli.command {
+        Command::Plan(_) => "plan",
+        Command::Deploy { .. } => "deploy",
+        Command::Rollback { .. } => "rollback",
+        _ => return None,
+    };
+    // The manifest may be what failed; its project name is still useful.
+    let project = std::fs::read_to_string(&cli.manifest)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("project")?.get("name")?.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Some(RunReport::failed(command, project, e.to_string()))
 }
 
 async fn rollback(

@@ -476,7 +476,10 @@ impl Agent {
                 .is_some_and(|s| s.build.is_some());
             let built = if has_build {
                 tracing::info!("[{surface}] building {service}");
-                docker.build(service).await
+                let task = crate::progress::start(format!("{surface}: build {service}"));
+                let built = docker.build(service).await;
+                task.end(built.is_ok());
+                built
             } else {
                 match docker.image_tag(service).await {
                     Ok(tag) => docker.image_id(&tag).await,
@@ -590,7 +593,9 @@ impl Agent {
         for (i, service) in services.iter().enumerate() {
             tracing::info!("[{surface}] recreating {service}");
             let t = Instant::now();
+            let task = crate::progress::start(format!("{surface}: recreate {service}"));
             let recreated = docker.recreate(service).await;
+            task.end(recreated.is_ok());
             report.services[i].recreate_ms = t.elapsed().as_millis() as u64;
             let container =
                 recreated.map_err(|e| service_failed(surface, service, "recreate", e))?;
@@ -611,10 +616,10 @@ impl Agent {
         let docker = self.docker_for(surface)?;
         for (i, service) in services.iter().enumerate() {
             let t = Instant::now();
-            docker
-                .wait_ready(service, ready_timeout)
-                .await
-                .map_err(|e| service_failed(surface, service, "readiness", e))?;
+            let task = crate::progress::start(format!("{surface}: wait until {service} is ready"));
+            let ready = docker.wait_ready(service, ready_timeout).await;
+            task.end(ready.is_ok());
+            ready.map_err(|e| service_failed(surface, service, "readiness", e))?;
             report.services[i].ready_ms = t.elapsed().as_millis() as u64;
             let containers = docker
                 .containers(service)
@@ -721,11 +726,17 @@ impl Agent {
             plugin: plugin.info.name.clone(),
             version: plugin.info.version.clone(),
         };
-        match self
+        let task = crate::progress::start(format!(
+            "{surface}: step {index} {} {}",
+            plugin.info.name,
+            phase.name()
+        ));
+        let result = self
             .runtime
             .call(plugin, phase, ctx, caller, grants, self.services())
-            .await
-        {
+            .await;
+        task.end(result.is_ok());
+        match result {
             Ok(r) => {
                 tracing::info!(
                     "[{surface}] step {index} {} {}: {}",

@@ -16,6 +16,7 @@ pub mod lock;
 pub mod manifest;
 pub mod plan;
 pub mod probe;
+pub mod progress;
 pub mod report;
 pub mod runtime;
 pub mod sandbox;

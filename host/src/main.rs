@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(slipway::progress::log_writer)
         .with_ansi(color)
         .with_target(false)
         .init();

@@ -1,37 +1,82 @@
 //! What a run did, for people (stderr) and for CI (`--json` on stdout).
+//!
+//! The `--json` document is a [`Document`]. Its JSON Schema is checked in at
+//! `schema/report.schema.json` (`slipway schema report`) and a test keeps it
+//! in sync with these types.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Serialize)]
+/// Bumped only when a field is removed, renamed or changes meaning; new
+/// fields keep the version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The `--json` document of `slipway plan`, `deploy` and `rollback`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(title = "slipway run report")]
+pub struct Document<'a> {
+    /// The report format's major version.
+    #[schemars(extend("const" = 1))]
+    pub schema_version: u32,
+    #[serde(flatten)]
+    pub run: &'a RunReport,
+    /// The process's exit code: 0 ok, 1 the run failed, 2 bad usage,
+    /// manifest or plugin, 3 the deploy lock is held, 4 no Docker engine.
+    #[schemars(range(max = 4))]
+    pub exit_code: u8,
+}
+
+impl<'a> Document<'a> {
+    pub fn new(run: &'a RunReport, exit_code: u8) -> Self {
+        Document {
+            schema_version: SCHEMA_VERSION,
+            run,
+            exit_code,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RunReport {
-    /// `plan` or `deploy`.
+    /// The subcommand that ran.
+    #[schemars(extend("enum" = ["plan", "deploy", "rollback"]))]
     pub command: String,
+    /// `project.name` from the manifest; empty when the manifest has none
+    /// or could not be read.
     pub project: String,
+    /// Whether every selected surface succeeded (for `plan`: could be planned).
     pub ok: bool,
+    /// In run order. Empty when the run failed before any surface ran.
     pub surfaces: Vec<SurfaceReport>,
     /// Set when the run failed; names the surface, step and plugin.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Wall time of the whole run.
     pub duration_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One surface (`[surface.<name>]`) of the run.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SurfaceReport {
     pub name: String,
     /// `ok`, `failed`, `planned` or `skipped` (an earlier surface failed).
+    #[schemars(extend("enum" = ["ok", "failed", "planned", "skipped"]))]
     pub outcome: String,
     pub services: Vec<ServiceReport>,
+    /// The plugin steps, in manifest order (for `rollback`: last step first).
     pub steps: Vec<StepReport>,
+    /// Absent for `plan`, and when the surface failed before its verification.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<CheckReport>,
+    /// Why the surface failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub duration_ms: u64,
 }
 
 /// A service the surface builds and force-recreates (rule 1).
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, JsonSchema)]
 pub struct ServiceReport {
     pub service: String,
     /// Image the container ran before.
@@ -43,29 +88,41 @@ pub struct ServiceReport {
     /// Image the new container runs; equals `image_built` on success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_running: Option<String>,
+    /// The container's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// Time to build the image (or resolve it, for image-only services).
     pub build_ms: u64,
+    /// Time to force-recreate the container; 0 when a step replaced it.
     pub recreate_ms: u64,
+    /// Time until the container was ready (healthcheck or TCP).
     pub ready_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One plugin step (`[[surface.<name>.step]]`) of the surface.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StepReport {
+    /// The step's position in `[[surface.<name>.step]]`, from 0.
     pub index: usize,
     /// The `[plugins.<key>]` name.
     pub plugin: String,
+    /// The name the plugin reports about itself.
     pub plugin_name: String,
+    /// The version the plugin reports about itself.
     pub plugin_version: String,
+    /// SHA-256 of the plugin's `.wasm` file.
     pub sha256: String,
+    /// Each call into the plugin, in order.
     pub calls: Vec<CallReport>,
     /// What the step's calls reported for later steps, e.g. `release`.
     pub outputs: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One call into a step's plugin.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CallReport {
     /// `plan`, `apply`, `verify` or `rollback`.
+    #[schemars(extend("enum" = ["plan", "apply", "verify", "rollback"]))]
     pub phase: String,
     pub ok: bool,
     /// The plugin's summary, or the error.
@@ -73,16 +130,34 @@ pub struct CallReport {
     pub duration_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The surface's front-door verification (`[surface.*.verify]`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CheckReport {
+    /// The URL, with `${VAR}`s replaced.
     pub url: String,
     pub ok: bool,
+    /// The last HTTP status; null when nothing answered.
     pub status: Option<u16>,
+    /// Requests made until it passed or timed out.
     pub attempts: u32,
+    /// What answered, or why it failed.
     pub message: String,
 }
 
 impl RunReport {
+    /// A run that stopped before any surface ran: bad manifest, unknown
+    /// surface, lock held, no Docker engine.
+    pub fn failed(command: &str, project: String, error: String) -> RunReport {
+        RunReport {
+            command: command.to_owned(),
+            project,
+            ok: false,
+            surfaces: Vec::new(),
+            error: Some(error),
+            duration_ms: 0,
+        }
+    }
+
     /// A short human summary, one line per surface.
     pub fn human(&self) -> String {
         let mut out = String::new();
@@ -128,6 +203,12 @@ impl RunReport {
     }
 }
 
+/// The JSON Schema of the `--json` report, as checked in under `schema/`.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Document);
+    serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
+}
+
 fn short_image(id: Option<&str>) -> String {
     match id {
         Some(id) => {
@@ -135,5 +216,41 @@ fn short_image(id: Option<&str>) -> String {
             hex[..hex.len().min(12)].to_owned()
         }
         None => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn report_schema_is_checked_in_and_in_sync() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/report.schema.json");
+        let generated = json_schema();
+        if std::env::var_os("SLIPWAY_BLESS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "schema/report.schema.json is stale; run `SLIPWAY_BLESS=1 cargo test -p slipway schema` or `slipway schema report > schema/report.schema.json`"
+        );
+    }
+
+    #[test]
+    fn the_document_flattens_the_run_between_version_and_exit_code() {
+        let run = RunReport::failed("deploy", "p".into(), "lock held".into());
+        let doc = serde_json::to_value(Document::new(&run, 3)).unwrap();
+        assert_eq!(doc["schema_version"], SCHEMA_VERSION);
+        assert_eq!(doc["exit_code"], 3);
+        assert_eq!(doc["ok"], false);
+        assert_eq!(doc["error"], "lock held");
+        assert_eq!(doc["surfaces"], serde_json::json!([]));
+        let schema: serde_json::Value = serde_json::from_str(&json_schema()).unwrap();
+        let required = schema["required"].to_string();
+        for key in ["schema_version", "exit_code", "ok", "command", "surfaces"] {
+            assert!(required.contains(key), "{key} not required: {required}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 mod astro;
 mod browser;
+mod ci_report;
 mod cli;
 mod harness;
 mod journal;
