@@ -18,7 +18,7 @@ fn validator() -> jsonschema::Validator {
 }
 
 /// The run's stdout, parsed and checked against the schema.
-fn valid_report(out: &Output) -> Value {
+pub fn valid_report(out: &Output) -> Value {
     let doc = crate::harness::json(out);
     let errors: Vec<String> = validator()
         .iter_errors(&doc)

@@ -152,7 +152,7 @@ fn rollback_brings_back_the_previous_image_through_nginx_and_status_sees_drift()
     let (code, body) = http_get(stack.port, "/version");
     assert_eq!(code, 200);
     assert!(body.starts_with("honeychat-api v1 "), "{body}");
-    let report = json(&out);
+    let report = crate::ci_report::valid_report(&out);
     let nginx = &report["surfaces"][0]["steps"][0]["calls"][0];
     assert!(
         nginx["message"].as_str().unwrap().contains("reloaded"),
