@@ -280,6 +280,15 @@ fn stamping_changes_only_the_version_line_and_failures_name_their_fix() {
         stack.path(),
         &[],
     );
+    // `nginx -s reload` returns before the new workers answer.
+    stack.wait_until(|| {
+        sh(
+            &format!("curl -sI http://127.0.0.1:{}/sw.js", stack.app_port),
+            stack.path(),
+            &[],
+        )
+        .contains("max-age=86400")
+    });
     set_release(&stack, "v2");
     let out = stack.slipway(&["deploy", "miniapp"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
