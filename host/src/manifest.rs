@@ -453,7 +453,7 @@ pub fn interpolate(text: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn project(manifest: &str) -> (tempfile::TempDir, Result<Loaded, ManifestError>) {
@@ -583,18 +583,24 @@ depends_on = ["backend"]
         );
     }
 
-    #[test]
-    fn schema_is_checked_in_and_in_sync() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/slipway.schema.json");
-        let generated = json_schema();
+    /// `schema/<file>` must equal `generated`; `SLIPWAY_BLESS=1` rewrites it.
+    pub(crate) fn assert_schema_in_sync(file: &str, generated: &str, command: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../schema")
+            .join(file);
         if std::env::var_os("SLIPWAY_BLESS").is_some() {
-            std::fs::write(&path, &generated).unwrap();
+            std::fs::write(&path, generated).unwrap();
         }
         let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             checked_in == generated,
-            "schema/slipway.schema.json is stale; run `SLIPWAY_BLESS=1 cargo test -p slipway schema` or `slipway schema > schema/slipway.schema.json`"
+            "schema/{file} is stale; run `SLIPWAY_BLESS=1 cargo test -p slipway schema` or `{command} > schema/{file}`"
         );
+    }
+
+    #[test]
+    fn schema_is_checked_in_and_in_sync() {
+        assert_schema_in_sync("slipway.schema.json", &json_schema(), "slipway schema");
     }
 
     #[test]

@@ -222,19 +222,13 @@ fn short_image(id: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[test]
     fn report_schema_is_checked_in_and_in_sync() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/report.schema.json");
-        let generated = json_schema();
-        if std::env::var_os("SLIPWAY_BLESS").is_some() {
-            std::fs::write(&path, &generated).unwrap();
-        }
-        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            checked_in == generated,
-            "schema/report.schema.json is stale; run `SLIPWAY_BLESS=1 cargo test -p slipway schema` or `slipway schema report > schema/report.schema.json`"
+        crate::manifest::tests::assert_schema_in_sync(
+            "report.schema.json",
+            &json_schema(),
+            "slipway schema report",
         );
     }
 

@@ -15,3 +15,12 @@ pub fn reload(service: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// After a release switch: reload `service` if one is configured. The
+/// switch is already live when this fails, and the error says so.
+pub fn reload_after_switch(service: Option<&str>) -> Result<(), String> {
+    match service {
+        Some(service) => reload(service).map_err(|e| format!("the switch is live, but {e}")),
+        None => Ok(()),
+    }
+}

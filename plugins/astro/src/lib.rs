@@ -102,7 +102,7 @@ impl Step for Astro {
             .with_output("release", published.id));
         }
         releases.switch(&published.id)?;
-        reload(&config)?;
+        slipway_sdk::nginx::reload_after_switch(config.nginx.as_deref())?;
         let pruned = releases.prune(config.keep)?;
         Ok(Report::new(format!(
             "published and switched to {}: {} files ({} copied, {} linked, {} carried, {} bytes written); pruned {}",
@@ -147,21 +147,12 @@ impl Step for Astro {
     fn rollback(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
         let (live, previous) = Releases::open(&config.site).roll_back()?;
-        reload(&config)?;
+        slipway_sdk::nginx::reload_after_switch(config.nginx.as_deref())?;
         state::set("last_rollback", &format!("{live} -> {previous}"));
         Ok(
             Report::new(format!("rolled back from {live} to {previous}"))
                 .with_output("release", previous),
         )
-    }
-}
-
-fn reload(config: &Config) -> Result<(), String> {
-    match &config.nginx {
-        Some(service) => {
-            slipway_sdk::nginx::reload(service).map_err(|e| format!("the switch is live, but {e}"))
-        }
-        None => Ok(()),
     }
 }
 

@@ -147,14 +147,6 @@ impl Config {
             &format!("/{}", self.index),
         )
     }
-
-    fn reload(&self) -> Result<(), String> {
-        match &self.nginx {
-            Some(service) => slipway_sdk::nginx::reload(service)
-                .map_err(|e| format!("the switch is live, but {e}")),
-            None => Ok(()),
-        }
-    }
 }
 
 fn cache_control(response: &probe::HttpResponse) -> Option<&str> {
@@ -214,7 +206,7 @@ impl Step for MiniappSw {
             ))
         } else {
             releases.switch(&published.id)?;
-            config.reload()?;
+            slipway_sdk::nginx::reload_after_switch(config.nginx.as_deref())?;
             let pruned = releases.prune(config.keep)?;
             Report::new(format!(
                 "stamped {} with {} and switched to {}: {} files ({} copied, {} linked); pruned {}{}",
@@ -266,7 +258,7 @@ impl Step for MiniappSw {
     fn rollback(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
         let (live, previous) = Releases::open(&config.site).roll_back()?;
-        config.reload()?;
+        slipway_sdk::nginx::reload_after_switch(config.nginx.as_deref())?;
         Ok(
             Report::new(format!("rolled back from {live} to {previous}"))
                 .with_output("release", previous),
