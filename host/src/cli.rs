@@ -52,7 +52,8 @@ pub struct Cli {
 pub enum Command {
     /// Print what a deploy would do, in order, touching nothing.
     Plan(Selection),
-    /// Deploy surfaces: build, force-recreate, run plugin steps, verify.
+    /// Deploy surfaces: build, converge each service to its compose
+    /// definition (create, replace or skip), run plugin steps, verify.
     Deploy {
         #[command(flatten)]
         selection: Selection,
@@ -116,6 +117,10 @@ pub struct Selection {
     /// Every surface, in dependency order.
     #[arg(long)]
     pub all: bool,
+    /// Replace every service's container, even those already on the
+    /// desired spec and image.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -211,6 +216,7 @@ async fn plan_or_deploy(
     lock_wait: Option<Duration>,
 ) -> Result<ExitCode, AgentError> {
     let mut agent = Agent::open(&cli.manifest, cache_dir)?;
+    agent.force = sel.force;
     let surfaces = agent.select(&sel.surfaces, sel.all)?;
     if lock_wait.is_some() {
         agent.preflight(&surfaces)?;

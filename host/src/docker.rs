@@ -3,15 +3,16 @@
 //! to compose.
 
 use crate::compose::ComposeProject;
+use crate::desired::COMPOSE_VERSION;
 use anyhow::{Context as _, Result, anyhow, bail};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ImageInspect,
-    NetworkConnectRequest, NetworkingConfig,
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ImageInspect, Ipam,
+    IpamConfig, NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, KillContainerOptions, ListContainersOptions,
-    ListImagesOptions, RemoveContainerOptions, RemoveImageOptions, RenameContainerOptions,
-    RestartContainerOptions, StopContainerOptions, TagImageOptions,
+    BuildImageOptions, CreateContainerOptions, InspectNetworkOptions, KillContainerOptions,
+    ListContainersOptions, ListImagesOptions, RemoveContainerOptions, RemoveImageOptions,
+    RenameContainerOptions, RestartContainerOptions, StopContainerOptions, TagImageOptions,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -23,6 +24,8 @@ const PROJECT_LABEL: &str = "com.docker.compose.project";
 const SERVICE_LABEL: &str = "com.docker.compose.service";
 const ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
 const VERSION_LABEL: &str = "com.docker.compose.version";
+/// The hash of the spec a container was created from.
+pub const SPEC_LABEL: &str = "dev.slipway.spec-hash";
 
 /// No Docker engine answered. The CLI maps this to its own exit code.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +44,7 @@ pub struct Attachment {
 }
 
 /// What slipway reads of a container.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ContainerInfo {
     pub id: String,
     pub name: String,
@@ -52,6 +55,19 @@ pub struct ContainerInfo {
     pub networks: Vec<Attachment>,
     /// Exposed TCP ports, for readiness probes.
     pub tcp_ports: Vec<u16>,
+    /// The spec-hash label; `None` for a container slipway did not create.
+    pub spec_hash: Option<String>,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    pub restart_count: i64,
+    pub has_healthcheck: bool,
+}
+
+/// A service's desired container: its spec and the image ID it must run.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub spec: crate::desired::ContainerSpec,
+    pub image_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -158,18 +174,20 @@ impl Docker {
         let def = self.compose.service(service).ok_or_else(|| {
             anyhow!(
                 "`{service}` is not a service of {}",
-                self.compose.file.display()
+                self.compose.files_display()
             )
         })?;
+        // slipway creates containers as compose v1 does (and labels them
+        // so); only a container made by compose v2 switches to its naming.
         let legacy = match self.container_ids(service).await?.first() {
             Some(id) => {
                 let c = self.inspect_raw(id).await?;
                 let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
-                labels
+                !labels
                     .get(VERSION_LABEL)
-                    .is_some_and(|v| v.starts_with("1."))
+                    .is_some_and(|v| v.starts_with("2."))
             }
-            None => false,
+            None => true,
         };
         Ok(def.image_tag(&self.compose.name, legacy))
     }
@@ -291,99 +309,221 @@ impl Docker {
         self.image_id(&tag).await
     }
 
-    /// `docker compose up -d --force-recreate --no-deps <service>`: for each
-    /// container, stop it, create its replacement from the service's current
-    /// image with the same config, labels, networks (with aliases), mounts
-    /// and restart policy, start it, then remove the old one. If anything
-    /// fails before the new container starts, the old one is put back.
-    pub async fn recreate(&self, service: &str) -> Result<ContainerInfo> {
-        let ids = self.container_ids(service).await?;
-        if ids.is_empty() {
-            bail!(
-                "service `{service}` has no container in compose project `{}`; bring the stack up once (docker compose up -d) before deploying",
-                self.compose.name
-            );
-        }
+    /// What the service should run now: its spec from the compose model
+    /// and the image its tag points at (just built, or resolved).
+    pub async fn desired(&self, service: &str) -> Result<Target> {
         let tag = self.image_tag(service).await?;
-        let new_image = self.inspect_image(&tag).await?;
-        let mut last = None;
-        for id in ids {
-            last = Some(self.recreate_one(service, &id, &tag, &new_image).await?);
-        }
-        Ok(last.expect("at least one container"))
+        let image_id = self.image_id(&tag).await?;
+        let spec = crate::desired::desired(&self.compose, service, &tag)?;
+        Ok(Target { spec, image_id })
     }
 
-    async fn recreate_one(
+    /// Like [`Docker::desired`], for `plan`: before a build, the image may
+    /// not exist yet, and its ID is then empty.
+    pub async fn desired_unbuilt(&self, service: &str) -> Result<Target> {
+        let tag = self.image_tag(service).await?;
+        let image_id = self.image_id(&tag).await.unwrap_or_default();
+        let spec = crate::desired::desired(&self.compose, service, &tag)?;
+        Ok(Target { spec, image_id })
+    }
+
+    /// `docker compose up -d --force-recreate --no-deps <service>`: replace
+    /// each container, stop-first, with one built from the compose model on
+    /// the service's current image.
+    pub async fn recreate(&self, service: &str) -> Result<ContainerInfo> {
+        let target = self.desired(service).await?;
+        let existing = self.containers(service).await?;
+        let mut last = None;
+        for old in existing {
+            last = Some(self.replace(&old, &target).await?);
+        }
+        match last {
+            Some(c) => Ok(c),
+            None => self.create(&target, &target.spec.name, None).await,
+        }
+    }
+
+    /// Create and start the service's container from `target`, named
+    /// `name` (the spec's own name, or a temporary one for start-first).
+    /// With `replacing`, the old container's anonymous volumes are kept, as
+    /// compose keeps them.
+    pub async fn create(
         &self,
-        service: &str,
-        old_id: &str,
-        tag: &str,
-        new_image: &ImageInspect,
+        target: &Target,
+        name: &str,
+        replacing: Option<&ContainerInspectResponse>,
     ) -> Result<ContainerInfo> {
-        let old = self.inspect_raw(old_id).await?;
-        let old_image = match &old.image {
-            Some(id) => self.inspect_image(id).await.ok(),
-            None => None,
+        self.ensure_resources(&target.spec).await?;
+        let spec = match replacing {
+            Some(old) => {
+                let image = self.inspect_image(&target.image_id).await?;
+                let image_volumes: Vec<String> =
+                    image.config.and_then(|c| c.volumes).unwrap_or_default();
+                target
+                    .spec
+                    .with_anonymous_volumes(&volume_mounts(old), &image_volumes)
+            }
+            None => target.spec.clone(),
         };
-        let name = name_of(&old);
-        let (body, extra_networks) = replacement(&old, old_image.as_ref(), tag, new_image)?;
-        self.stop(old_id, &old).await?;
-        let tmp_name = format!("{}_{name}", short(old_id));
+        let labels = [(SPEC_LABEL.to_owned(), target.spec.hash())];
+        let (body, extra_networks) = spec.create_body(&labels);
+        let id = self.create_and_start(name, body, &extra_networks).await?;
+        Ok(container_info(&spec.service, &self.inspect_raw(&id).await?))
+    }
+
+    /// Stop-first, as compose does: stop the old container, move it out of
+    /// the way under `<short id>_<name>`, create and start the new one, then
+    /// remove the old one. If the new one cannot start, the old one is put
+    /// back and restarted.
+    pub async fn replace(&self, old: &ContainerInfo, target: &Target) -> Result<ContainerInfo> {
+        let raw = self.inspect_raw(&old.id).await?;
+        self.stop(&old.id, &raw).await?;
+        let tmp_name = format!("{}_{}", short(&old.id), old.name);
         self.client
-            .rename_container(old_id, RenameContainerOptions { name: tmp_name })
+            .rename_container(&old.id, RenameContainerOptions { name: tmp_name })
             .await
-            .with_context(|| format!("cannot rename {name} out of the way"))?;
-        let created = self.create_and_start(&name, body, &extra_networks).await;
-        let new_id = match created {
-            Ok(id) => id,
+            .with_context(|| format!("cannot rename {} out of the way", old.name))?;
+        let created = self.create(target, &target.spec.name, Some(&raw)).await;
+        let new = match created {
+            Ok(c) => c,
             Err(e) => {
-                self.restore(old_id, &name).await;
+                self.restore(&old.id, &old.name).await;
                 return Err(e.context(format!(
-                    "recreating {name} failed; the old container was restarted"
+                    "recreating {} failed; the old container was restarted",
+                    old.name
                 )));
             }
         };
-        self.client
-            .remove_container(
-                old_id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .with_context(|| format!("cannot remove the old container of {name}"))?;
-        Ok(container_info(service, &self.inspect_raw(&new_id).await?))
+        self.remove(&old.id, &old.name).await?;
+        Ok(new)
     }
 
     /// Start-first: a new container for the service next to the running
-    /// one, from the service's current image, with the same config, labels,
-    /// networks and aliases. The old container keeps serving until
-    /// [`Docker::retire`].
+    /// one, from the compose model on the service's current image. The old
+    /// container keeps serving until [`Docker::retire`].
     pub async fn start_replacement(&self, service: &str) -> Result<ContainerInfo> {
-        let ids = self.container_ids(service).await?;
-        let Some(template) = ids.first() else {
+        let existing = self.containers(service).await?;
+        let Some(old) = existing.first() else {
             bail!(
-                "service `{service}` has no container in compose project `{}` to replace; bring the stack up once (docker compose up -d) before deploying",
+                "service `{service}` has no container in compose project `{}` to replace; deploy it once first",
                 self.compose.name
             );
         };
-        let tag = self.image_tag(service).await?;
-        let new_image = self.inspect_image(&tag).await?;
-        let old = self.inspect_raw(template).await?;
-        let old_image = match &old.image {
-            Some(id) => self.inspect_image(id).await.ok(),
-            None => None,
-        };
-        let (body, extra_networks) = replacement(&old, old_image.as_ref(), &tag, &new_image)?;
-        let old_name = old.name.clone().unwrap_or_default();
+        let target = self.desired(service).await?;
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or_default();
-        let name = format!("{}_next_{stamp}", old_name.trim_start_matches('/'));
-        let id = self.create_and_start(&name, body, &extra_networks).await?;
-        Ok(container_info(service, &self.inspect_raw(&id).await?))
+        let name = format!("{}_next_{stamp}", target.spec.name);
+        let old = self.inspect_raw(&old.id).await?;
+        self.create(&target, &name, Some(&old)).await
+    }
+
+    /// The networks and named volumes a spec uses, created as compose
+    /// creates them when missing. External ones must exist already.
+    async fn ensure_resources(&self, spec: &crate::desired::ContainerSpec) -> Result<()> {
+        for network in spec.network_names() {
+            self.ensure_network(&network).await?;
+        }
+        for volume in spec.volume_names() {
+            self.ensure_volume(&volume).await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_network(&self, name: &str) -> Result<()> {
+        if self
+            .client
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        let Some((key, def)) = self.compose.networks.iter().find(|(_, n)| n.name == name) else {
+            return Ok(());
+        };
+        if def.external {
+            bail!(
+                "network `{name}` is external in {} but does not exist; create it first (docker network create {name})",
+                self.compose.files_display()
+            );
+        }
+        let labels = self.resource_labels(&def.labels, "network", key);
+        let ipam = (!def.ipam.is_empty()).then(|| Ipam {
+            config: Some(
+                def.ipam
+                    .iter()
+                    .map(|p| IpamConfig {
+                        subnet: p.subnet.clone(),
+                        gateway: p.gateway.clone(),
+                        ip_range: p.ip_range.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: def.driver.clone(),
+            internal: Some(def.internal),
+            attachable: Some(def.attachable),
+            enable_ipv6: Some(def.enable_ipv6),
+            options: Some(def.driver_opts.clone().into_iter().collect()),
+            labels: Some(labels),
+            ipam,
+            ..Default::default()
+        };
+        self.client
+            .create_network(request)
+            .await
+            .with_context(|| format!("cannot create network {name}"))?;
+        tracing::info!("created network {name}");
+        Ok(())
+    }
+
+    /// The labels compose puts on the networks and volumes it creates, so
+    /// that `docker-compose` treats them as its own.
+    fn resource_labels(
+        &self,
+        own: &indexmap::IndexMap<String, String>,
+        kind: &str,
+        key: &str,
+    ) -> HashMap<String, String> {
+        let mut labels: HashMap<String, String> = own.clone().into_iter().collect();
+        labels.insert(PROJECT_LABEL.into(), self.compose.name.clone());
+        labels.insert(format!("com.docker.compose.{kind}"), key.to_owned());
+        labels.insert(VERSION_LABEL.into(), COMPOSE_VERSION.into());
+        labels
+    }
+
+    async fn ensure_volume(&self, name: &str) -> Result<()> {
+        if self.client.inspect_volume(name).await.is_ok() {
+            return Ok(());
+        }
+        let Some((key, def)) = self.compose.volumes.iter().find(|(_, v)| v.name == name) else {
+            return Ok(());
+        };
+        if def.external {
+            bail!(
+                "volume `{name}` is external in {} but does not exist; create it first (docker volume create {name})",
+                self.compose.files_display()
+            );
+        }
+        let labels = self.resource_labels(&def.labels, "volume", key);
+        let request = VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            driver: def.driver.clone(),
+            driver_opts: Some(def.driver_opts.clone().into_iter().collect()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.client
+            .create_volume(request)
+            .await
+            .with_context(|| format!("cannot create volume {name}"))?;
+        Ok(())
     }
 
     /// Stop (SIGTERM, bounded by each container's stop timeout) and remove
@@ -392,18 +532,13 @@ impl Docker {
     pub async fn retire(&self, service: &str, keep: &str) -> Result<()> {
         let ids = self.container_ids(service).await?;
         let keep = self.own_container(service, &ids, keep)?;
-        let mut canonical = None;
         for id in ids.iter().filter(|id| **id != keep) {
             let old = self.inspect_raw(id).await?;
-            let name = name_of(&old);
             self.stop_and_remove(id, &old).await?;
-            canonical.get_or_insert(name);
         }
-        if let Some(name) = canonical {
-            self.client
-                .rename_container(&keep, RenameContainerOptions { name: name.clone() })
-                .await
-                .with_context(|| format!("cannot rename the replacement to {name}"))?;
+        let name = self.desired(service).await?.spec.name;
+        if name_of(&self.inspect_raw(&keep).await?) != name {
+            self.rename(&keep, &name).await?;
         }
         Ok(())
     }
@@ -442,8 +577,12 @@ impl Docker {
     }
 
     async fn stop_and_remove(&self, id: &str, c: &ContainerInspectResponse) -> Result<()> {
-        let name = c.name.clone().unwrap_or_default();
         self.stop(id, c).await?;
+        self.remove(id, &name_of(c)).await
+    }
+
+    /// Remove a container (its anonymous volumes stay, for its successor).
+    pub async fn remove(&self, id: &str, name: &str) -> Result<()> {
         self.client
             .remove_container(
                 id,
@@ -454,6 +593,44 @@ impl Docker {
             )
             .await
             .with_context(|| format!("cannot remove {name}"))
+    }
+
+    /// Rename a container, e.g. an adopted replacement to its service's name.
+    pub async fn rename(&self, id: &str, name: &str) -> Result<()> {
+        self.client
+            .rename_container(
+                id,
+                RenameContainerOptions {
+                    name: name.to_owned(),
+                },
+            )
+            .await
+            .with_context(|| format!("cannot rename {} to {name}", short(id)))
+    }
+
+    /// Start a created or stopped container.
+    pub async fn start(&self, id: &str) -> Result<()> {
+        self.client
+            .start_container(id, None)
+            .await
+            .with_context(|| format!("cannot start {}", short(id)))
+    }
+
+    /// The container's last log lines, for an error message.
+    pub async fn last_logs(&self, id: &str, lines: usize) -> String {
+        use bollard::query_parameters::LogsOptions;
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        };
+        let mut stream = self.client.logs(id, Some(options));
+        let mut out = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        out.trim_end().to_owned()
     }
 
     async fn create_and_start(
@@ -597,14 +774,55 @@ impl Docker {
 
     /// Wait until every container of the service is ready: healthy when it
     /// has a healthcheck, otherwise accepting TCP connections on each exposed
-    /// port (or merely running when it exposes none). A container that exits
-    /// or turns unhealthy fails at once.
-    pub async fn wait_ready(&self, service: &str, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+    /// port. A container that exits, restarts or turns unhealthy fails at
+    /// once, with its last log lines.
+    ///
+    /// A container with neither a healthcheck nor a port (a worker, a beat,
+    /// a polling bot) is ready once it has kept running, with an unchanged
+    /// restart count, for `settle`: a crash loop fails here rather than
+    /// shipping green.
+    pub async fn wait_ready(
+        &self,
+        service: &str,
+        timeout: Duration,
+        settle: Duration,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout.max(settle);
+        let mut settling: Option<(String, i64, Instant)> = None;
         loop {
             let waiting = match self.readiness(service).await? {
                 Readiness::Ready => return Ok(()),
-                Readiness::Failed(why) => bail!("service `{service}` will not become ready: {why}"),
+                Readiness::Failed(why, id) => {
+                    let logs = self.last_logs(&id, 10).await;
+                    bail!(
+                        "service `{service}` will not become ready: {why}\n{}",
+                        indent(&logs)
+                    );
+                }
+                Readiness::Settle(id, restarts) => match &settling {
+                    Some((sid, r, since)) if *sid == id && *r != restarts => {
+                        let logs = self.last_logs(&id, 10).await;
+                        bail!(
+                            "service `{service}` restarted {} time(s) within {:.1}s of starting\n{}",
+                            restarts - r,
+                            since.elapsed().as_secs_f64(),
+                            indent(&logs)
+                        );
+                    }
+                    Some((sid, _, since)) if *sid == id => {
+                        if since.elapsed() >= settle {
+                            return Ok(());
+                        }
+                        format!(
+                            "it has run {:.1}s of its {settle:?} settle window",
+                            since.elapsed().as_secs_f64()
+                        )
+                    }
+                    _ => {
+                        settling = Some((id, restarts, Instant::now()));
+                        "its settle window started".to_owned()
+                    }
+                },
                 Readiness::Waiting(why) => why,
             };
             if Instant::now() >= deadline {
@@ -619,18 +837,19 @@ impl Docker {
         if ids.is_empty() {
             return Ok(Readiness::Waiting("it has no container".into()));
         }
+        let mut settle = None;
         for id in ids {
             let raw = self.inspect_raw(&id).await?;
             let c = container_info(service, &raw);
             let state = raw.state.as_ref();
             match c.state.as_str() {
                 "running" => {}
-                "exited" | "dead" => {
+                "exited" | "dead" | "restarting" => {
                     let code = state.and_then(|s| s.exit_code).unwrap_or_default();
-                    return Ok(Readiness::Failed(format!(
-                        "{} exited with code {code}",
-                        c.name
-                    )));
+                    return Ok(Readiness::Failed(
+                        format!("{} exited with code {code} ({})", c.name, c.state),
+                        id,
+                    ));
                 }
                 other => return Ok(Readiness::Waiting(format!("{} is {other}", c.name))),
             }
@@ -643,25 +862,27 @@ impl Docker {
                         .and_then(|l| l.last())
                         .and_then(|r| r.output.clone())
                         .unwrap_or_default();
-                    return Ok(Readiness::Failed(format!(
-                        "{} is unhealthy: {}",
-                        c.name,
-                        log.trim()
-                    )));
+                    return Ok(Readiness::Failed(
+                        format!("{} is unhealthy: {}", c.name, log.trim()),
+                        id,
+                    ));
                 }
                 Some(other) => {
                     return Ok(Readiness::Waiting(format!("{} health is {other}", c.name)));
                 }
                 None => {}
             }
+            if c.tcp_ports.is_empty() {
+                if !c.has_healthcheck {
+                    settle = Some(Readiness::Settle(c.id.clone(), c.restart_count));
+                }
+                continue;
+            }
             let Some(ip) = c
                 .networks
                 .iter()
                 .find_map(|n| n.ip_address.parse::<IpAddr>().ok())
             else {
-                if c.tcp_ports.is_empty() {
-                    continue;
-                }
                 return Ok(Readiness::Waiting(format!(
                     "{} has no IP address yet",
                     c.name
@@ -680,7 +901,7 @@ impl Docker {
                 }
             }
         }
-        Ok(Readiness::Ready)
+        Ok(settle.unwrap_or(Readiness::Ready))
     }
 
     /// The address probes use for a compose service name: its first running
@@ -699,8 +920,16 @@ impl Docker {
 
 enum Readiness {
     Ready,
+    /// Running, with no healthcheck or port to ask: (container, restarts).
+    Settle(String, i64),
     Waiting(String),
-    Failed(String),
+    /// Why, and the container whose logs explain it.
+    Failed(String, String),
+}
+
+fn indent(text: &str) -> String {
+    let lines: Vec<String> = text.lines().map(|l| format!("  | {l}")).collect();
+    lines.join("\n")
 }
 
 /// A container's name without Docker's leading `/`.
@@ -764,7 +993,20 @@ pub fn container_info(service: &str, c: &ContainerInspectResponse) -> ContainerI
                 .collect()
         })
         .unwrap_or_default();
+    let config = c.config.as_ref();
+    let spec_hash = config
+        .and_then(|c| c.labels.as_ref())
+        .and_then(|l| l.get(SPEC_LABEL))
+        .cloned();
+    let has_healthcheck = config
+        .and_then(|c| c.healthcheck.as_ref())
+        .and_then(|h| h.test.as_ref())
+        .is_some_and(|t| t.first().map(String::as_str) != Some("NONE"));
     ContainerInfo {
+        spec_hash,
+        created: c.created.clone().unwrap_or_default(),
+        restart_count: c.restart_count.unwrap_or_default(),
+        has_healthcheck,
         id: c.id.clone().unwrap_or_default(),
         name: c
             .name
@@ -781,132 +1023,14 @@ pub fn container_info(service: &str, c: &ContainerInspectResponse) -> ContainerI
     }
 }
 
-/// The create body for a container that replaces `old` on `new_image`, plus
-/// the networks to connect after creation (the API takes one at create).
-///
-/// The old container's config is kept, except values it only had because the
-/// old image set them: those are dropped so the new image's apply, as a
-/// fresh `docker compose up` would do.
-fn replacement(
-    old: &ContainerInspectResponse,
-    old_image: Option<&ImageInspect>,
-    tag: &str,
-    new_image: &ImageInspect,
-) -> Result<(ContainerCreateBody, Vec<(String, EndpointSettings)>)> {
-    let old_id = old.id.clone().unwrap_or_default();
-    let config = old
-        .config
-        .clone()
-        .ok_or_else(|| anyhow!("container {} has no config", short(&old_id)))?;
-    let mut body: ContainerCreateBody = serde_json::from_value(serde_json::to_value(&config)?)?;
-    let image_defaults = old_image.and_then(|i| i.config.clone()).unwrap_or_default();
-
-    body.image = Some(tag.to_owned());
-    if body.hostname.as_deref() == Some(short(&old_id)) {
-        body.hostname = None;
-    }
-    if let Some(env) = &mut body.env {
-        let from_image = image_defaults.env.clone().unwrap_or_default();
-        env.retain(|e| !from_image.contains(e));
-    }
-    if body.cmd == image_defaults.cmd {
-        body.cmd = None;
-    }
-    if body.entrypoint == image_defaults.entrypoint {
-        body.entrypoint = None;
-    }
-    if body.healthcheck == image_defaults.healthcheck {
-        body.healthcheck = None;
-    }
-    if body.working_dir == image_defaults.working_dir {
-        body.working_dir = None;
-    }
-    if body.user == image_defaults.user {
-        body.user = None;
-    }
-    if body.stop_signal == image_defaults.stop_signal {
-        body.stop_signal = None;
-    }
-    if let Some(ports) = &mut body.exposed_ports {
-        let from_image = image_defaults.exposed_ports.clone().unwrap_or_default();
-        ports.retain(|p| !from_image.contains(p));
-    }
-    if let Some(volumes) = &mut body.volumes {
-        let from_image = image_defaults.volumes.clone().unwrap_or_default();
-        volumes.retain(|v| !from_image.contains(v));
-    }
-    if let Some(labels) = &mut body.labels {
-        let from_image = image_defaults.labels.clone().unwrap_or_default();
-        // Compose's own labels are how slipway finds the container: keep them
-        // even when the old image carried the same ones.
-        labels.retain(|k, v| k.starts_with("com.docker.compose.") || from_image.get(k) != Some(v));
-        if let Some(image_label) = labels.get_mut("com.docker.compose.image") {
-            *image_label = new_image.id.clone().unwrap_or_default();
-        }
-    }
-
-    let mut host_config = old.host_config.clone().unwrap_or_default();
-    // Anonymous volumes belong to the service, not the container: carry them
-    // over by name, as compose does.
-    let binds = host_config.binds.get_or_insert_with(Vec::new);
-    for mount in old.mounts.iter().flatten() {
-        let (Some("volume"), Some(name), Some(dest)) =
-            (mount.typ.as_deref(), &mount.name, &mount.destination)
-        else {
-            continue;
-        };
-        let anonymous = name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit());
-        let declared = binds
-            .iter()
-            .any(|b| b.split(':').nth(1) == Some(dest.as_str()))
-            || host_config
-                .mounts
-                .iter()
-                .flatten()
-                .any(|m| m.target.as_deref() == Some(dest.as_str()));
-        if anonymous && !declared {
-            binds.push(format!("{name}:{dest}"));
-        }
-    }
-    let network_mode = host_config.network_mode.clone().unwrap_or_default();
-    body.host_config = Some(host_config);
-
-    let mut networks: Vec<(String, EndpointSettings)> = old
-        .network_settings
-        .as_ref()
-        .and_then(|n| n.networks.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, ep)| {
-            let aliases = ep.aliases.map(|a| {
-                a.into_iter()
-                    .filter(|alias| alias != short(&old_id) && *alias != old_id)
-                    .collect()
-            });
-            let settings = EndpointSettings {
-                ipam_config: ep.ipam_config,
-                links: ep.links,
-                aliases,
-                driver_opts: ep.driver_opts,
-                ..Default::default()
-            };
-            (name, settings)
-        })
-        .collect();
-    // The network named by network_mode goes in the create call; built-in
-    // modes (host, none, container:…) take no endpoint config.
-    networks.sort_by_key(|(name, _)| *name != network_mode);
-    let shareable = !matches!(network_mode.as_str(), "host" | "none" | "")
-        && !network_mode.starts_with("container:");
-    if shareable && !networks.is_empty() {
-        let (first_name, first) = networks.remove(0);
-        body.networking_config = Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(first_name, first)])),
-        });
-    } else if !shareable && network_mode != "default" && network_mode != "bridge" {
-        networks.clear();
-    }
-    Ok((body, networks))
+/// A container's volume mounts as (destination, volume name).
+fn volume_mounts(c: &ContainerInspectResponse) -> Vec<(String, String)> {
+    c.mounts
+        .iter()
+        .flatten()
+        .filter(|m| m.typ.as_ref().map(|t| t.to_string()).as_deref() == Some("volume"))
+        .filter_map(|m| Some((m.destination.clone()?, m.name.clone()?)))
+        .collect()
 }
 
 /// The build context as a tar, minus what `.dockerignore` excludes. The
@@ -1025,91 +1149,5 @@ mod tests {
                 "src/secret.env"
             ]
         );
-    }
-
-    #[test]
-    fn replacement_keeps_config_and_drops_image_defaults() {
-        let old: ContainerInspectResponse = serde_json::from_value(serde_json::json!({
-            "Id": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "Name": "/honeychat_api_1",
-            "Image": "sha256:old",
-            "Config": {
-                "Hostname": "0123456789ab",
-                "Env": ["APP_ENV=production", "PATH=/bin"],
-                "Cmd": ["/entrypoint.sh"],
-                "Image": "honeychat_api",
-                "ExposedPorts": {"8000/tcp": {}},
-                "Labels": {"com.docker.compose.service": "api", "from.image": "1"},
-                "Healthcheck": {"Test": ["CMD", "true"], "Interval": 1000000000}
-            },
-            "HostConfig": {
-                "Binds": ["/srv/config:/config:ro"],
-                "NetworkMode": "honeychat_internal",
-                "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0}
-            },
-            "Mounts": [
-                {"Type": "volume", "Name": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "Destination": "/cache"},
-                {"Type": "volume", "Name": "honeychat_api-data", "Destination": "/data"}
-            ],
-            "NetworkSettings": {"Networks": {
-                "honeychat_external": {"Aliases": ["api"]},
-                "honeychat_internal": {"Aliases": ["0123456789ab", "backend", "api"]}
-            }}
-        }))
-        .unwrap();
-        let old_image: ImageInspect = serde_json::from_value(serde_json::json!({
-            "Id": "sha256:old",
-            "Config": {"Env": ["PATH=/bin"], "Cmd": ["/entrypoint.sh"], "Labels": {"from.image": "1"}}
-        }))
-        .unwrap();
-        let new_image: ImageInspect =
-            serde_json::from_value(serde_json::json!({"Id": "sha256:new"})).unwrap();
-        let (body, extra) =
-            replacement(&old, Some(&old_image), "honeychat_api", &new_image).unwrap();
-        assert_eq!(body.image.as_deref(), Some("honeychat_api"));
-        assert_eq!(
-            body.hostname, None,
-            "the old container's generated hostname must not stick"
-        );
-        assert_eq!(
-            body.env.as_deref(),
-            Some(&["APP_ENV=production".to_owned()][..])
-        );
-        assert_eq!(body.cmd, None, "the new image's CMD applies");
-        assert!(body.healthcheck.is_some(), "a compose healthcheck is kept");
-        let labels = body.labels.as_ref().unwrap();
-        assert_eq!(
-            labels.get("com.docker.compose.service").map(String::as_str),
-            Some("api")
-        );
-        assert!(!labels.contains_key("from.image"));
-        let hc = body.host_config.as_ref().unwrap();
-        assert_eq!(
-            hc.restart_policy
-                .as_ref()
-                .unwrap()
-                .name
-                .map(|n| n.to_string())
-                .as_deref(),
-            Some("unless-stopped")
-        );
-        let binds = hc.binds.as_ref().unwrap();
-        assert!(binds.contains(&"/srv/config:/config:ro".to_owned()));
-        assert!(
-            binds.iter().any(|b| b.ends_with(":/cache")),
-            "anonymous volume carried over: {binds:?}"
-        );
-        assert!(
-            !binds.iter().any(|b| b.ends_with(":/data")),
-            "named volumes come from Mounts/Binds as declared"
-        );
-        let first = body.networking_config.unwrap().endpoints_config.unwrap();
-        let internal = &first["honeychat_internal"];
-        assert_eq!(
-            internal.aliases.as_deref(),
-            Some(&["backend".to_owned(), "api".to_owned()][..])
-        );
-        assert_eq!(extra.len(), 1);
-        assert_eq!(extra[0].0, "honeychat_external");
     }
 }

@@ -106,9 +106,13 @@ impl docker::Host for Sandbox {
 
     async fn wait_ready(&mut self, service: String, timeout_ms: u32) -> Result<(), String> {
         let d = self.docker(DockerOp::WaitReady, &service)?;
-        d.wait_ready(&service, Duration::from_millis(timeout_ms.into()))
-            .await
-            .map_err(err)
+        d.wait_ready(
+            &service,
+            Duration::from_millis(timeout_ms.into()),
+            Duration::ZERO,
+        )
+        .await
+        .map_err(err)
     }
 }
 

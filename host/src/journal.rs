@@ -114,6 +114,14 @@ pub struct ServiceEntry {
     pub image_before: Option<String>,
     /// The image the service's containers run after the command.
     pub image_after: Option<String>,
+    /// What the command did to it: create, replace or skip.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<crate::reconcile::Verb>,
+    /// Hashes of the specs before and after (see `.slipway/specs/`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec_before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec_after: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,6 +163,9 @@ impl Entry {
                             service: svc.service.clone(),
                             image_before: svc.image_before.clone(),
                             image_after: svc.image_running.clone(),
+                            action: svc.action.clone(),
+                            spec_before: svc.spec_before.clone(),
+                            spec_after: svc.spec_after.clone(),
                         })
                         .collect(),
                     steps: s
@@ -259,15 +270,25 @@ pub fn last_deploy<'a>(entries: &'a [Value], surface: &str) -> Option<(&'a Value
     })
 }
 
-/// The image `service` ran before the newest recorded deploy that left it
-/// on `current`: what a rollback restores. Rollbacks themselves are not
-/// followed, so rolling back twice goes back two deploys.
-pub fn image_before(
+/// What a service ran before a deploy: its image and, when recorded, the
+/// hash of its spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Previous {
+    pub image: String,
+    pub spec: Option<String>,
+}
+
+/// What `service` ran before the newest recorded deploy that left it on
+/// `current`'s image and spec: what a rollback restores. Rollbacks
+/// themselves are not followed, so rolling back twice goes back two
+/// deploys.
+pub fn before(
     entries: &[Value],
     surface: &str,
     service: &str,
-    current: &str,
-) -> Option<String> {
+    current: &crate::docker::ContainerInfo,
+) -> Option<Previous> {
+    let current_spec = current.spec_hash.as_deref();
     entries
         .iter()
         .rev()
@@ -275,10 +296,13 @@ pub fn image_before(
         .flat_map(|e| e["surfaces"].as_array().into_iter().flatten())
         .filter(|s| s["name"] == surface)
         .flat_map(|s| s["services"].as_array().into_iter().flatten())
-        .filter(|svc| svc["service"] == service && svc["image_after"] == current)
+        .filter(|svc| svc["service"] == service && svc["image_after"] == current.image_id.as_str())
+        .filter(|svc| svc["spec_after"].is_null() || svc["spec_after"].as_str() == current_spec)
         .find_map(|svc| {
-            let before = svc["image_before"].as_str()?;
-            (before != current).then(|| before.to_owned())
+            let image = svc["image_before"].as_str()?.to_owned();
+            let spec = svc["spec_before"].as_str().map(str::to_owned);
+            let same_spec = spec.is_none() || spec.as_deref() == current_spec;
+            (image != current.image_id || !same_spec).then_some(Previous { image, spec })
         })
 }
 
@@ -372,28 +396,40 @@ mod tests {
 
     #[test]
     fn rollback_targets_follow_deploys_back() {
-        let deploy = |before: &str, after: &str| {
+        let deploy = |before: (&str, &str), after: (&str, &str)| {
             serde_json::json!({"command": "deploy", "surfaces": [{"name": "b", "outcome": "ok",
-                "services": [{"service": "api", "image_before": before, "image_after": after}]}]})
+                "services": [{"service": "api", "image_before": before.0, "spec_before": before.1,
+                    "image_after": after.0, "spec_after": after.1}]}]})
         };
         let rollback = serde_json::json!({"command": "rollback", "surfaces": [{"name": "b",
             "services": [{"service": "api", "image_before": "v2", "image_after": "v1"}]}]});
         let entries = vec![
-            deploy("v0", "v1"),
-            deploy("v1", "v2"),
+            deploy(("v0", "s0"), ("v1", "s1")),
+            deploy(("v1", "s1"), ("v2", "s1")),
             rollback,
-            deploy("v1", "v1"),
+            deploy(("v1", "s1"), ("v1", "s1")),
+            // A config-only change: same image, new spec.
+            deploy(("v1", "s1"), ("v1", "s2")),
         ];
+        let running = |image: &str, spec: &str| crate::docker::ContainerInfo {
+            image_id: image.into(),
+            spec_hash: Some(spec.into()),
+            ..Default::default()
+        };
+        let at = |image: &str, spec: &str| before(&entries, "b", "api", &running(image, spec));
+        let prev = |image: &str, spec: &str| Previous {
+            image: image.into(),
+            spec: Some(spec.into()),
+        };
+        assert_eq!(at("v2", "s1"), Some(prev("v1", "s1")));
         assert_eq!(
-            image_before(&entries, "b", "api", "v2").as_deref(),
-            Some("v1")
+            at("v1", "s2"),
+            Some(prev("v1", "s1")),
+            "the config goes back"
         );
-        assert_eq!(
-            image_before(&entries, "b", "api", "v1").as_deref(),
-            Some("v0")
-        );
-        assert_eq!(image_before(&entries, "b", "api", "v0"), None);
-        assert_eq!(image_before(&entries, "b", "worker", "v1"), None);
+        assert_eq!(at("v1", "s1"), Some(prev("v0", "s0")));
+        assert_eq!(at("v0", "s0"), None);
+        assert_eq!(before(&entries, "b", "worker", &running("v1", "s1")), None);
     }
 
     #[test]

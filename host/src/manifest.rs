@@ -5,7 +5,7 @@
 //! The JSON Schema in `schema/slipway.schema.json` is generated from these
 //! types (`slipway schema`) and a test keeps it in sync.
 
-use crate::compose::ComposeProject;
+use crate::compose::{ComposeProject, LoadOptions};
 use crate::grants::{FsGrant, Grants, ProbeGrant};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -53,6 +53,13 @@ pub struct Project {
     /// Path of the compose file, relative to slipway.toml.
     #[serde(default = "default_compose_file")]
     pub compose_file: PathBuf,
+    /// Several compose files, merged in order as `docker compose -f a -f b`
+    /// merges them. Replaces `compose_file` when set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compose_files: Vec<PathBuf>,
+    /// Compose profiles to activate, added to `COMPOSE_PROFILES`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
     /// Where slipway keeps its lock and plugin state, relative to slipway.toml.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
@@ -90,6 +97,13 @@ pub struct Surface {
     /// How long each recreated service may take to become ready.
     #[serde(default = "default_ready_timeout_secs")]
     pub ready_timeout_secs: u64,
+    /// A service with neither a healthcheck nor a port is ready once it has
+    /// run this long without exiting or restarting.
+    #[serde(default = "default_settle_secs")]
+    pub settle_secs: u64,
+    /// Per-service overrides of `settle_secs`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub settle: IndexMap<String, u64>,
     /// Plugin steps, run in order after the services are recreated.
     #[serde(default)]
     pub step: Vec<StepSpec>,
@@ -180,6 +194,9 @@ fn default_memory_mb() -> u64 {
 fn default_ready_timeout_secs() -> u64 {
     120
 }
+fn default_settle_secs() -> u64 {
+    5
+}
 fn default_status() -> u16 {
     200
 }
@@ -209,11 +226,46 @@ pub struct ManifestError {
 
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
         match &self.key {
-            Some(key) => write!(f, "{}: `{key}`: {}", self.file.display(), self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
+            // Compose errors carry their own file and line.
+            Some(key) if key.starts_with("project.compose_file") => {
+                write!(f, "{file}: `{key}`: {}", self.message)
+            }
+            Some(key) => {
+                let text = std::fs::read_to_string(&self.file).unwrap_or_default();
+                match key_line(&text, key) {
+                    Some(line) => write!(f, "{file}:{line}: `{key}`: {}", self.message),
+                    None => write!(f, "{file}: `{key}`: {}", self.message),
+                }
+            }
+            None => write!(f, "{file}: {}", self.message),
         }
     }
+}
+
+/// The line of a dotted manifest key such as `surface.backend.services[1]`:
+/// the table's header, then the first line after it that sets the key.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    let segments: Vec<&str> = key
+        .split('.')
+        .map(|s| s.split('[').next().unwrap_or(s))
+        .collect();
+    let lines: Vec<&str> = text.lines().collect();
+    (1..segments.len()).rev().find_map(|split| {
+        let table = segments[..split].join(".");
+        let field = segments[split];
+        let header = lines.iter().position(|l| {
+            let l = l.trim();
+            l == format!("[{table}]") || l == format!("[[{table}]]")
+        })?;
+        let found = lines[header + 1..]
+            .iter()
+            .take_while(|l| !l.trim_start().starts_with('['))
+            .position(|l| l.trim_start().starts_with(field))
+            .map(|i| header + 2 + i);
+        Some(found.unwrap_or(header + 1))
+    })
 }
 
 impl std::error::Error for ManifestError {}
@@ -240,9 +292,22 @@ impl Loaded {
             .unwrap_or(Path::new("."))
             .to_owned();
         let dir = std::fs::canonicalize(&dir).map_err(|e| err(None, e.to_string()))?;
-        let compose_file = dir.join(&manifest.project.compose_file);
-        let compose = ComposeProject::load(&compose_file, &manifest.project.name)
-            .map_err(|e| err(Some("project.compose_file".into()), format!("{e:#}")))?;
+        let project = &manifest.project;
+        let (key, files) = match project.compose_files.is_empty() {
+            true => (
+                "project.compose_file",
+                vec![dir.join(&project.compose_file)],
+            ),
+            false => (
+                "project.compose_files",
+                project.compose_files.iter().map(|f| dir.join(f)).collect(),
+            ),
+        };
+        let options = LoadOptions {
+            profiles: project.profiles.clone(),
+        };
+        let compose = ComposeProject::load(&files, &project.name, &options)
+            .map_err(|e| err(Some(key.into()), format!("{e:#}")))?;
         let loaded = Loaded {
             file: file.to_owned(),
             dir,
@@ -290,6 +355,13 @@ impl Loaded {
             for (i, service) in surface.services.iter().enumerate() {
                 self.known_service(service)
                     .map_err(|e| (format!("{key}.services[{i}]"), e))?;
+                // Everything but the image is known now: a service whose
+                // compose definition cannot become a container is refused
+                // before a deploy builds or changes anything.
+                crate::desired::desired(&self.compose, service, "image").map_err(|e| {
+                    let at = &self.compose.services[service].location;
+                    (format!("{key}.services[{i}]"), format!("{at}: {e:#}"))
+                })?;
             }
             for (i, dep) in surface.depends_on.iter().enumerate() {
                 if !m.surface.contains_key(dep) {
@@ -342,15 +414,21 @@ impl Loaded {
     }
 
     fn known_service(&self, service: &str) -> Result<(), String> {
-        if self.compose.service(service).is_some() {
-            Ok(())
-        } else {
-            Err(format!(
-                "`{service}` is not a service in {} (services: {})",
-                self.compose.file.display(),
-                self.compose.service_names()
-            ))
+        if let Some(def) = self.compose.service(service) {
+            if def.active {
+                return Ok(());
+            }
+            return Err(format!(
+                "service `{service}` ({}) is only in profiles {}; activate one with project.profiles or COMPOSE_PROFILES",
+                def.location,
+                def.service.profiles.join(", ")
+            ));
         }
+        Err(format!(
+            "`{service}` is not a service in {} (services: {})",
+            self.compose.files_display(),
+            self.compose.service_names()
+        ))
     }
 
     /// Resolve a step's grants. `read_only` is set for `slipway plan`. The
@@ -503,6 +581,22 @@ depends_on = ["backend"]
 
     fn error_of(manifest: &str) -> String {
         project(manifest).1.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_unknown_service_names_the_file_and_line() {
+        let msg =
+            error_of(&GOOD.replace("services = [\"api\"]", "services = [\"api\", \"wrker\"]"));
+        assert!(
+            msg.contains("slipway.toml:9: `surface.backend.services[1]`") && msg.contains("wrker"),
+            "{msg}"
+        );
+        assert_eq!(
+            key_line(GOOD, "surface.backend.step[0].grants.docker[0]"),
+            Some(13)
+        );
+        assert_eq!(key_line(GOOD, "surface.website.nope"), Some(15));
+        assert_eq!(key_line(GOOD, "nothing.here"), None);
     }
 
     #[test]

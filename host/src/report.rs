@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 
 /// Bumped only when a field is removed, renamed or changes meaning; new
 /// fields keep the version.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The `--json` document of `slipway plan`, `deploy` and `rollback`.
 #[derive(Debug, Serialize, JsonSchema)]
 #[schemars(title = "slipway run report")]
 pub struct Document<'a> {
     /// The report format's major version.
-    #[schemars(extend("const" = 1))]
+    #[schemars(extend("const" = 2))]
     pub schema_version: u32,
     #[serde(flatten)]
     pub run: &'a RunReport,
@@ -91,6 +91,20 @@ pub struct ServiceReport {
     /// The container's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// What the deploy did, or `plan` would do: create (no container yet),
+    /// replace (image or spec changed, or --force) or skip (unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<crate::reconcile::Verb>,
+    /// Why it replaces: the compose keys that changed (`environment`,
+    /// `command`, …), `image`, `--force`, `not running (…)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    /// Hash of the spec the replaced container was created from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec_before: Option<String>,
+    /// Hash of the desired spec (label `dev.slipway.spec-hash`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec_after: Option<String>,
     /// Time to build the image (or resolve it, for image-only services).
     pub build_ms: u64,
     /// Time to force-recreate the container; 0 when a step replaced it.
@@ -167,8 +181,13 @@ impl RunReport {
                 s.outcome, s.name, s.duration_ms
             ));
             for svc in &s.services {
+                let action = match (&svc.action, svc.changed.is_empty()) {
+                    (Some(verb), true) => format!(" {}", verb.name()),
+                    (Some(verb), false) => format!(" {} ({})", verb.name(), svc.changed.join(", ")),
+                    (None, _) => String::new(),
+                };
                 out.push_str(&format!(
-                    "         service {}: {} -> {}\n",
+                    "         service {}:{action} {} -> {}\n",
                     svc.service,
                     short_image(svc.image_before.as_deref()),
                     short_image(svc.image_running.as_deref().or(svc.image_built.as_deref())),

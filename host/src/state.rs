@@ -67,14 +67,24 @@ impl PluginState {
         };
         let dir = file.parent().expect("state file has a parent");
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let tmp = file.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&self.entries)?)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, file)
-            .with_context(|| format!("cannot replace {}", file.display()))?;
+        write_atomic(file, &serde_json::to_vec_pretty(&self.entries)?)
+            .with_context(|| format!("cannot write {}", file.display()))?;
         self.dirty = false;
         Ok(())
     }
+}
+
+/// Replace `path` with `bytes` so that a reader, or a crash, sees the old
+/// content or the new, never a part: a synced temporary file, renamed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -28,6 +28,10 @@ pub struct ServiceStatus {
     /// The container runs another image than the last deploy left: someone
     /// changed it outside slipway.
     pub drift: bool,
+    /// What differs between the compose definition plus the built image
+    /// and what runs (`environment`, `image`, …): the next deploy replaces
+    /// it. Empty when it is current.
+    pub pending: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -64,7 +68,9 @@ pub struct Status {
 impl Status {
     /// Drift, stale containers or a failing watcher.
     pub fn unhealthy(&self) -> bool {
-        self.services.iter().any(|s| s.drift || s.stale)
+        self.services
+            .iter()
+            .any(|s| s.drift || s.stale || s.pending.iter().any(|k| k != FOREIGN))
             || self.releases.iter().any(|r| r.drift)
             || self.watchers.iter().any(|w| w["ok"] == false)
     }
@@ -102,6 +108,7 @@ pub async fn collect(agent: &Agent, docker: &Docker) -> anyhow::Result<Status> {
                 Err(_) => None,
             };
             let deployed = recorded(service);
+            let desired = docker.desired(service).await.ok();
             let containers = docker.containers(service).await?;
             if containers.is_empty() {
                 status.services.push(ServiceStatus {
@@ -115,10 +122,16 @@ pub async fn collect(agent: &Agent, docker: &Docker) -> anyhow::Result<Status> {
                     stale: false,
                     drift: deployed.is_some(),
                     image_deployed: deployed.clone(),
+                    pending: vec!["no container".into()],
                 });
             }
             for c in containers {
+                let pending = desired
+                    .as_ref()
+                    .map(|d| pending(&agent.loaded.state_dir(), d, &c))
+                    .unwrap_or_default();
                 status.services.push(ServiceStatus {
+                    pending,
                     surface: surface.clone(),
                     service: service.clone(),
                     stale: current.as_ref().is_some_and(|cur| *cur != c.image_id),
@@ -191,6 +204,12 @@ impl Status {
                         short(r.image_current.as_deref())
                     ));
                 }
+                if !r.pending.is_empty() {
+                    note.push_str(&format!(
+                        " PENDING: {} differ from the compose definition; deploy to apply",
+                        r.pending.join(", ")
+                    ));
+                }
                 if r.drift {
                     note.push_str(&format!(
                         " DRIFT: the last deploy left {}; it was changed outside slipway",
@@ -242,6 +261,33 @@ impl Status {
         out
     }
 }
+
+/// The keys in which a running container differs from its desired spec
+/// and image.
+fn pending(
+    state_dir: &std::path::Path,
+    desired: &crate::docker::Target,
+    c: &crate::docker::ContainerInfo,
+) -> Vec<String> {
+    let mut keys = Vec::new();
+    if c.image_id != desired.image_id {
+        keys.push("image".to_owned());
+    }
+    let hash = desired.spec.hash();
+    match c.spec_hash.as_deref() {
+        Some(h) if h == hash => {}
+        Some(h) => match crate::observed::SpecStore::new(state_dir).load(h) {
+            Some(old) => keys.extend(old.changed_keys(&desired.spec)),
+            None => keys.push("spec".to_owned()),
+        },
+        None => keys.push(FOREIGN.to_owned()),
+    }
+    keys
+}
+
+/// A container compose made, before slipway's first deploy: its spec is
+/// unknown, which is worth showing but is not a fault.
+const FOREIGN: &str = "spec (created outside slipway)";
 
 fn short(id: Option<&str>) -> &str {
     let id = id.unwrap_or("-").trim_start_matches("sha256:");

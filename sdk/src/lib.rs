@@ -131,6 +131,13 @@ impl Context {
         self.list("built")
     }
 
+    /// Compose services whose containers differ from their compose
+    /// definition or image and that a step which replaces services
+    /// (`replaces_services`) must replace; the host skips unchanged ones.
+    pub fn to_replace(&self) -> Vec<String> {
+        self.list("replace")
+    }
+
     fn list(&self, key: &str) -> Vec<String> {
         self.output(key)
             .unwrap_or("")

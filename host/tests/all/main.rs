@@ -5,6 +5,7 @@ mod astro;
 mod browser;
 mod ci_report;
 mod cli;
+mod converge;
 mod harness;
 mod journal;
 mod miniapp;

@@ -346,7 +346,12 @@ async fn docker_refusals_match_the_rust_fixture() {
         "services:\n  api:\n    image: x\n  postgres:\n    image: y\n",
     )
     .unwrap();
-    let project = slipway::compose::ComposeProject::load(&compose, &unique("slp")).unwrap();
+    let project = slipway::compose::ComposeProject::load(
+        std::slice::from_ref(&compose),
+        &unique("slp"),
+        &Default::default(),
+    )
+    .unwrap();
     let docker = slipway::docker::Docker::connect(project)
         .await
         .expect("a Docker engine (scripts/setup starts one)");

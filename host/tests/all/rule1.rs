@@ -120,13 +120,26 @@ fn identity(c: &Value) -> Value {
         })
         .collect();
     mounts.sort();
+    // Compose writes the -f arguments as given and a config hash of its
+    // own; slipway writes absolute paths and its spec hash.
+    let mut labels = c["Config"]["Labels"].as_object().unwrap().clone();
+    labels.retain(|k, _| {
+        !k.starts_with("dev.slipway.")
+            && k != "com.docker.compose.config-hash"
+            && k != "com.docker.compose.project.config_files"
+    });
+    let mut binds: Vec<Value> = c["HostConfig"]["Binds"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    binds.sort_by_key(|b| b.to_string());
     serde_json::json!({
         "name": c["Name"],
         "env": c["Config"]["Env"],
-        "labels": c["Config"]["Labels"],
+        "labels": labels,
         "healthcheck": c["Config"]["Healthcheck"],
         "restart": c["HostConfig"]["RestartPolicy"],
-        "binds": c["HostConfig"]["Binds"],
+        "binds": binds,
         "ports": c["HostConfig"]["PortBindings"],
         "network_mode": c["HostConfig"]["NetworkMode"],
         "networks": networks,

@@ -280,8 +280,12 @@ async fn docker_reaches_only_granted_services() {
         "services:\n  api:\n    image: x\n  postgres:\n    image: y\n",
     )
     .unwrap();
-    let project =
-        slipway::compose::ComposeProject::load(&compose, &crate::harness::unique("sld")).unwrap();
+    let project = slipway::compose::ComposeProject::load(
+        std::slice::from_ref(&compose),
+        &crate::harness::unique("sld"),
+        &Default::default(),
+    )
+    .unwrap();
     let docker = slipway::docker::Docker::connect(project)
         .await
         .expect("a Docker engine (scripts/setup starts one)");

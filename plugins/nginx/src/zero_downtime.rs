@@ -49,7 +49,7 @@ impl Step for NginxZeroDowntime {
         let config: Config = ctx.config()?;
         Ok(Report::new(format!(
             "would start new containers for {} next to the old ones, pin {} to them, reload, verify {}, drain and retire the old ones",
-            ctx.built().join(", "),
+            ctx.to_replace().join(", "),
             config.service,
             config.verify_url.as_deref().unwrap_or("nothing")
         )))
@@ -57,7 +57,7 @@ impl Step for NginxZeroDowntime {
 
     fn apply(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
-        let services = ctx.built();
+        let services = ctx.to_replace();
         let mut fresh = Vec::new();
         for service in &services {
             match docker::start_replacement(service) {

@@ -9,6 +9,8 @@ use crate::manifest::{HttpCheck, Loaded, ManifestError, StepSpec, interpolate};
 use crate::report::{CallReport, CheckReport, RunReport, ServiceReport, StepReport, SurfaceReport};
 use crate::runtime::{Limits, Phase, Plugin, Role, Runtime};
 use crate::sandbox::{Caller, HostServices};
+
+mod converge;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +35,8 @@ pub enum AgentError {
 
 pub struct Agent {
     pub loaded: Loaded,
+    /// Replace containers even when they already match (`--force`).
+    pub force: bool,
     runtime: Runtime,
     docker: Option<Arc<Docker>>,
     plugins: HashMap<String, Plugin>,
@@ -44,6 +48,7 @@ impl Agent {
         let runtime = Runtime::new(cache_dir)?;
         Ok(Agent {
             loaded,
+            force: false,
             runtime,
             docker: None,
             plugins: HashMap::new(),
@@ -246,7 +251,7 @@ impl Agent {
         let services = &self.loaded.manifest.surface[surface].services;
         let mut outputs = Vec::new();
         if !services.is_empty() {
-            match self.restore_images(surface, services, &mut report).await {
+            match self.restore_services(surface, services, &mut report).await {
                 Ok(restored) => outputs.push(Output {
                     key: "recreated".into(),
                     value: restored.join(","),
@@ -359,28 +364,29 @@ impl Agent {
     ) -> Result<(), String> {
         let surface = &self.loaded.manifest.surface[name];
         let services = &surface.services;
-        let ready_timeout = Duration::from_secs(surface.ready_timeout_secs);
-        // A step that replaces containers itself (start-first) takes over the
-        // recreate; the host still builds, and still proves the result.
+        // A step that replaces containers itself (start-first) takes over
+        // the replacements; the host still builds, creates, and proves the
+        // result.
         let step_replaces = surface
             .step
             .iter()
             .any(|s| self.plugins[&s.plugin].info.replaces_services);
         let mut outputs = Vec::new();
+        let mut to_replace = Vec::new();
         if !services.is_empty() {
-            let mut recreated: &[String] = &[];
+            let acted;
             if dry {
-                self.plan_services(name, services, step_replaces, report)
-                    .await;
+                self.plan_services(name, services, report).await;
+                (acted, to_replace) = planned(report, step_replaces);
             } else {
                 self.build_services(name, services, report).await?;
                 self.keep_previous_images(name, report).await;
-                if !step_replaces {
-                    self.recreate_services(name, services, report).await?;
-                    self.prove_running(name, services, ready_timeout, report)
-                        .await?;
-                    recreated = services;
-                }
+                let decisions = self.decide(name, services, false, report).await?;
+                acted = self
+                    .converge(name, &decisions, step_replaces, report)
+                    .await?;
+                self.prove_running(name, &acted, report).await?;
+                (_, to_replace) = planned(report, step_replaces);
             }
             outputs.push(Output {
                 key: "built".into(),
@@ -388,7 +394,11 @@ impl Agent {
             });
             outputs.push(Output {
                 key: "recreated".into(),
-                value: recreated.join(","),
+                value: acted.join(","),
+            });
+            outputs.push(Output {
+                key: "replace".into(),
+                value: to_replace.join(","),
             });
         }
         let mut applied: Vec<usize> = Vec::new();
@@ -423,9 +433,8 @@ impl Agent {
                 }
             }
         }
-        if step_replaces && !dry && !services.is_empty() {
-            self.prove_running(name, services, ready_timeout, report)
-                .await?;
+        if !to_replace.is_empty() && !dry {
+            self.prove_running(name, &to_replace, report).await?;
         }
         if let (Some(check), false) = (&surface.verify, dry) {
             let result = self.check(check).await;
@@ -442,8 +451,6 @@ impl Agent {
         Ok(())
     }
 
-    /// Rule 1: build each service's image, force-recreate its containers,
-    /// wait until they are ready, and prove they run the image just built.
     fn docker_for(&self, surface: &str) -> Result<&Docker, String> {
         self.docker
             .as_deref()
@@ -513,168 +520,6 @@ impl Agent {
                     svc.service
                 );
             }
-        }
-    }
-
-    /// Put each service back on the image it ran before the deploy that
-    /// left it on its current one, as the journal records. Returns the
-    /// services recreated.
-    async fn restore_images(
-        &self,
-        surface: &str,
-        services: &[String],
-        report: &mut SurfaceReport,
-    ) -> Result<Vec<String>, String> {
-        let docker = self.docker_for(surface)?;
-        let (entries, _) = crate::journal::read(&self.loaded.state_dir())
-            .map_err(|e| format!("surface {surface}: cannot read the journal: {e}"))?;
-        let mut restored = Vec::new();
-        for service in services {
-            let current = docker
-                .containers(service)
-                .await
-                .map_err(|e| service_failed(surface, service, "inspect", e))?
-                .first()
-                .map(|c| c.image_id.clone())
-                .ok_or_else(|| {
-                    format!("surface {surface}, service {service}: no container to roll back")
-                })?;
-            let Some(previous) = crate::journal::image_before(&entries, surface, service, &current)
-            else {
-                tracing::info!(
-                    "[{surface}] {service}: no recorded deploy changed its image to {}; left as is",
-                    short_id(&current)
-                );
-                continue;
-            };
-            docker.image_id(&previous).await.map_err(|_| {
-                format!(
-                    "surface {surface}, service {service}: its previous image {} is gone; raise project.keep_images to keep more",
-                    short_id(&previous)
-                )
-            })?;
-            tracing::info!(
-                "[{surface}] rolling {service} back from {} to {}",
-                short_id(&current),
-                short_id(&previous)
-            );
-            let tag = docker
-                .image_tag(service)
-                .await
-                .map_err(|e| service_failed(surface, service, "rollback", e))?;
-            docker
-                .tag(&previous, &tag)
-                .await
-                .map_err(|e| service_failed(surface, service, "rollback", e))?;
-            report.services.push(ServiceReport {
-                service: service.clone(),
-                image_before: Some(current),
-                image_built: Some(previous),
-                ..Default::default()
-            });
-            restored.push(service.clone());
-        }
-        let ready_timeout =
-            Duration::from_secs(self.loaded.manifest.surface[surface].ready_timeout_secs);
-        self.recreate_services(surface, &restored, report).await?;
-        self.prove_running(surface, &restored, ready_timeout, report)
-            .await?;
-        Ok(restored)
-    }
-
-    /// Rule 1: force-recreate (stop-first, as compose does).
-    async fn recreate_services(
-        &self,
-        surface: &str,
-        services: &[String],
-        report: &mut SurfaceReport,
-    ) -> Result<(), String> {
-        let docker = self.docker_for(surface)?;
-        for (i, service) in services.iter().enumerate() {
-            tracing::info!("[{surface}] recreating {service}");
-            let t = Instant::now();
-            let task = crate::progress::start(format!("{surface}: recreate {service}"));
-            let recreated = docker.recreate(service).await;
-            task.end(recreated.is_ok());
-            report.services[i].recreate_ms = t.elapsed().as_millis() as u64;
-            let container =
-                recreated.map_err(|e| service_failed(surface, service, "recreate", e))?;
-            report.services[i].container = Some(container.name.clone());
-        }
-        Ok(())
-    }
-
-    /// Wait until every service is ready, then prove each of its containers
-    /// runs the image this deploy built: otherwise the new code is not live.
-    async fn prove_running(
-        &self,
-        surface: &str,
-        services: &[String],
-        ready_timeout: Duration,
-        report: &mut SurfaceReport,
-    ) -> Result<(), String> {
-        let docker = self.docker_for(surface)?;
-        for (i, service) in services.iter().enumerate() {
-            let t = Instant::now();
-            let task = crate::progress::start(format!("{surface}: wait until {service} is ready"));
-            let ready = docker.wait_ready(service, ready_timeout).await;
-            task.end(ready.is_ok());
-            ready.map_err(|e| service_failed(surface, service, "readiness", e))?;
-            report.services[i].ready_ms = t.elapsed().as_millis() as u64;
-            let containers = docker
-                .containers(service)
-                .await
-                .map_err(|e| service_failed(surface, service, "inspect", e))?;
-            let expected = report.services[i].image_built.clone().unwrap_or_default();
-            for c in &containers {
-                report.services[i].image_running = Some(c.image_id.clone());
-                report.services[i].container = Some(c.name.clone());
-                if c.image_id != expected {
-                    return Err(format!(
-                        "surface {surface}, service {service}: container {} runs image {} but the deploy built {expected}; the new code is not live",
-                        c.name, c.image_id
-                    ));
-                }
-            }
-            tracing::info!("[{surface}] {service} is ready on {expected}");
-        }
-        Ok(())
-    }
-
-    async fn plan_services(
-        &self,
-        surface: &str,
-        services: &[String],
-        step_replaces: bool,
-        report: &mut SurfaceReport,
-    ) {
-        for service in services {
-            let mut svc = ServiceReport {
-                service: service.clone(),
-                ..Default::default()
-            };
-            if let Some(docker) = &self.docker {
-                svc.image_before = docker
-                    .containers(service)
-                    .await
-                    .ok()
-                    .and_then(|c| c.first().map(|c| c.image_id.clone()));
-            }
-            let build = self
-                .loaded
-                .compose
-                .service(service)
-                .is_some_and(|s| s.build.is_some());
-            let replace = if step_replaces {
-                "let a step replace its container"
-            } else {
-                "force-recreate it"
-            };
-            tracing::info!(
-                "[{surface}] would {}{replace} for {service}, wait until ready and check its image",
-                if build { "build, " } else { "" }
-            );
-            report.services.push(svc);
         }
     }
 
@@ -861,6 +706,21 @@ impl Agent {
 /// watchers running one plugin keep separate memories.
 pub fn watch_state_key(watcher: &str) -> String {
     format!("watch-{watcher}")
+}
+
+/// From a plan's decisions: the services the host would create or
+/// replace, and those a start-first step would replace.
+fn planned(report: &SurfaceReport, step_replaces: bool) -> (Vec<String>, Vec<String>) {
+    use crate::reconcile::Verb;
+    let (mut host, mut step) = (Vec::new(), Vec::new());
+    for svc in &report.services {
+        match svc.action {
+            Some(Verb::Replace) if step_replaces => step.push(svc.service.clone()),
+            Some(Verb::Create | Verb::Replace) => host.push(svc.service.clone()),
+            _ => {}
+        }
+    }
+    (host, step)
 }
 
 fn check_role(key: &str, plugin: &Plugin, role: Role) -> Result<(), AgentError> {

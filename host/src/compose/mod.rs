@@ -1,0 +1,808 @@
+//! The compose model, read as compose reads it: one or more files merged in
+//! `-f` order, the project's `.env` (the shell environment wins), `${VAR}`
+//! interpolation, YAML anchors and `<<` merge keys, `x-` fields, `env_file:`
+//! and `profiles`. Keys slipway cannot carry onto a container are refused by
+//! name, with file and line, before anything changes.
+
+mod interpolate;
+mod locate;
+mod merge;
+mod schema;
+
+pub use interpolate::Vars;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use docker_compose_types::{BuildArgs, BuildStep, Service, SingleValue};
+use indexmap::IndexMap;
+use serde_yaml::{Mapping, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct ComposeProject {
+    /// The compose project name (label `com.docker.compose.project`).
+    pub name: String,
+    /// The project directory: the first file's directory, where `.env` is read.
+    pub dir: PathBuf,
+    /// The compose files, absolute, in `-f` order.
+    pub files: Vec<PathBuf>,
+    pub services: IndexMap<String, ServiceDef>,
+    /// Keyed as in the file; holds the implicit `default` when a service uses it.
+    pub networks: IndexMap<String, NetworkDef>,
+    pub volumes: IndexMap<String, VolumeDef>,
+}
+
+/// One compose service, merged and interpolated.
+#[derive(Debug, Clone)]
+pub struct ServiceDef {
+    pub name: String,
+    /// `image:` from the compose file, if set.
+    pub image: Option<String>,
+    pub build: Option<BuildDef>,
+    /// The typed service. Relative paths (build context, bind sources) are
+    /// absolute; `env_file` is folded into [`ServiceDef::environment`].
+    pub service: Service,
+    /// The container's environment: `env_file` values, then `environment:`;
+    /// a bare `KEY` takes the shell's or `.env`'s value and is dropped when
+    /// neither sets it, as compose does.
+    pub environment: IndexMap<String, String>,
+    pub extra: Extra,
+    /// False when the service's profiles are all inactive.
+    pub active: bool,
+    pub location: Location,
+}
+
+/// Service keys the typed model lacks.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    pub cpus: Option<f64>,
+    pub cpu_shares: Option<i64>,
+    pub dns_search: Vec<String>,
+}
+
+/// Where a service is first defined.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildDef {
+    /// Absolute path of the build context.
+    pub context: PathBuf,
+    /// Dockerfile path relative to the context.
+    pub dockerfile: String,
+    pub args: HashMap<String, String>,
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NetworkDef {
+    /// The engine's name: `<project>_<key>`, `name:`, or the external name.
+    pub name: String,
+    pub external: bool,
+    pub driver: Option<String>,
+    pub internal: bool,
+    pub attachable: bool,
+    pub enable_ipv6: bool,
+    pub labels: IndexMap<String, String>,
+    pub driver_opts: IndexMap<String, String>,
+    pub ipam: Vec<IpamPool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IpamPool {
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VolumeDef {
+    /// The engine's name: `<project>_<key>`, `name:`, or the external name.
+    pub name: String,
+    pub external: bool,
+    pub driver: Option<String>,
+    pub driver_opts: IndexMap<String, String>,
+    pub labels: IndexMap<String, String>,
+}
+
+/// What [`ComposeProject::load`] needs besides the files.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Profiles to activate, added to `COMPOSE_PROFILES`.
+    pub profiles: Vec<String>,
+}
+
+/// One file, parsed, checked, interpolated and normalized.
+struct FileModel {
+    path: PathBuf,
+    text: String,
+    root: Mapping,
+}
+
+impl ComposeProject {
+    pub fn load(files: &[PathBuf], project: &str, options: &LoadOptions) -> Result<ComposeProject> {
+        let first = files
+            .first()
+            .ok_or_else(|| anyhow!("no compose file given"))?;
+        let dir = first
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = std::fs::canonicalize(dir)
+            .with_context(|| format!("cannot read compose file {}", first.display()))?;
+        let vars = project_vars(&dir)?;
+        let mut parsed = Vec::new();
+        for file in files {
+            parsed.push(FileModel::read(&dir.join(file), &vars)?);
+        }
+        let profiles = active_profiles(&vars, &options.profiles);
+        assemble(project, dir, parsed, &vars, &profiles)
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceDef> {
+        self.services.get(name)
+    }
+
+    pub fn service_names(&self) -> String {
+        let names: Vec<&str> = self.services.keys().map(String::as_str).collect();
+        names.join(", ")
+    }
+
+    /// The files, for messages: `a.yml + b.yml`.
+    pub fn files_display(&self) -> String {
+        let names: Vec<String> = self.files.iter().map(|f| f.display().to_string()).collect();
+        names.join(" + ")
+    }
+}
+
+impl ServiceDef {
+    /// The tag compose gives the service's image: `image:` when set, otherwise
+    /// `<project>-<service>` (compose v2) or `<project>_<service>` (compose
+    /// v1, which `legacy_separator` selects).
+    pub fn image_tag(&self, project: &str, legacy_separator: bool) -> String {
+        match &self.image {
+            Some(image) => image.clone(),
+            None => {
+                let sep = if legacy_separator { '_' } else { '-' };
+                format!("{project}{sep}{}", self.name)
+            }
+        }
+    }
+}
+
+/// The project's `.env`, overridden by the shell environment.
+fn project_vars(dir: &Path) -> Result<Vars> {
+    let mut vars = IndexMap::new();
+    let env_path = dir.join(".env");
+    if env_path.is_file() {
+        for (k, v) in read_env_file(&env_path)? {
+            vars.insert(k, v);
+        }
+    }
+    for (k, v) in std::env::vars() {
+        vars.insert(k, v);
+    }
+    Ok(Vars(vars))
+}
+
+/// A `.env` or `env_file:` file, as compose reads it: `KEY=value` lines,
+/// `#` comments, an optional `export `, values unquoted (spaces kept, a
+/// ` #` starts a comment), single-quoted (literal) or double-quoted (`\n`,
+/// `\t`, `\"` and `\\` escapes). `dotenvy` refuses unquoted spaces, which
+/// compose accepts, so the format is read here.
+fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read env file {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (key, value) = match line.split_once('=') {
+            Some((k, v)) => (k.trim(), env_value(v.trim_start())),
+            None => (line, Ok(String::new())),
+        };
+        let valid = !key.is_empty() && !key.contains(char::is_whitespace);
+        let value = value.ok().filter(|_| valid).ok_or_else(|| {
+            anyhow!(
+                "{}:{}: not a `KEY=value` line: `{line}`",
+                path.display(),
+                i + 1
+            )
+        })?;
+        out.push((key.to_owned(), value));
+    }
+    Ok(out)
+}
+
+fn env_value(raw: &str) -> Result<String, ()> {
+    if let Some(rest) = raw.strip_prefix('\'') {
+        return rest.find('\'').map(|end| rest[..end].to_owned()).ok_or(());
+    }
+    if let Some(rest) = raw.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = rest.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => return Ok(out),
+                '\\' => match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some(other) => out.push(other),
+                    None => return Err(()),
+                },
+                c => out.push(c),
+            }
+        }
+        return Err(());
+    }
+    let value = match raw.find(" #") {
+        Some(at) => &raw[..at],
+        None => raw,
+    };
+    Ok(value.trim_end().to_owned())
+}
+
+fn active_profiles(vars: &Vars, extra: &[String]) -> Vec<String> {
+    let mut profiles: Vec<String> = vars
+        .get("COMPOSE_PROFILES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    profiles.extend(extra.iter().cloned());
+    profiles
+}
+
+impl FileModel {
+    fn read(path: &Path, vars: &Vars) -> Result<FileModel> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read compose file {}", path.display()))?;
+        let mut value: Value = serde_yaml::from_str(&text).map_err(|e| syntax_error(path, &e))?;
+        value
+            .apply_merge()
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let Value::Mapping(mut root) = value else {
+            bail!(
+                "{}: a compose file is a mapping with `services:`",
+                path.display()
+            );
+        };
+        let file = FileModel {
+            path: path.to_owned(),
+            text,
+            root: Mapping::new(),
+        };
+        drop_extensions(&mut root);
+        schema::check(&root).map_err(|(keys, message)| file.error(&keys, &message))?;
+        let base = path.parent().unwrap_or(Path::new("/")).to_owned();
+        let mut unset = Vec::new();
+        let mut keys = Vec::new();
+        interpolate_all(&mut root, vars, &mut keys, &mut unset)
+            .map_err(|(keys, message)| file.error(&keys, &message))?;
+        for name in unset {
+            tracing::warn!(
+                "{}: variable {name} is not set; it defaults to an empty string",
+                path.display()
+            );
+        }
+        if let Some(Value::Mapping(services)) = root.get_mut("services") {
+            for (_, service) in services.iter_mut() {
+                if let Value::Mapping(service) = service {
+                    merge::normalize_service(service);
+                    absolutize(service, &base);
+                }
+            }
+        }
+        Ok(FileModel { root, ..file })
+    }
+
+    /// An error at a key path, with the file and line.
+    fn error(&self, keys: &[String], message: &str) -> anyhow::Error {
+        let path: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let line = locate::line_of(&self.text, &path).unwrap_or(1);
+        anyhow!(
+            "{}:{line}: `{}`: {message}",
+            self.path.display(),
+            keys.join(".")
+        )
+    }
+
+    fn line_of(&self, keys: &[&str]) -> usize {
+        locate::line_of(&self.text, keys).unwrap_or(1)
+    }
+}
+
+fn syntax_error(path: &Path, e: &serde_yaml::Error) -> anyhow::Error {
+    match e.location() {
+        Some(at) => anyhow!(
+            "{}:{}: not valid YAML (column {}): {e}",
+            path.display(),
+            at.line(),
+            at.column()
+        ),
+        None => anyhow!("{}: not valid YAML: {e}", path.display()),
+    }
+}
+
+/// `x-` keys are the user's own: dropped at every level, as compose does.
+fn drop_extensions(map: &mut Mapping) {
+    map.retain(|k, _| !k.as_str().is_some_and(|k| k.starts_with("x-")));
+    for (_, v) in map.iter_mut() {
+        if let Value::Mapping(m) = v {
+            drop_extensions(m);
+        }
+    }
+}
+
+type KeyError = (Vec<String>, String);
+
+/// Interpolate every string value, keeping the key path for errors.
+fn interpolate_all(
+    value: &mut Mapping,
+    vars: &Vars,
+    keys: &mut Vec<String>,
+    unset: &mut Vec<String>,
+) -> Result<(), KeyError> {
+    for (k, v) in value.iter_mut() {
+        keys.push(merge::scalar_text(k));
+        interpolate_value(v, vars, keys, unset)?;
+        keys.pop();
+    }
+    Ok(())
+}
+
+fn interpolate_value(
+    v: &mut Value,
+    vars: &Vars,
+    keys: &mut Vec<String>,
+    unset: &mut Vec<String>,
+) -> Result<(), KeyError> {
+    match v {
+        Value::String(s) => {
+            *s = interpolate::interpolate(s, vars, unset).map_err(|e| (keys.clone(), e))?;
+        }
+        Value::Mapping(m) => interpolate_all(m, vars, keys, unset)?,
+        Value::Sequence(items) => {
+            for item in items {
+                interpolate_value(item, vars, keys, unset)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Paths in a file are relative to that file's directory: make them
+/// absolute before files from different directories merge.
+fn absolutize(service: &mut Mapping, base: &Path) {
+    let join = |p: &str| -> String {
+        match p.strip_prefix("~/") {
+            Some(rest) => std::env::var("HOME")
+                .map(|h| Path::new(&h).join(rest).display().to_string())
+                .unwrap_or_else(|_| p.to_owned()),
+            None => clean_join(base, p),
+        }
+    };
+    if let Some(Value::Mapping(build)) = service.get_mut("build")
+        && let Some(Value::String(context)) = build.get_mut("context")
+        && !context.contains("://")
+    {
+        *context = join(context);
+    }
+    if let Some(Value::Sequence(files)) = service.get_mut("env_file") {
+        for f in files.iter_mut() {
+            if let Value::String(s) = f {
+                *s = join(s);
+            }
+        }
+    }
+    if let Some(Value::Sequence(volumes)) = service.get_mut("volumes") {
+        for volume in volumes.iter_mut() {
+            match volume {
+                Value::String(s) if is_path(s) => {
+                    let (source, rest) = s.split_once(':').unwrap_or((s.as_str(), ""));
+                    let joined = join(source);
+                    *s = if rest.is_empty() {
+                        joined
+                    } else {
+                        format!("{joined}:{rest}")
+                    };
+                }
+                Value::Mapping(m) if m.get("type").and_then(Value::as_str) == Some("bind") => {
+                    if let Some(Value::String(source)) = m.get_mut("source") {
+                        *source = join(source);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A short-syntax volume whose source is a host path, not a volume name.
+fn is_path(volume: &str) -> bool {
+    volume.contains(':')
+        && (volume.starts_with('.') || volume.starts_with('/') || volume.starts_with('~'))
+}
+
+/// `base` joined with a relative path, `.` and `..` resolved lexically (the
+/// path may not exist yet, and compose does not resolve symlinks either).
+fn clean_join(base: &Path, rel: &str) -> String {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in base.join(rel).components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out.display().to_string()
+}
+
+/// Merge the files and turn the result into typed services.
+fn assemble(
+    project: &str,
+    dir: PathBuf,
+    files: Vec<FileModel>,
+    vars: &Vars,
+    profiles: &[String],
+) -> Result<ComposeProject> {
+    let mut services: IndexMap<String, (Mapping, usize)> = IndexMap::new();
+    let mut networks = Mapping::new();
+    let mut volumes = Mapping::new();
+    for (index, file) in files.iter().enumerate() {
+        let root = &file.root;
+        if let Some(Value::Mapping(s)) = root.get("services") {
+            for (name, def) in s {
+                let name = merge::scalar_text(name);
+                let def = match def {
+                    Value::Mapping(m) => m.clone(),
+                    _ => Mapping::new(),
+                };
+                match services.get_mut(&name) {
+                    Some((base, _)) => merge::merge_service(base, def),
+                    None => {
+                        services.insert(name, (def, index));
+                    }
+                }
+            }
+        }
+        for (section, into) in [("networks", &mut networks), ("volumes", &mut volumes)] {
+            if let Some(Value::Mapping(m)) = root.get(section) {
+                merge::deep_merge(into, m.clone());
+            }
+        }
+    }
+    if services.is_empty() {
+        bail!("{}: no services defined", files[0].path.display());
+    }
+    let mut out = IndexMap::new();
+    for (name, (def, index)) in services {
+        let file = &files[index];
+        let location = Location {
+            file: file.path.clone(),
+            line: file.line_of(&["services", &name]),
+        };
+        // An env_file error points at the `env_file:` line of the last file
+        // that sets it.
+        let env_file_at = files
+            .iter()
+            .rev()
+            .find(|f| {
+                f.root
+                    .get("services")
+                    .and_then(|s| s.get(name.as_str()))
+                    .is_some_and(|s| s.get("env_file").is_some())
+            })
+            .map(|f| Location {
+                file: f.path.clone(),
+                line: f.line_of(&["services", &name, "env_file"]),
+            })
+            .unwrap_or_else(|| location.clone());
+        let service = service_def(&name, def, vars, profiles, location, env_file_at)?;
+        out.insert(name, service);
+    }
+    let uses_default = out
+        .values()
+        .any(|s| s.service.network_mode.is_none() && network_keys(&s.service).is_empty());
+    Ok(ComposeProject {
+        networks: network_defs(project, &networks, uses_default)?,
+        volumes: volume_defs(project, &volumes)?,
+        name: project.to_owned(),
+        dir,
+        files: files.into_iter().map(|f| f.path).collect(),
+        services: out,
+    })
+}
+
+/// The network keys a service joins, in its file's order.
+pub fn network_keys(service: &Service) -> Vec<String> {
+    use docker_compose_types::Networks;
+    match &service.networks {
+        Networks::Simple(list) => list.clone(),
+        Networks::Advanced(map) => map.0.keys().cloned().collect(),
+    }
+}
+
+fn service_def(
+    name: &str,
+    mut def: Mapping,
+    vars: &Vars,
+    profiles: &[String],
+    location: Location,
+    env_file_at: Location,
+) -> Result<ServiceDef> {
+    let at = |e: String| anyhow!("{location}: service `{name}`: {e}");
+    let extra = Extra {
+        cpus: take(&mut def, "cpus")
+            .map(|v| number(&v, "cpus"))
+            .transpose()
+            .map_err(at)?,
+        cpu_shares: take(&mut def, "cpu_shares")
+            .map(|v| number(&v, "cpu_shares").map(|n| n as i64))
+            .transpose()
+            .map_err(at)?,
+        dns_search: take(&mut def, "dns_search")
+            .map(|v| string_list(&v))
+            .unwrap_or_default(),
+    };
+    let env_files = take(&mut def, "env_file")
+        .map(|v| string_list(&v))
+        .unwrap_or_default();
+    let service: Service =
+        serde_yaml::from_value(Value::Mapping(def)).map_err(|e| at(format!("{e}")))?;
+    let mut environment = IndexMap::new();
+    for file in &env_files {
+        let values = read_env_file(Path::new(file))
+            .map_err(|e| anyhow!("{env_file_at}: service `{name}`: env_file: {e:#}"))?;
+        environment.extend(values);
+    }
+    for (key, value) in environment_entries(&service) {
+        match value.or_else(|| vars.get(&key).map(str::to_owned)) {
+            Some(v) => {
+                environment.insert(key, v);
+            }
+            None => {
+                environment.shift_remove(&key);
+            }
+        }
+    }
+    let build = match &service.build_ {
+        None => None,
+        Some(step) => Some(build_def(name, step).map_err(|e| at(format!("{e:#}")))?),
+    };
+    if build.is_none() && service.image.is_none() {
+        return Err(at("has neither `build` nor `image`".into()));
+    }
+    let active =
+        service.profiles.is_empty() || service.profiles.iter().any(|p| profiles.contains(p));
+    Ok(ServiceDef {
+        name: name.to_owned(),
+        image: service.image.clone(),
+        build,
+        service,
+        environment,
+        extra,
+        active,
+        location,
+    })
+}
+
+fn take(def: &mut Mapping, key: &str) -> Option<Value> {
+    def.remove(key).filter(|v| !v.is_null())
+}
+
+fn number(v: &Value, key: &str) -> Result<f64, String> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| format!("`{key}` must be a number, not `{}`", merge::scalar_text(v)))
+}
+
+fn string_list(v: &Value) -> Vec<String> {
+    match v {
+        Value::Sequence(items) => items.iter().map(merge::scalar_text).collect(),
+        other => vec![merge::scalar_text(other)],
+    }
+}
+
+/// `environment:` as (key, value); `None` for a bare `KEY`.
+fn environment_entries(service: &Service) -> Vec<(String, Option<String>)> {
+    use docker_compose_types::Environment;
+    match &service.environment {
+        Environment::List(items) => items
+            .iter()
+            .map(|i| match i.split_once('=') {
+                Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                None => (i.clone(), None),
+            })
+            .collect(),
+        Environment::KvPair(map) => map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().map(single_value)))
+            .collect(),
+    }
+}
+
+pub fn single_value(v: &SingleValue) -> String {
+    v.to_string()
+}
+
+fn build_def(service: &str, step: &BuildStep) -> Result<BuildDef> {
+    let (context, dockerfile, args, target) = match step {
+        BuildStep::Simple(context) => (context.clone(), None, None, None),
+        BuildStep::Advanced(adv) => {
+            if adv.dockerfile_inline.is_some() {
+                bail!(
+                    "service `{service}`: `dockerfile_inline` is not supported; use a Dockerfile"
+                );
+            }
+            (
+                adv.context.clone(),
+                adv.dockerfile.clone(),
+                adv.args.clone(),
+                adv.target.clone(),
+            )
+        }
+    };
+    let args = match args {
+        None => HashMap::new(),
+        Some(BuildArgs::Simple(arg)) => parse_args(std::iter::once(arg)),
+        Some(BuildArgs::List(list)) => parse_args(list.into_iter()),
+        Some(BuildArgs::KvPair(map)) => map.into_iter().collect(),
+    };
+    Ok(BuildDef {
+        context: PathBuf::from(context),
+        dockerfile: dockerfile.unwrap_or_else(|| "Dockerfile".to_owned()),
+        args,
+        target,
+    })
+}
+
+fn parse_args(items: impl Iterator<Item = String>) -> HashMap<String, String> {
+    items
+        .filter_map(|item| match item.split_once('=') {
+            Some((k, v)) => Some((k.to_owned(), v.to_owned())),
+            // `- NAME` alone takes the value from the environment, as compose does.
+            None => std::env::var(&item).ok().map(|v| (item, v)),
+        })
+        .collect()
+}
+
+fn network_defs(
+    project: &str,
+    networks: &Mapping,
+    uses_default: bool,
+) -> Result<IndexMap<String, NetworkDef>> {
+    let mut out = IndexMap::new();
+    if uses_default && !networks.contains_key("default") {
+        out.insert(
+            "default".to_owned(),
+            NetworkDef {
+                name: format!("{project}_default"),
+                ..Default::default()
+            },
+        );
+    }
+    for (key, def) in networks {
+        let key = merge::scalar_text(key);
+        let empty = Mapping::new();
+        let m = def.as_mapping().unwrap_or(&empty);
+        let (name, external) = engine_name(project, &key, m);
+        let ipam = m
+            .get("ipam")
+            .and_then(|i| i.get("config"))
+            .and_then(Value::as_sequence)
+            .map(|pools| pools.iter().map(ipam_pool).collect())
+            .unwrap_or_default();
+        out.insert(
+            key,
+            NetworkDef {
+                name,
+                external,
+                driver: str_of(m, "driver"),
+                internal: bool_of(m, "internal"),
+                attachable: bool_of(m, "attachable"),
+                enable_ipv6: bool_of(m, "enable_ipv6"),
+                labels: string_map(m.get("labels")),
+                driver_opts: string_map(m.get("driver_opts")),
+                ipam,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn volume_defs(project: &str, volumes: &Mapping) -> Result<IndexMap<String, VolumeDef>> {
+    let mut out = IndexMap::new();
+    for (key, def) in volumes {
+        let key = merge::scalar_text(key);
+        let empty = Mapping::new();
+        let m = def.as_mapping().unwrap_or(&empty);
+        let (name, external) = engine_name(project, &key, m);
+        out.insert(
+            key,
+            VolumeDef {
+                name,
+                external,
+                driver: str_of(m, "driver"),
+                driver_opts: string_map(m.get("driver_opts")),
+                labels: string_map(m.get("labels")),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// `<project>_<key>`, or `name:`, or the external name (`external: true`
+/// uses `name:` or the key; the old `external: {name: …}` is honoured).
+fn engine_name(project: &str, key: &str, m: &Mapping) -> (String, bool) {
+    let name = str_of(m, "name");
+    match m.get("external") {
+        Some(Value::Bool(true)) => (name.unwrap_or_else(|| key.to_owned()), true),
+        Some(Value::Mapping(ext)) => (
+            str_of(ext, "name")
+                .or(name)
+                .unwrap_or_else(|| key.to_owned()),
+            true,
+        ),
+        _ => (name.unwrap_or_else(|| format!("{project}_{key}")), false),
+    }
+}
+
+fn ipam_pool(v: &Value) -> IpamPool {
+    let empty = Mapping::new();
+    let m = v.as_mapping().unwrap_or(&empty);
+    IpamPool {
+        subnet: str_of(m, "subnet"),
+        gateway: str_of(m, "gateway"),
+        ip_range: str_of(m, "ip_range"),
+    }
+}
+
+fn str_of(m: &Mapping, key: &str) -> Option<String> {
+    m.get(key).filter(|v| !v.is_null()).map(merge::scalar_text)
+}
+
+fn bool_of(m: &Mapping, key: &str) -> bool {
+    matches!(m.get(key), Some(Value::Bool(true)))
+}
+
+fn string_map(v: Option<&Value>) -> IndexMap<String, String> {
+    let mut v = v.cloned().unwrap_or(Value::Null);
+    if let Value::Sequence(_) = v {
+        let mut service = Mapping::new();
+        service.insert("labels".into(), v);
+        merge::normalize_service(&mut service);
+        v = service.remove("labels").unwrap_or_default();
+    }
+    match v {
+        Value::Mapping(m) => m
+            .iter()
+            .map(|(k, v)| (merge::scalar_text(k), merge::scalar_text(v)))
+            .collect(),
+        _ => IndexMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,192 @@
+//! The compose keys slipway carries onto containers. Anything else is
+//! refused by name rather than dropped: a key compose would honour but
+//! slipway ignored would make the deployed container differ from what the
+//! file says, silently.
+
+use serde_yaml::{Mapping, Value};
+
+const TOP: &[&str] = &["version", "name", "services", "networks", "volumes"];
+
+const SERVICE: &[&str] = &[
+    "build",
+    "image",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "working_dir",
+    "user",
+    "labels",
+    "ports",
+    "expose",
+    "volumes",
+    "tmpfs",
+    "networks",
+    "network_mode",
+    "healthcheck",
+    "restart",
+    "stop_signal",
+    "stop_grace_period",
+    "extra_hosts",
+    "dns",
+    "dns_search",
+    "dns_opt",
+    "cap_add",
+    "cap_drop",
+    "ulimits",
+    "logging",
+    "init",
+    "privileged",
+    "read_only",
+    "shm_size",
+    "mem_limit",
+    "mem_reservation",
+    "cpus",
+    "cpu_shares",
+    "devices",
+    "sysctls",
+    "security_opt",
+    "hostname",
+    "domainname",
+    "container_name",
+    "tty",
+    "stdin_open",
+    "depends_on",
+    "profiles",
+    "deploy",
+];
+
+/// Allowed sub-keys of mapping-valued service keys.
+const NESTED: &[(&str, &[&str])] = &[
+    ("build", &["context", "dockerfile", "args", "target"]),
+    (
+        "healthcheck",
+        &[
+            "test",
+            "interval",
+            "timeout",
+            "retries",
+            "start_period",
+            "disable",
+        ],
+    ),
+    ("logging", &["driver", "options"]),
+    ("deploy", &["update_config"]),
+];
+
+const SERVICE_NETWORK: &[&str] = &["aliases", "ipv4_address", "ipv6_address"];
+const NETWORK: &[&str] = &[
+    "driver",
+    "driver_opts",
+    "external",
+    "internal",
+    "attachable",
+    "labels",
+    "name",
+    "ipam",
+    "enable_ipv6",
+];
+const VOLUME: &[&str] = &["driver", "driver_opts", "external", "labels", "name"];
+
+/// Why a key is refused, when there is more to say than "not supported".
+fn advice(key: &str) -> &'static str {
+    match key {
+        "links" | "external_links" => {
+            "compose networks already resolve services by name; remove it and use the service name"
+        }
+        "secrets" | "configs" => "mount the file with a bind volume instead",
+        "extends" => "use YAML anchors and `<<` merge keys, or a second compose file",
+        "deploy" => "only `deploy.update_config` is read; set limits with mem_limit and cpus",
+        "build" => "slipway builds with context, dockerfile, args and target only",
+        "network_mode" => "slipway supports network_mode host, none and bridge",
+        _ => "slipway does not support it; remove it or deploy this service another way",
+    }
+}
+
+type KeyError = (Vec<String>, String);
+
+fn refuse(keys: &[&str], key: &str) -> KeyError {
+    let path: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+    (path, format!("unsupported key `{key}`: {}", advice(key)))
+}
+
+/// Check a whole file, before interpolation, so that nothing unsupported
+/// reaches a container.
+pub fn check(root: &Mapping) -> Result<(), KeyError> {
+    only(root, TOP, &[])?;
+    if let Some(services) = root.get("services") {
+        let Value::Mapping(services) = services else {
+            return Err((
+                vec!["services".into()],
+                "must be a mapping of services".into(),
+            ));
+        };
+        for (name, def) in services {
+            let name = name.as_str().unwrap_or_default();
+            match def {
+                Value::Mapping(def) => check_service(name, def)?,
+                Value::Null => {}
+                _ => {
+                    return Err((
+                        vec!["services".into(), name.into()],
+                        "a service is a mapping of keys".into(),
+                    ));
+                }
+            }
+        }
+    }
+    for (section, allowed) in [("networks", NETWORK), ("volumes", VOLUME)] {
+        if let Some(Value::Mapping(items)) = root.get(section) {
+            for (name, def) in items {
+                if let Value::Mapping(def) = def {
+                    only(def, allowed, &[section, name.as_str().unwrap_or_default()])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_service(name: &str, def: &Mapping) -> Result<(), KeyError> {
+    let at = ["services", name];
+    only(def, SERVICE, &at)?;
+    for (key, allowed) in NESTED {
+        if let Some(Value::Mapping(m)) = def.get(*key) {
+            only(m, allowed, &["services", name, key])?;
+        }
+    }
+    if let Some(Value::Mapping(networks)) = def.get("networks") {
+        for (network, settings) in networks {
+            if let Value::Mapping(settings) = settings {
+                let network = network.as_str().unwrap_or_default();
+                only(
+                    settings,
+                    SERVICE_NETWORK,
+                    &["services", name, "networks", network],
+                )?;
+            }
+        }
+    }
+    if let Some(mode) = def.get("network_mode").and_then(Value::as_str)
+        && !matches!(mode, "host" | "none" | "bridge")
+        && !mode.contains('$')
+    {
+        return Err(refuse(&["services", name, "network_mode"], "network_mode"));
+    }
+    Ok(())
+}
+
+fn only(m: &Mapping, allowed: &[&str], at: &[&str]) -> Result<(), KeyError> {
+    for key in m.keys() {
+        let key = key.as_str().unwrap_or_default();
+        if !allowed.contains(&key) {
+            let mut keys = at.to_vec();
+            keys.push(key);
+            // Under a nested key (`build.network`), the parent explains.
+            let topic = if at.len() == 3 { at[2] } else { key };
+            let (path, _) = refuse(&keys, key);
+            return Err((path, format!("unsupported key `{key}`: {}", advice(topic))));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+use super::*;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load(dir: &Path, files: &[&str]) -> Result<ComposeProject> {
+    let files: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
+    ComposeProject::load(&files, "proj", &LoadOptions::default())
+}
+
+fn err(dir: &Path, files: &[&str]) -> String {
+    format!("{:#}", load(dir, files).unwrap_err())
+}
+
+#[test]
+fn reads_services_builds_and_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "docker-compose.yml",
+        r#"
+version: "2.4"
+services:
+  api:
+    build: ./api
+  web:
+    build:
+      context: web
+      dockerfile: Dockerfile.prod
+      args: ["MODE=prod"]
+  redis:
+    image: redis:7
+"#,
+    );
+    let p = load(dir.path(), &["docker-compose.yml"]).unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    assert_eq!(p.service_names(), "api, web, redis");
+    let api = p.service("api").unwrap();
+    assert_eq!(api.build.as_ref().unwrap().context, root.join("api"));
+    assert_eq!(api.image_tag("honeychat", true), "honeychat_api");
+    assert_eq!(api.image_tag("honeychat", false), "honeychat-api");
+    let web = p.service("web").unwrap().build.as_ref().unwrap();
+    assert_eq!(web.dockerfile, "Dockerfile.prod");
+    assert_eq!(web.args.get("MODE").map(String::as_str), Some("prod"));
+    assert_eq!(p.service("redis").unwrap().image_tag("x", false), "redis:7");
+    assert_eq!(p.networks["default"].name, "proj_default");
+    assert_eq!(p.service("api").unwrap().location.line, 4);
+}
+
+#[test]
+fn env_files_anchors_interpolation_and_override_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        ".env",
+        "GREETING=hello from .env # note\nexport TAG='v1'\n# comment\nQ=\"a\\tb\"\n",
+    );
+    write(d, "api.env", "FROM_FILE=1\nSHARED=file\n");
+    write(
+        d,
+        "docker-compose.yml",
+        r#"
+x-common: &common
+  restart: unless-stopped
+  labels:
+    team: core
+services:
+  api:
+    <<: *common
+    image: "registry.local/api:${TAG}"
+    env_file: api.env
+    environment:
+      SHARED: env
+      GREETING: ${GREETING}
+      PRICE: "$$5"
+      PORT: ${SLIPWAY_TEST_UNSET_PORT:-8000}
+      FROM_SHELL:
+    volumes:
+      - ./data:/data
+      - cache:/cache
+    x-notes: ignored
+  worker:
+    <<: *common
+    image: busybox
+    command: ["sleep", "1"]
+    profiles: [jobs]
+volumes:
+  cache:
+"#,
+    );
+    write(
+        d,
+        "docker-compose.override.yml",
+        "services:\n  api:\n    environment: [EXTRA=yes]\n    labels: [tier=web]\n  worker:\n    command: [sleep, '2']\n",
+    );
+    let p = load(d, &["docker-compose.yml", "docker-compose.override.yml"]).unwrap();
+    let api = p.service("api").unwrap();
+    assert_eq!(api.image.as_deref(), Some("registry.local/api:v1"));
+    let env: Vec<(&str, &str)> = api
+        .environment
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("FROM_FILE", "1"),
+            ("SHARED", "env"),
+            ("GREETING", "hello from .env"),
+            ("PRICE", "$5"),
+            ("PORT", "8000"),
+            ("EXTRA", "yes"),
+        ],
+        "FROM_SHELL is unset everywhere, so it is dropped"
+    );
+    assert_eq!(api.service.restart.as_deref(), Some("unless-stopped"));
+    let docker_compose_types::Labels::Map(labels) = &api.service.labels else {
+        panic!("labels normalize to a map");
+    };
+    assert_eq!(labels.get("team").map(String::as_str), Some("core"));
+    assert_eq!(labels.get("tier").map(String::as_str), Some("web"));
+    let root = std::fs::canonicalize(d).unwrap();
+    let docker_compose_types::Volumes::Simple(bind) = &api.service.volumes[0] else {
+        panic!("short syntax");
+    };
+    assert_eq!(bind, &format!("{}/data:/data", root.display()));
+    assert_eq!(p.volumes["cache"].name, "proj_cache");
+    let worker = p.service("worker").unwrap();
+    assert!(!worker.active, "profile jobs is not active");
+    match &worker.service.command {
+        Some(docker_compose_types::Command::Args(args)) => assert_eq!(args, &["sleep", "2"]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unsupported_keys_are_refused_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "c.yml",
+        "services:\n  api:\n    image: x\n    links:\n      - db\n  db:\n    image: y\n",
+    );
+    let e = err(d, &["c.yml"]);
+    assert!(
+        e.contains("c.yml:4:") && e.contains("`services.api.links`"),
+        "{e}"
+    );
+    assert!(e.contains("service name"), "advice: {e}");
+    write(
+        d,
+        "d.yml",
+        "services:\n  api:\n    image: x\n    build:\n      context: .\n      network: host\n",
+    );
+    let e = err(d, &["d.yml"]);
+    assert!(e.contains("d.yml:6:") && e.contains("build.network"), "{e}");
+    write(
+        d,
+        "e.yml",
+        "services:\n  api:\n    image: x\nsecrets:\n  s: {}\n",
+    );
+    assert!(err(d, &["e.yml"]).contains("e.yml:4:"));
+    write(
+        d,
+        "f.yml",
+        "services:\n  api:\n    image: x\n    network_mode: service:db\n",
+    );
+    assert!(err(d, &["f.yml"]).contains("f.yml:4:"));
+}
+
+#[test]
+fn bad_files_name_their_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let missing = err(d, &["nope.yml"]);
+    assert!(missing.contains("cannot read compose file"), "{missing}");
+    write(d, "a.yml", "services:\n  api:\n    image: [x\n");
+    let e = err(d, &["a.yml"]);
+    assert!(e.contains("a.yml:") && e.contains("not valid YAML"), "{e}");
+    write(
+        d,
+        "b.yml",
+        "services:\n  api:\n    image: x\n    environment:\n      K: ${SLIPWAY_TEST_NOPE:?set it in .env}\n",
+    );
+    let e = err(d, &["b.yml"]);
+    assert!(
+        e.contains("b.yml:5:") && e.contains("set it in .env"),
+        "{e}"
+    );
+    write(
+        d,
+        "c.yml",
+        "services:\n  api:\n    image: x\n    env_file: missing.env\n",
+    );
+    let e = err(d, &["c.yml"]);
+    assert!(e.contains("c.yml:4:") && e.contains("missing.env"), "{e}");
+    write(
+        d,
+        "d.yml",
+        "services:\n  api:\n    ports: 80\n    image: x\n",
+    );
+    let e = err(d, &["d.yml"]);
+    assert!(e.contains("d.yml:2:") && e.contains("service `api`"), "{e}");
+    write(d, "e.yml", "services:\n  api:\n    restart: always\n");
+    assert!(err(d, &["e.yml"]).contains("neither `build` nor `image`"));
+}
+
+#[test]
+fn shell_environment_wins_over_dot_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // PATH is set in every test process; .env must not override it.
+    write(d, ".env", "PATH=from-dot-env\n");
+    write(
+        d,
+        "c.yml",
+        "services:\n  api:\n    image: x\n    environment: ['P=${PATH}']\n",
+    );
+    let p = load(d, &["c.yml"]).unwrap();
+    let value = &p.service("api").unwrap().environment["P"];
+    assert_eq!(value, &std::env::var("PATH").unwrap());
+}

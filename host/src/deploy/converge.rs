@@ -1,0 +1,356 @@
+//! Rule 1 as convergence. For each service of a surface: the desired
+//! container (compose model + the image just built), what runs (its own
+//! leftovers included), the action between them, and its execution. Only
+//! this file acts on services' containers during a deploy; a step that
+//! replaces them start-first is handed the services to replace.
+
+use super::{Agent, service_failed, short_id};
+use crate::docker::{Docker, Target};
+use crate::observed::SpecStore;
+use crate::reconcile::{Action, Desired, Verb};
+use crate::report::{ServiceReport, SurfaceReport};
+use std::time::{Duration, Instant};
+
+/// One service's decision, with the container it leads to.
+pub(super) struct Decision {
+    pub service: String,
+    pub target: Target,
+    pub action: Action,
+}
+
+impl Agent {
+    pub(super) fn specs(&self) -> SpecStore {
+        SpecStore::new(&self.loaded.state_dir())
+    }
+
+    /// model → desired → observed → action, for each service. Records the
+    /// action and its reasons in the report; changes nothing.
+    pub(super) async fn decide(
+        &self,
+        surface: &str,
+        services: &[String],
+        dry: bool,
+        report: &mut SurfaceReport,
+    ) -> Result<Vec<Decision>, String> {
+        let docker = self.docker_for(surface)?;
+        let specs = self.specs();
+        let mut decisions = Vec::new();
+        for service in services {
+            let fail = |what: &str, e| service_failed(surface, service, what, e);
+            let target = match dry {
+                true => docker.desired_unbuilt(service).await,
+                false => docker.desired(service).await,
+            }
+            .map_err(|e| fail("desired spec", e))?;
+            let containers = docker
+                .containers(service)
+                .await
+                .map_err(|e| fail("inspect", e))?;
+            let desired = Desired {
+                service: service.clone(),
+                name: target.spec.name.clone(),
+                spec_hash: target.spec.hash(),
+                image_id: target.image_id.clone(),
+            };
+            let existing = crate::observed::existing(&containers);
+            let action = crate::reconcile::reconcile(&desired, &existing, self.force, |hash| {
+                specs.load(hash).map(|old| old.changed_keys(&target.spec))
+            });
+            let svc = entry(report, service);
+            svc.action = Some(action.verb.clone());
+            svc.changed = action.changed.clone();
+            svc.spec_before = action.keep.as_ref().and_then(|k| k.spec_hash.clone());
+            svc.spec_after = Some(desired.spec_hash.clone());
+            log_action(surface, service, &action);
+            decisions.push(Decision {
+                service: service.clone(),
+                target,
+                action,
+            });
+        }
+        Ok(decisions)
+    }
+
+    /// Carry out the decisions: discard leftovers, then create, replace
+    /// (stop-first) or skip. With `step_replaces`, replacements are left to
+    /// the step. Returns the services this call created or replaced.
+    pub(super) async fn converge(
+        &self,
+        surface: &str,
+        decisions: &[Decision],
+        step_replaces: bool,
+        report: &mut SurfaceReport,
+    ) -> Result<Vec<String>, String> {
+        let docker = self.docker_for(surface)?;
+        let mut acted = Vec::new();
+        for d in decisions {
+            let service = &d.service;
+            let fail = |what: &str, e| service_failed(surface, service, what, e);
+            self.specs()
+                .save(&d.target.spec)
+                .map_err(|e| fail("save spec", e))?;
+            for (leftover, why) in &d.action.discard {
+                tracing::warn!("[{surface}] {service}: removing {why}");
+                docker
+                    .discard(service, &leftover.id)
+                    .await
+                    .map_err(|e| fail("remove leftover", e))?;
+            }
+            let t = Instant::now();
+            let container = match (&d.action.verb, &d.action.keep) {
+                (Verb::Skip, Some(keep)) => {
+                    adopt(docker, keep, &d.target.spec.name)
+                        .await
+                        .map_err(|e| fail("adopt", e))?;
+                    continue;
+                }
+                (Verb::Replace, Some(_)) if step_replaces => continue,
+                (Verb::Replace, Some(keep)) => {
+                    let task = crate::progress::start(format!("{surface}: replace {service}"));
+                    let old = docker
+                        .containers(service)
+                        .await
+                        .map_err(|e| fail("inspect", e))?;
+                    let old = old.into_iter().find(|c| c.id == keep.id);
+                    let result = match old {
+                        Some(old) => docker.replace(&old, &d.target).await,
+                        None => docker.create(&d.target, &d.target.spec.name, None).await,
+                    };
+                    task.end(result.is_ok());
+                    result.map_err(|e| fail("replace", e))?
+                }
+                _ => {
+                    let task = crate::progress::start(format!("{surface}: create {service}"));
+                    let result = docker.create(&d.target, &d.target.spec.name, None).await;
+                    task.end(result.is_ok());
+                    result.map_err(|e| fail("create", e))?
+                }
+            };
+            let svc = entry(report, service);
+            svc.recreate_ms = t.elapsed().as_millis() as u64;
+            svc.container = Some(container.name.clone());
+            acted.push(service.clone());
+        }
+        Ok(acted)
+    }
+
+    /// Wait until every service is ready (in parallel), then prove each of
+    /// its containers runs the image this deploy built: otherwise the new
+    /// code is not live.
+    pub(super) async fn prove_running(
+        &self,
+        surface: &str,
+        services: &[String],
+        report: &mut SurfaceReport,
+    ) -> Result<(), String> {
+        let docker = self.docker_for(surface)?;
+        let spec = &self.loaded.manifest.surface[surface];
+        let timeout = Duration::from_secs(spec.ready_timeout_secs);
+        let waits = services.iter().map(|service| {
+            let settle =
+                Duration::from_secs(*spec.settle.get(service).unwrap_or(&spec.settle_secs));
+            async move {
+                let t = Instant::now();
+                let task =
+                    crate::progress::start(format!("{surface}: wait until {service} is ready"));
+                let ready = docker.wait_ready(service, timeout, settle).await;
+                task.end(ready.is_ok());
+                (ready, t.elapsed())
+            }
+        });
+        let results = futures_util::future::join_all(waits).await;
+        for (service, (ready, took)) in services.iter().zip(results) {
+            ready.map_err(|e| service_failed(surface, service, "readiness", e))?;
+            entry(report, service).ready_ms = took.as_millis() as u64;
+            let containers = docker
+                .containers(service)
+                .await
+                .map_err(|e| service_failed(surface, service, "inspect", e))?;
+            let svc = entry(report, service);
+            let expected = svc.image_built.clone().unwrap_or_default();
+            for c in &containers {
+                svc.image_running = Some(c.image_id.clone());
+                svc.container = Some(c.name.clone());
+                if c.image_id != expected {
+                    return Err(format!(
+                        "surface {surface}, service {service}: container {} runs image {} but the deploy built {expected}; the new code is not live",
+                        c.name, c.image_id
+                    ));
+                }
+            }
+            tracing::info!("[{surface}] {service} is ready on {}", short_id(&expected));
+        }
+        Ok(())
+    }
+
+    /// What `plan` shows: each service's action and changed keys, decided
+    /// against the image its tag points at now (a build may change it).
+    pub(super) async fn plan_services(
+        &self,
+        surface: &str,
+        services: &[String],
+        report: &mut SurfaceReport,
+    ) {
+        for service in services {
+            let mut svc = ServiceReport {
+                service: service.clone(),
+                ..Default::default()
+            };
+            if let Some(docker) = &self.docker {
+                svc.image_before = docker
+                    .containers(service)
+                    .await
+                    .ok()
+                    .and_then(|c| c.first().map(|c| c.image_id.clone()));
+            }
+            report.services.push(svc);
+        }
+        if self.docker.is_none() {
+            return;
+        }
+        if let Err(e) = self.decide(surface, services, true, report).await {
+            tracing::warn!("[{surface}] cannot plan its services yet: {e}");
+        }
+    }
+
+    /// Put each service back on the image and spec it ran before the
+    /// deploy that left it on its current ones, as the journal records.
+    /// Returns the services recreated.
+    pub(super) async fn restore_services(
+        &self,
+        surface: &str,
+        services: &[String],
+        report: &mut SurfaceReport,
+    ) -> Result<Vec<String>, String> {
+        let docker = self.docker_for(surface)?;
+        let (entries, _) = crate::journal::read(&self.loaded.state_dir())
+            .map_err(|e| format!("surface {surface}: cannot read the journal: {e}"))?;
+        let mut restored = Vec::new();
+        for service in services {
+            let fail = |what: &str, e| service_failed(surface, service, what, e);
+            let containers = docker
+                .containers(service)
+                .await
+                .map_err(|e| fail("inspect", e))?;
+            let Some(current) = containers.first() else {
+                return Err(format!(
+                    "surface {surface}, service {service}: no container to roll back"
+                ));
+            };
+            let Some(previous) = crate::journal::before(&entries, surface, service, current) else {
+                tracing::info!(
+                    "[{surface}] {service}: no recorded deploy put it on image {}; left as is",
+                    short_id(&current.image_id)
+                );
+                continue;
+            };
+            let target = self.previous_target(docker, service, &previous).await?;
+            tracing::info!(
+                "[{surface}] rolling {service} back from {} to {}",
+                short_id(&current.image_id),
+                short_id(&target.image_id)
+            );
+            report.services.push(ServiceReport {
+                service: service.clone(),
+                image_before: Some(current.image_id.clone()),
+                image_built: Some(target.image_id.clone()),
+                action: Some(Verb::Replace),
+                changed: vec!["rollback".into()],
+                spec_before: current.spec_hash.clone(),
+                spec_after: Some(target.spec.hash()),
+                ..Default::default()
+            });
+            let t = Instant::now();
+            let new = docker
+                .replace(current, &target)
+                .await
+                .map_err(|e| fail("rollback", e))?;
+            let svc = entry(report, service);
+            svc.recreate_ms = t.elapsed().as_millis() as u64;
+            svc.container = Some(new.name);
+            restored.push(service.clone());
+        }
+        self.prove_running(surface, &restored, report).await?;
+        Ok(restored)
+    }
+
+    /// The container a rollback restores: the recorded image, retagged as
+    /// the service's image so compose and later deploys agree, and the
+    /// recorded spec (or today's, for a deploy recorded before specs were).
+    async fn previous_target(
+        &self,
+        docker: &Docker,
+        service: &str,
+        previous: &crate::journal::Previous,
+    ) -> Result<Target, String> {
+        let fail = |what: &str, e| service_failed("rollback", service, what, e);
+        docker.image_id(&previous.image).await.map_err(|_| {
+            format!(
+                "service {service}: its previous image {} is gone; raise project.keep_images to keep more",
+                short_id(&previous.image)
+            )
+        })?;
+        let tag = docker
+            .image_tag(service)
+            .await
+            .map_err(|e| fail("rollback", e))?;
+        docker
+            .tag(&previous.image, &tag)
+            .await
+            .map_err(|e| fail("rollback", e))?;
+        let mut target = docker
+            .desired(service)
+            .await
+            .map_err(|e| fail("desired spec", e))?;
+        match previous.spec.as_deref().map(|h| self.specs().load(h)) {
+            Some(Some(spec)) => target.spec = spec,
+            Some(None) => tracing::warn!(
+                "{service}: the previous spec is no longer in {}; restoring the image with today's compose definition",
+                self.loaded.state_dir().display()
+            ),
+            None => {}
+        }
+        Ok(target)
+    }
+}
+
+/// The report entry of a service, created on first use.
+fn entry<'a>(report: &'a mut SurfaceReport, service: &str) -> &'a mut ServiceReport {
+    let at = match report.services.iter().position(|s| s.service == service) {
+        Some(at) => at,
+        None => {
+            report.services.push(ServiceReport {
+                service: service.to_owned(),
+                ..Default::default()
+            });
+            report.services.len() - 1
+        }
+    };
+    &mut report.services[at]
+}
+
+/// An unchanged container stays; one adopted from a killed deploy gets its
+/// service's name back.
+async fn adopt(
+    docker: &Docker,
+    keep: &crate::reconcile::Existing,
+    name: &str,
+) -> anyhow::Result<()> {
+    if keep.name != name {
+        tracing::info!("adopting {} as {name}", keep.name);
+        docker.rename(&keep.id, name).await?;
+    }
+    Ok(())
+}
+
+fn log_action(surface: &str, service: &str, action: &Action) {
+    let why = action.changed.join(", ");
+    match action.verb {
+        Verb::Create => tracing::info!("[{surface}] {service}: create (no container yet)"),
+        Verb::Replace => tracing::info!("[{surface}] {service}: replace ({why})"),
+        Verb::Skip => tracing::info!("[{surface}] {service}: skip (unchanged)"),
+    }
+    for (c, reason) in &action.discard {
+        tracing::info!("[{surface}] {service}: will remove {} ({reason})", c.name);
+    }
+}

@@ -1,0 +1,284 @@
+//! Desired against observed: what to do with one service. Pure, so every
+//! case, the leftovers of a killed deploy included, is a table test.
+//!
+//! Like a Kubernetes controller, this looks only at the current state, never
+//! at what the last run meant to do: a rerun after any crash computes the
+//! same answer from what it finds.
+
+use serde::Serialize;
+
+/// What one service should be.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub service: String,
+    /// The container name the spec gives (compose's `<project>_<service>_1`
+    /// or `container_name`).
+    pub name: String,
+    pub spec_hash: String,
+    pub image_id: String,
+}
+
+/// What slipway reads of one existing container of the service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Existing {
+    pub id: String,
+    pub name: String,
+    pub image_id: String,
+    /// `running`, `exited`, `created`, …
+    pub state: String,
+    /// The spec-hash label; `None` for a container slipway did not create.
+    pub spec_hash: Option<String>,
+    /// Docker's creation time (RFC 3339), to pick the newest.
+    pub created: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Verb {
+    /// No container yet.
+    Create,
+    /// Its image or spec differs (or `--force`).
+    Replace,
+    /// It already runs the desired spec on the desired image.
+    Skip,
+}
+
+impl Verb {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verb::Create => "create",
+            Verb::Replace => "replace",
+            Verb::Skip => "skip",
+        }
+    }
+}
+
+/// The decision for one service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    pub verb: Verb,
+    /// Why: the changed compose keys, `image`, `--force`, `not running`.
+    pub changed: Vec<String>,
+    /// The container that stays (or is replaced), if any.
+    pub keep: Option<Existing>,
+    /// Leftovers to remove first, each with the reason.
+    pub discard: Vec<(Existing, String)>,
+}
+
+/// Decide. `changed_keys(hash)` names the compose keys in which the spec a
+/// container was created from differs from the desired one (`None` when
+/// that spec is unknown).
+pub fn reconcile(
+    desired: &Desired,
+    existing: &[Existing],
+    force: bool,
+    changed_keys: impl Fn(&str) -> Option<Vec<String>>,
+) -> Action {
+    let Some(keep) = pick(desired, existing) else {
+        return Action {
+            verb: Verb::Create,
+            changed: Vec::new(),
+            keep: None,
+            discard: Vec::new(),
+        };
+    };
+    let discard = existing
+        .iter()
+        .filter(|c| c.id != keep.id)
+        .map(|c| (c.clone(), leftover_reason(c, desired)))
+        .collect();
+    let mut changed = Vec::new();
+    if keep.image_id != desired.image_id {
+        changed.push("image".to_owned());
+    }
+    match keep.spec_hash.as_deref() {
+        Some(hash) if hash == desired.spec_hash => {}
+        Some(hash) => match changed_keys(hash) {
+            Some(keys) if !keys.is_empty() => changed.extend(keys),
+            _ => changed.push("spec".to_owned()),
+        },
+        None => changed.push("spec (created outside slipway)".to_owned()),
+    }
+    if keep.state != "running" {
+        changed.push(format!("not running ({})", keep.state));
+    }
+    if changed.is_empty() && force {
+        changed.push("--force".to_owned());
+    }
+    Action {
+        verb: if changed.is_empty() {
+            Verb::Skip
+        } else {
+            Verb::Replace
+        },
+        changed,
+        keep: Some(keep.clone()),
+        discard,
+    }
+}
+
+/// The container to keep: one already on the desired spec and running
+/// (a replacement that was never retired is adopted), else a running one
+/// with the canonical name, else the newest running, else the newest.
+fn pick<'a>(desired: &Desired, existing: &'a [Existing]) -> Option<&'a Existing> {
+    let running = |c: &&Existing| c.state == "running";
+    let current = |c: &&Existing| {
+        c.spec_hash.as_deref() == Some(&desired.spec_hash) && c.image_id == desired.image_id
+    };
+    let newest = |a: &&Existing, b: &&Existing| a.created.cmp(&b.created);
+    existing
+        .iter()
+        .filter(running)
+        .filter(current)
+        .max_by(newest)
+        .or_else(|| {
+            existing
+                .iter()
+                .filter(running)
+                .find(|c| c.name == desired.name)
+        })
+        .or_else(|| existing.iter().filter(running).max_by(newest))
+        .or_else(|| existing.iter().max_by(newest))
+}
+
+fn leftover_reason(c: &Existing, desired: &Desired) -> String {
+    let current = c.spec_hash.as_deref() == Some(&desired.spec_hash);
+    format!(
+        "leftover of an interrupted deploy: {} ({}, {} spec)",
+        c.name,
+        c.state,
+        if current { "desired" } else { "old" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired() -> Desired {
+        Desired {
+            service: "api".into(),
+            name: "p_api_1".into(),
+            spec_hash: "new".into(),
+            image_id: "img2".into(),
+        }
+    }
+
+    fn c(id: &str, name: &str, image: &str, state: &str, hash: Option<&str>, at: &str) -> Existing {
+        Existing {
+            id: id.into(),
+            name: name.into(),
+            image_id: image.into(),
+            state: state.into(),
+            spec_hash: hash.map(Into::into),
+            created: at.into(),
+        }
+    }
+
+    fn run(existing: &[Existing], force: bool) -> Action {
+        reconcile(&desired(), existing, force, |old| {
+            (old == "old").then(|| vec!["environment".to_owned()])
+        })
+    }
+
+    fn ids(a: &Action) -> (Option<&str>, Vec<&str>) {
+        (
+            a.keep.as_ref().map(|k| k.id.as_str()),
+            a.discard.iter().map(|(c, _)| c.id.as_str()).collect(),
+        )
+    }
+
+    #[test]
+    fn create_replace_and_skip() {
+        assert_eq!(run(&[], false).verb, Verb::Create);
+        let same = [c("a", "p_api_1", "img2", "running", Some("new"), "1")];
+        assert_eq!(run(&same, false).verb, Verb::Skip);
+        let forced = run(&same, true);
+        assert_eq!(
+            (forced.verb, forced.changed),
+            (Verb::Replace, vec!["--force".into()])
+        );
+        let env = run(
+            &[c("a", "p_api_1", "img2", "running", Some("old"), "1")],
+            false,
+        );
+        assert_eq!(
+            (env.verb, env.changed),
+            (Verb::Replace, vec!["environment".into()])
+        );
+        let image = run(
+            &[c("a", "p_api_1", "img1", "running", Some("new"), "1")],
+            false,
+        );
+        assert_eq!(image.changed, ["image"]);
+        let unknown = run(
+            &[c("a", "p_api_1", "img2", "running", Some("gone"), "1")],
+            false,
+        );
+        assert_eq!(unknown.changed, ["spec"]);
+        let foreign = run(&[c("a", "p_api_1", "img2", "running", None, "1")], false);
+        assert_eq!(foreign.changed, ["spec (created outside slipway)"]);
+        let stopped = run(
+            &[c("a", "p_api_1", "img2", "exited", Some("new"), "1")],
+            false,
+        );
+        assert_eq!(stopped.changed, ["not running (exited)"]);
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_deploy_converge() {
+        // Start-first killed before retiring the old container: the new one
+        // is adopted and the old one discarded.
+        let a = run(
+            &[
+                c("old", "p_api_1", "img1", "running", Some("old"), "1"),
+                c("new", "p_api_1_next_9", "img2", "running", Some("new"), "2"),
+            ],
+            false,
+        );
+        assert_eq!(
+            (a.verb.clone(), ids(&a)),
+            (Verb::Skip, (Some("new"), vec!["old"]))
+        );
+        assert!(a.discard[0].1.contains("interrupted deploy"));
+        // Stop-first killed after the old one was stopped and renamed, and
+        // the new one created but never started.
+        let b = run(
+            &[
+                c("old", "0123_p_api_1", "img1", "exited", Some("old"), "1"),
+                c("new", "p_api_1", "img2", "created", Some("new"), "2"),
+            ],
+            false,
+        );
+        assert_eq!(
+            (b.verb.clone(), ids(&b)),
+            (Verb::Replace, (Some("new"), vec!["old"]))
+        );
+        // Killed after the new one started but before the old one was
+        // removed: adopt, discard.
+        let c2 = run(
+            &[
+                c("old", "0123_p_api_1", "img1", "exited", Some("old"), "1"),
+                c("new", "p_api_1", "img2", "running", Some("new"), "2"),
+            ],
+            false,
+        );
+        assert_eq!(
+            (c2.verb.clone(), ids(&c2)),
+            (Verb::Skip, (Some("new"), vec!["old"]))
+        );
+        // A half-made replacement next to the serving old one: keep serving
+        // the old one and replace it properly.
+        let d = run(
+            &[
+                c("old", "p_api_1", "img1", "running", Some("old"), "1"),
+                c("new", "p_api_1_next_9", "img2", "created", Some("new"), "2"),
+            ],
+            false,
+        );
+        assert_eq!(
+            (d.verb.clone(), ids(&d)),
+            (Verb::Replace, (Some("old"), vec!["new"]))
+        );
+    }
+}
