@@ -942,7 +942,7 @@ fn name_of(c: &ContainerInspectResponse) -> String {
 }
 
 fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
+    crate::report::short_id(id)
 }
 
 fn tail(text: &str, lines: usize) -> String {

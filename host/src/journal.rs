@@ -361,8 +361,7 @@ pub fn human(entry: &Value) -> String {
 }
 
 fn short(id: &Value) -> &str {
-    let id = id.as_str().unwrap_or("-").trim_start_matches("sha256:");
-    &id[..id.len().min(12)]
+    crate::report::short_id(id.as_str().unwrap_or("-"))
 }
 
 #[cfg(test)]
@@ -430,6 +429,19 @@ mod tests {
         assert_eq!(at("v1", "s1"), Some(prev("v0", "s0")));
         assert_eq!(at("v0", "s0"), None);
         assert_eq!(before(&entries, "b", "worker", &running("v1", "s1")), None);
+    }
+
+    #[test]
+    fn entries_with_non_ascii_text_print_without_panicking() {
+        let entry = serde_json::json!({"ts": "2026-12-01T00:00:00Z", "command": "deploy", "ok": true,
+            "who": {"user": "zoë–ünïcode-ñame"},
+            "surfaces": [{"name": "bäckend", "outcome": "ok", "services": [{"service": "äpi",
+                "image_before": "sha256:ééééééééééééééé", "image_after": "日本語の画像識別子です"}]}]});
+        let line = human(&entry);
+        assert!(
+            line.contains("éééééééééééé") && line.contains("日本語の画像識別子です"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -194,6 +194,22 @@ fn default_memory_mb() -> u64 {
 fn default_ready_timeout_secs() -> u64 {
     120
 }
+/// A day: longer waits are typos, and would overflow `Instant` arithmetic
+/// near `u64::MAX`.
+const MAX_SECS: u64 = 86_400;
+/// 64 GiB of linear memory.
+const MAX_MEMORY_MB: u64 = 65_536;
+
+fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), (String, String)> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err((
+        key.to_owned(),
+        format!("must be between {min} and {max}, not {value}"),
+    ))
+}
+
 fn default_settle_secs() -> u64 {
     5
 }
@@ -343,15 +359,50 @@ impl Loaded {
             {
                 return Err((format!("{key}.sha256"), "must be 64 hex digits".into()));
             }
-            if plugin.timeout_secs == 0 {
-                return Err((format!("{key}.timeout_secs"), "must be at least 1".into()));
-            }
-            if plugin.memory_mb == 0 {
-                return Err((format!("{key}.memory_mb"), "must be at least 1".into()));
-            }
+            in_range(
+                &format!("{key}.timeout_secs"),
+                plugin.timeout_secs,
+                1,
+                MAX_SECS,
+            )?;
+            in_range(
+                &format!("{key}.memory_mb"),
+                plugin.memory_mb,
+                1,
+                MAX_MEMORY_MB,
+            )?;
         }
         for (sname, surface) in &m.surface {
             let key = format!("surface.{sname}");
+            in_range(
+                &format!("{key}.ready_timeout_secs"),
+                surface.ready_timeout_secs,
+                1,
+                MAX_SECS,
+            )?;
+            in_range(
+                &format!("{key}.settle_secs"),
+                surface.settle_secs,
+                0,
+                MAX_SECS,
+            )?;
+            for (service, secs) in &surface.settle {
+                in_range(&format!("{key}.settle.{service}"), *secs, 0, MAX_SECS)?;
+                if !surface.services.contains(service) {
+                    return Err((
+                        format!("{key}.settle.{service}"),
+                        format!("`{service}` is not one of the surface's services"),
+                    ));
+                }
+            }
+            if let Some(check) = &surface.verify {
+                in_range(
+                    &format!("{key}.verify.timeout_secs"),
+                    check.timeout_secs,
+                    1,
+                    MAX_SECS,
+                )?;
+            }
             for (i, service) in surface.services.iter().enumerate() {
                 self.known_service(service)
                     .map_err(|e| (format!("{key}.services[{i}]"), e))?;
@@ -378,9 +429,12 @@ impl Loaded {
         }
         for (name, watch) in &m.watch {
             let key = format!("watch.{name}");
-            if watch.interval_ms == 0 {
-                return Err((format!("{key}.interval_ms"), "must be at least 1".into()));
-            }
+            in_range(
+                &format!("{key}.interval_ms"),
+                watch.interval_ms,
+                1,
+                MAX_SECS * 1000,
+            )?;
             self.validate_use(&key, &watch.plugin, &watch.config, &watch.grants)?;
         }
         Ok(())
@@ -581,6 +635,28 @@ depends_on = ["backend"]
 
     fn error_of(manifest: &str) -> String {
         project(manifest).1.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn absurd_durations_and_sizes_are_refused_by_key() {
+        let msg = error_of(&GOOD.replace(
+            "path = \"nginx.wasm\"",
+            "path = \"nginx.wasm\"\ntimeout_secs = 18446744073709551615",
+        ));
+        assert!(
+            msg.contains("`plugins.nginx.timeout_secs`: must be between 1 and 86400"),
+            "{msg}"
+        );
+        let msg = error_of(&GOOD.replace(
+            "path = \"nginx.wasm\"",
+            "path = \"nginx.wasm\"\nmemory_mb = 99999999",
+        ));
+        assert!(msg.contains("`plugins.nginx.memory_mb`"), "{msg}");
+        let msg = error_of(&GOOD.replace(
+            "services = [\"api\"]",
+            "services = [\"api\"]\nsettle = { nginx = 3 }",
+        ));
+        assert!(msg.contains("`surface.backend.settle.nginx`"), "{msg}");
     }
 
     #[test]

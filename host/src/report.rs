@@ -228,12 +228,20 @@ pub fn json_schema() -> String {
     serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
 }
 
+/// An ID as people read it: without `sha256:`, its first 12 characters.
+/// Counted in characters, so text from a journal or a label that is not
+/// hex never splits a character.
+pub fn short_id(id: &str) -> &str {
+    let id = id.trim_start_matches("sha256:");
+    match id.char_indices().nth(12) {
+        Some((at, _)) => &id[..at],
+        None => id,
+    }
+}
+
 fn short_image(id: Option<&str>) -> String {
     match id {
-        Some(id) => {
-            let hex = id.trim_start_matches("sha256:");
-            hex[..hex.len().min(12)].to_owned()
-        }
+        Some(id) => short_id(id).to_owned(),
         None => "-".into(),
     }
 }

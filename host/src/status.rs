@@ -206,7 +206,7 @@ impl Status {
                 }
                 if !r.pending.is_empty() {
                     note.push_str(&format!(
-                        " PENDING: {} differ from the compose definition; deploy to apply",
+                        " PENDING ({}): differs from the compose definition or the built image; deploy to apply",
                         r.pending.join(", ")
                     ));
                 }
@@ -290,6 +290,5 @@ fn pending(
 const FOREIGN: &str = "spec (created outside slipway)";
 
 fn short(id: Option<&str>) -> &str {
-    let id = id.unwrap_or("-").trim_start_matches("sha256:");
-    &id[..id.len().min(12)]
+    crate::report::short_id(id.unwrap_or("-"))
 }

@@ -6,7 +6,9 @@ use crate::bindings::{Context, Output};
 use crate::docker::{Docker, Unreachable};
 use crate::lock::LockError;
 use crate::manifest::{HttpCheck, Loaded, ManifestError, StepSpec, interpolate};
-use crate::report::{CallReport, CheckReport, RunReport, ServiceReport, StepReport, SurfaceReport};
+use crate::report::{
+    CallReport, CheckReport, RunReport, ServiceReport, StepReport, SurfaceReport, short_id,
+};
 use crate::runtime::{Limits, Phase, Plugin, Role, Runtime};
 use crate::sandbox::{Caller, HostServices};
 
@@ -741,11 +743,6 @@ fn check_role(key: &str, plugin: &Plugin, role: Role) -> Result<(), AgentError> 
 
 fn service_failed(surface: &str, service: &str, what: &str, e: anyhow::Error) -> String {
     format!("surface {surface}, service {service}: {what} failed: {e:#}")
-}
-
-fn short_id(id: &str) -> &str {
-    let id = id.trim_start_matches("sha256:");
-    &id[..id.len().min(12)]
 }
 
 fn first_line(body: &str) -> &str {
