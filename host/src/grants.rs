@@ -11,6 +11,9 @@ use std::path::PathBuf;
 pub struct Grants {
     /// Compose service names the step may inspect or act on.
     pub docker: Vec<String>,
+    /// Services whose `exec` is narrowed to commands starting with one of
+    /// these argv prefixes. A service not listed here runs any command.
+    pub exec: Vec<(String, Vec<Vec<String>>)>,
     /// Hosts and ports the step may probe.
     pub probe: Vec<ProbeGrant>,
     /// Directories preopened for the step.
@@ -146,6 +149,24 @@ impl Grants {
         Ok(())
     }
 
+    /// `exec` of `argv` in `service`: granted, and, where the grant narrows
+    /// it, a command that starts with one of the granted prefixes. An exec
+    /// grant is otherwise a shell on every network the service can see.
+    pub fn check_exec(&self, service: &str, argv: &[String]) -> Result<(), Denied> {
+        self.check_docker(DockerOp::Exec, service)?;
+        let Some((_, prefixes)) = self.exec.iter().find(|(s, _)| s == service) else {
+            return Ok(());
+        };
+        if prefixes.iter().any(|p| argv.starts_with(p)) {
+            return Ok(());
+        }
+        let allowed: Vec<String> = prefixes.iter().map(|p| format!("{p:?}")).collect();
+        Err(Denied(format!(
+            "exec of {argv:?} in service `{service}` is not granted: grants.docker narrows its exec to [{}]; add the command to that `exec` list in slipway.toml if the step really needs it",
+            allowed.join(", ")
+        )))
+    }
+
     pub fn check_probe(&self, host: &str, port: u16) -> Result<(), Denied> {
         let host = normalize_host(host);
         let granted = self
@@ -272,6 +293,47 @@ mod tests {
             msg.contains("grants.docker") && msg.contains("postgres"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn exec_table() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut g = grants(&["nginx", "api"], &[]);
+        g.exec = vec![(
+            "nginx".into(),
+            vec![argv(&["nginx", "-t"]), argv(&["nginx", "-s", "reload"])],
+        )];
+        let cases: [(&str, &[&str], bool); 8] = [
+            ("nginx", &["nginx", "-t"], true),
+            ("nginx", &["nginx", "-s", "reload"], true),
+            ("nginx", &["nginx", "-s", "stop"], false),
+            ("nginx", &["nginx"], false),
+            ("nginx", &["sh", "-c", "wget -qO- http://api:8000/"], false),
+            ("nginx", &[], false),
+            ("api", &["sh", "-c", "anything"], true),
+            ("postgres", &["psql"], false),
+        ];
+        for (service, command, ok) in cases {
+            assert_eq!(
+                g.check_exec(service, &argv(command)).is_ok(),
+                ok,
+                "{service} {command:?}"
+            );
+        }
+        let msg = g
+            .check_exec("nginx", &argv(&["sh", "-c", "id"]))
+            .unwrap_err()
+            .0;
+        assert!(
+            msg.contains("grants.docker") && msg.contains("\"nginx\", \"-t\""),
+            "{msg}"
+        );
+        g.read_only = true;
+        let msg = g
+            .check_exec("nginx", &argv(&["nginx", "-t"]))
+            .unwrap_err()
+            .0;
+        assert!(msg.contains("slipway plan"), "{msg}");
     }
 
     #[test]

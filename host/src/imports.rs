@@ -95,6 +95,7 @@ impl docker::Host for Sandbox {
         service: String,
         command: Vec<String>,
     ) -> Result<docker::ExecOutput, String> {
+        self.grants.check_exec(&service, &command)?;
         let d = self.docker(DockerOp::Exec, &service)?;
         let out = d.exec(&service, &command).await.map_err(err)?;
         Ok(docker::ExecOutput {

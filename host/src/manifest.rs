@@ -128,15 +128,50 @@ pub struct StepSpec {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantSpec {
-    /// Compose service names.
+    /// Compose services: a name grants every operation on it; a table
+    /// `{ service = "nginx", exec = [["nginx", "-s", "reload"]] }` also
+    /// narrows `exec` to commands that start with one of the argv prefixes.
     #[serde(default)]
-    pub docker: Vec<String>,
+    pub docker: Vec<DockerGrantSpec>,
     /// `host:port` or `host:*`; a host may be a compose service name.
     #[serde(default)]
     pub probe: Vec<String>,
     /// Directories to preopen.
     #[serde(default)]
     pub fs: Vec<FsGrantSpec>,
+}
+
+/// One entry of `grants.docker`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DockerGrantSpec {
+    /// Every operation, and any command in `exec`.
+    Service(String),
+    /// Every operation; `exec` only of commands starting with one of these.
+    Narrowed(NarrowedDockerGrant),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NarrowedDockerGrant {
+    pub service: String,
+    /// Argv prefixes, e.g. `["nginx", "-t"]`; an empty list allows no exec.
+    pub exec: Vec<Vec<String>>,
+}
+
+impl DockerGrantSpec {
+    pub fn service(&self) -> &str {
+        match self {
+            DockerGrantSpec::Service(s) => s,
+            DockerGrantSpec::Narrowed(n) => &n.service,
+        }
+    }
+}
+
+impl From<&str> for DockerGrantSpec {
+    fn from(service: &str) -> DockerGrantSpec {
+        DockerGrantSpec::Service(service.to_owned())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -488,9 +523,22 @@ impl Loaded {
     /// Resolve a step's grants. `read_only` is set for `slipway plan`. The
     /// error is (key relative to `grants`, message).
     pub fn grants(&self, spec: &GrantSpec, read_only: bool) -> Result<Grants, (String, String)> {
-        for (i, service) in spec.docker.iter().enumerate() {
-            self.known_service(service)
+        let mut docker = Vec::new();
+        let mut exec = Vec::new();
+        for (i, grant) in spec.docker.iter().enumerate() {
+            self.known_service(grant.service())
                 .map_err(|e| (format!("docker[{i}]"), e))?;
+            docker.push(grant.service().to_owned());
+            if let DockerGrantSpec::Narrowed(n) = grant {
+                if n.exec.iter().any(Vec::is_empty) {
+                    return Err((
+                        format!("docker[{i}].exec"),
+                        "an empty prefix would allow every command; list each command's argv"
+                            .into(),
+                    ));
+                }
+                exec.push((n.service.clone(), n.exec.clone()));
+            }
         }
         let probe = spec
             .probe
@@ -529,7 +577,8 @@ impl Loaded {
             });
         }
         Ok(Grants {
-            docker: spec.docker.clone(),
+            docker,
+            exec,
             probe,
             fs,
             read_only,

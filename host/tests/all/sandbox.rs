@@ -321,6 +321,22 @@ async fn docker_reaches_only_granted_services() {
             "{service}: {msg}"
         );
     }
+    // A narrowed exec grant: `sh -c` is refused before anything runs,
+    // and the message names the grant to change.
+    let narrowed = Grants {
+        exec: vec![(
+            "api".into(),
+            vec![vec!["nginx".into(), "-s".into(), "reload".into()]],
+        )],
+        ..grants.clone()
+    };
+    let config = json!({ "attempt": "exec", "service": "api",
+        "command": ["sh", "-c", "wget -qO- http://api:8000/"] });
+    let msg = denied(attempt_with(&rt, &p, narrowed, services.clone(), config).await);
+    assert!(
+        msg.contains("not granted") && msg.contains("grants.docker") && msg.contains("\"reload\""),
+        "{msg}"
+    );
     // During `slipway plan` even a granted service cannot be changed.
     let plan_grants = Grants {
         read_only: true,

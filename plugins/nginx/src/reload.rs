@@ -15,7 +15,7 @@ impl Plugin for NginxReload {
             version: env!("CARGO_PKG_VERSION").into(),
             description: "After a recreate: wait for the upstreams, nginx -t, nginx -s reload, verify through nginx".into(),
             needs: vec![
-                "docker: the nginx service (exec) and every upstream it routes to (wait-ready)".into(),
+                "docker: the nginx service, exec narrowed to [[\"nginx\", \"-t\"], [\"nginx\", \"-T\"], [\"nginx\", \"-s\", \"reload\"], [\"ps\", \"-o\", \"pid,args\"]], and every upstream it routes to (wait-ready)".into(),
                 "probe: the host:port of verify_url, when set".into(),
             ],
             replaces_services: false,

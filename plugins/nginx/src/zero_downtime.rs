@@ -35,7 +35,7 @@ impl Plugin for NginxZeroDowntime {
             version: env!("CARGO_PKG_VERSION").into(),
             description: "Start-first: new container beside the old, pin nginx to it, reload, drain, retire the old".into(),
             needs: vec![
-                "docker: the nginx service (exec, inspect) and every service of the surface".into(),
+                "docker: the nginx service, exec narrowed to [[\"nginx\", \"-t\"], [\"nginx\", \"-T\"], [\"nginx\", \"-s\", \"reload\"], [\"ps\", \"-o\", \"pid,args\"], [\"nslookup\"]], and every service of the surface".into(),
                 "fs (rw): the directory of upstream include files nginx includes, at upstreams_dir".into(),
                 "probe: the host:port of verify_url, when set".into(),
             ],

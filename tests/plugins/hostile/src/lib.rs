@@ -12,17 +12,43 @@ struct Hostile;
 #[serde(tag = "attempt", rename_all = "kebab-case")]
 enum Attempt {
     Noop,
-    Read { path: String },
-    Write { path: String },
-    List { path: String },
-    Docker { service: String },
-    DockerRestart { service: String },
-    Tcp { host: String, port: u16 },
-    Http { url: String },
-    Resolve { host: String },
+    Read {
+        path: String,
+    },
+    Write {
+        path: String,
+    },
+    List {
+        path: String,
+    },
+    Docker {
+        service: String,
+    },
+    DockerRestart {
+        service: String,
+    },
+    Exec {
+        service: String,
+        command: Vec<String>,
+    },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Http {
+        url: String,
+    },
+    Resolve {
+        host: String,
+    },
     Env,
-    Stderr { text: String },
-    StateRoundTrip { key: String, value: String },
+    Stderr {
+        text: String,
+    },
+    StateRoundTrip {
+        key: String,
+        value: String,
+    },
     Spin,
     Memory,
     Panic,
@@ -66,6 +92,10 @@ impl Step for Hostile {
             Attempt::DockerRestart { service } => {
                 docker::restart(&service)?;
                 format!("restarted {service}")
+            }
+            Attempt::Exec { service, command } => {
+                let out = docker::exec(&service, &command)?;
+                format!("exec exited {}: {}", out.exit_code, out.stdout.trim())
             }
             Attempt::Tcp { host, port } => {
                 probe::tcp_connect(&host, port, 2000)?;
