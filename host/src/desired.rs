@@ -1187,6 +1187,38 @@ impl ContainerSpec {
         hex::encode(Sha256::digest(json))
     }
 
+    /// Why two containers of this spec can never run side by side, if they
+    /// cannot: a fixed `container_name`, a published host port or a static
+    /// address. Such a service is replaced stop-first whatever the strategy.
+    pub fn single_instance(&self) -> Option<String> {
+        let project = self
+            .labels
+            .get(LABEL_PROJECT)
+            .map(String::as_str)
+            .unwrap_or_default();
+        let default_name = format!(
+            "{}_{}_1",
+            project.trim_start_matches(['-', '_']),
+            self.service
+        );
+        if self.name != default_name {
+            return Some(format!("container_name `{}`", self.name));
+        }
+        let published = self.ports.iter().find_map(|(port, binds)| {
+            binds
+                .iter()
+                .find(|b| !b.host_port.is_empty())
+                .map(|b| format!("{}->{port}", b.host_port))
+        });
+        if let Some(p) = published {
+            return Some(format!("published host port {p}"));
+        }
+        self.networks
+            .iter()
+            .find_map(|n| n.ipv4_address.as_ref().or(n.ipv6_address.as_ref()))
+            .map(|ip| format!("static address {ip}"))
+    }
+
     /// The engine networks the container joins, primary first.
     pub fn network_names(&self) -> Vec<String> {
         self.networks.iter().map(|a| a.name.clone()).collect()
@@ -1731,6 +1763,26 @@ services:
         let json = serde_json::to_string(&a).unwrap();
         let back: ContainerSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(back.hash(), a.hash());
+    }
+
+    #[test]
+    fn single_instances_say_why() {
+        let why = |yaml: &str| spec(yaml).single_instance();
+        assert_eq!(
+            why("services:\n  api:\n    image: x\n    ports: [\"80\"]\n"),
+            None
+        );
+        let named = why("services:\n  api:\n    image: x\n    container_name: bot\n").unwrap();
+        assert!(named.contains("container_name `bot`"), "{named}");
+        let port =
+            why("services:\n  api:\n    image: x\n    ports: [\"127.0.0.1:8080:80\"]\n").unwrap();
+        assert!(port.contains("8080"), "{port}");
+        let ip = why(
+            "services:\n  api:\n    image: x\n    networks:\n      n:\n        ipv4_address: 10.9.0.5\n\
+             networks:\n  n:\n    ipam:\n      config:\n        - subnet: 10.9.0.0/24\n",
+        )
+        .unwrap();
+        assert!(ip.contains("10.9.0.5"), "{ip}");
     }
 
     #[test]

@@ -99,6 +99,12 @@ pub struct ServiceReport {
     /// `command`, …), `image`, `--force`, `not running (…)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed: Vec<String>,
+    /// How a replacement goes: `start-first` (a step starts the new
+    /// container beside the old one) or `stop-first`, with the reason when
+    /// the service can never run twice (container_name, a published host
+    /// port, a static address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
     /// Hash of the spec the replaced container was created from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec_before: Option<String>,
@@ -181,9 +187,16 @@ impl RunReport {
                 s.outcome, s.name, s.duration_ms
             ));
             for svc in &s.services {
+                let order = svc
+                    .order
+                    .as_deref()
+                    .map(|o| format!(", {o}"))
+                    .unwrap_or_default();
                 let action = match (&svc.action, svc.changed.is_empty()) {
-                    (Some(verb), true) => format!(" {}", verb.name()),
-                    (Some(verb), false) => format!(" {} ({})", verb.name(), svc.changed.join(", ")),
+                    (Some(verb), true) => format!(" {}{order}", verb.name()),
+                    (Some(verb), false) => {
+                        format!(" {}{order} ({})", verb.name(), svc.changed.join(", "))
+                    }
                     (None, _) => String::new(),
                 };
                 out.push_str(&format!(

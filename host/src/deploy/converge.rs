@@ -32,6 +32,7 @@ impl Agent {
         dry: bool,
         report: &mut SurfaceReport,
     ) -> Result<Vec<Decision>, String> {
+        let step_replaces = self.step_replaces(surface);
         let docker = self.docker_for(surface)?;
         let specs = self.specs();
         let mut decisions = Vec::new();
@@ -61,7 +62,10 @@ impl Agent {
             svc.changed = action.changed.clone();
             svc.spec_before = action.keep.as_ref().and_then(|k| k.spec_hash.clone());
             svc.spec_after = Some(desired.spec_hash.clone());
-            log_action(surface, service, &action);
+            if action.verb == Verb::Replace {
+                svc.order = Some(order(step_replaces, &target.spec));
+            }
+            log_action(surface, service, &action, svc.order.as_deref());
             decisions.push(Decision {
                 service: service.clone(),
                 target,
@@ -104,7 +108,7 @@ impl Agent {
                         .map_err(|e| fail("adopt", e))?;
                     continue;
                 }
-                (Verb::Replace, Some(_)) if step_replaces => continue,
+                (Verb::Replace, Some(_)) if start_first(step_replaces, &d.target.spec) => continue,
                 (Verb::Replace, Some(keep)) => {
                     let task = crate::progress::start(format!("{surface}: replace {service}"));
                     let old = docker
@@ -343,11 +347,26 @@ async fn adopt(
     Ok(())
 }
 
-fn log_action(surface: &str, service: &str, action: &Action) {
+/// A step that replaces services goes start-first, except for a service
+/// that can never run twice: that one the host replaces stop-first.
+fn start_first(step_replaces: bool, spec: &crate::desired::ContainerSpec) -> bool {
+    step_replaces && spec.single_instance().is_none()
+}
+
+fn order(step_replaces: bool, spec: &crate::desired::ContainerSpec) -> String {
+    match (step_replaces, spec.single_instance()) {
+        (true, None) => "start-first".to_owned(),
+        (true, Some(why)) => format!("stop-first: its {why} cannot be held by two containers"),
+        (false, _) => "stop-first".to_owned(),
+    }
+}
+
+fn log_action(surface: &str, service: &str, action: &Action, order: Option<&str>) {
     let why = action.changed.join(", ");
+    let order = order.unwrap_or_default();
     match action.verb {
         Verb::Create => tracing::info!("[{surface}] {service}: create (no container yet)"),
-        Verb::Replace => tracing::info!("[{surface}] {service}: replace ({why})"),
+        Verb::Replace => tracing::info!("[{surface}] {service}: replace, {order} ({why})"),
         Verb::Skip => tracing::info!("[{surface}] {service}: skip (unchanged)"),
     }
     for (c, reason) in &action.discard {

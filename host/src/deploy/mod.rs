@@ -366,20 +366,14 @@ impl Agent {
     ) -> Result<(), String> {
         let surface = &self.loaded.manifest.surface[name];
         let services = &surface.services;
-        // A step that replaces containers itself (start-first) takes over
-        // the replacements; the host still builds, creates, and proves the
-        // result.
-        let step_replaces = surface
-            .step
-            .iter()
-            .any(|s| self.plugins[&s.plugin].info.replaces_services);
+        let step_replaces = self.step_replaces(name);
         let mut outputs = Vec::new();
         let mut to_replace = Vec::new();
         if !services.is_empty() {
             let acted;
             if dry {
                 self.plan_services(name, services, report).await;
-                (acted, to_replace) = planned(report, step_replaces);
+                (acted, to_replace) = planned(report);
             } else {
                 self.build_services(name, services, report).await?;
                 self.keep_previous_images(name, report).await;
@@ -388,7 +382,7 @@ impl Agent {
                     .converge(name, &decisions, step_replaces, report)
                     .await?;
                 self.prove_running(name, &acted, report).await?;
-                (_, to_replace) = planned(report, step_replaces);
+                (_, to_replace) = planned(report);
             }
             outputs.push(Output {
                 key: "built".into(),
@@ -451,6 +445,15 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// A step that replaces containers itself (start-first) takes over the
+    /// replacements; the host still builds, creates, and proves the result.
+    fn step_replaces(&self, surface: &str) -> bool {
+        self.loaded.manifest.surface[surface]
+            .step
+            .iter()
+            .any(|s| self.plugins[&s.plugin].info.replaces_services)
     }
 
     fn docker_for(&self, surface: &str) -> Result<&Docker, String> {
@@ -712,12 +715,13 @@ pub fn watch_state_key(watcher: &str) -> String {
 
 /// From a plan's decisions: the services the host would create or
 /// replace, and those a start-first step would replace.
-fn planned(report: &SurfaceReport, step_replaces: bool) -> (Vec<String>, Vec<String>) {
+fn planned(report: &SurfaceReport) -> (Vec<String>, Vec<String>) {
     use crate::reconcile::Verb;
     let (mut host, mut step) = (Vec::new(), Vec::new());
     for svc in &report.services {
+        let start_first = svc.order.as_deref() == Some("start-first");
         match svc.action {
-            Some(Verb::Replace) if step_replaces => step.push(svc.service.clone()),
+            Some(Verb::Replace) if start_first => step.push(svc.service.clone()),
             Some(Verb::Create | Verb::Replace) => host.push(svc.service.clone()),
             _ => {}
         }
