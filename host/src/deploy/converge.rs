@@ -106,6 +106,11 @@ impl Agent {
                     adopt(docker, keep, &d.target.spec.name)
                         .await
                         .map_err(|e| fail("adopt", e))?;
+                    // Recorded as running, so that status and the journal
+                    // still know what this deploy left in place.
+                    let svc = entry(report, service);
+                    svc.image_running = Some(keep.image_id.clone());
+                    svc.container = Some(d.target.spec.name.clone());
                     continue;
                 }
                 (Verb::Replace, Some(_)) if start_first(step_replaces, &d.target.spec) => continue,
