@@ -333,7 +333,8 @@ impl Drop for Fixture {
             }
         }
         // Images: this project's tags, then the IDs seen (without -f, so
-        // an identical image another test still uses stays).
+        // an identical image another test still uses stays; --no-prune, so
+        // the shared parent layers other tests build from stay too).
         // compose v1 tags `<project>_<service>`, v2 `<project>-<service>`.
         for pattern in [format!("reference={p}_*"), format!("reference={p}-*")] {
             let tags = docker_lenient(&[
@@ -344,7 +345,7 @@ impl Drop for Fixture {
                 "{{.Repository}}:{{.Tag}}",
             ]);
             for tag in tags.split_whitespace() {
-                docker_lenient(&["rmi", tag]);
+                docker_lenient(&["rmi", "--no-prune", tag]);
             }
         }
         let mut images = self.images.lock().unwrap().clone();
@@ -360,7 +361,7 @@ impl Drop for Fixture {
             .map(str::to_owned),
         );
         for id in images {
-            docker_lenient(&["rmi", &id]);
+            docker_lenient(&["rmi", "--no-prune", &id]);
         }
     }
 }

@@ -255,25 +255,25 @@ impl Drop for Stack {
             ))
             .output();
         let _ = Command::new("docker-compose")
-            .args([
-                "-p",
-                &self.project,
-                "down",
-                "-v",
-                "--rmi",
-                "local",
-                "--remove-orphans",
-            ])
+            .args(["-p", &self.project, "down", "-v", "--remove-orphans"])
             .envs(self.ports())
             .current_dir(self.dir.path())
             .output();
-        // slipway labels what it builds with the compose project.
+        // Images: compose's tags (`<project>_<service>`) by name, since
+        // stacks build identical images under other tags; the IDs seen,
+        // without -f, so an image another stack still uses stays; what
+        // slipway built, by ID with -f (labelled with the project, so its
+        // own). Always `--no-prune`: pruning would delete untagged parent
+        // layers that every stack shares, under a build that another test
+        // runs from that cache ("unknown parent image ID").
         let _ = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "docker images -q --filter label=com.docker.compose.project={} | xargs -r docker rmi -f {}",
-                self.project,
-                self.images.lock().unwrap().join(" ")
+                "docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' --filter reference='{p}_*' | xargs -r docker rmi --no-prune; \
+                 echo {seen} | xargs -r -n1 docker rmi --no-prune; \
+                 docker images -q --filter label=com.docker.compose.project={p} | xargs -r docker rmi -f --no-prune",
+                p = self.project,
+                seen = self.images.lock().unwrap().join(" ")
             ))
             .output();
     }
