@@ -1,7 +1,7 @@
 //! slipway: a deploy agent for a Docker host running a compose stack behind
 //! nginx. Each surface's deploy strategy is a WebAssembly component that
 //! reaches only what `slipway.toml` grants it; the host builds and
-//! force-recreates services, runs the plugins in order, and verifies that
+//! converges services on the compose model, runs the plugins in order, and verifies that
 //! users see the new code.
 
 pub mod bindings;

@@ -88,7 +88,8 @@ pub struct PluginSpec {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Surface {
-    /// Compose services to build and force-recreate, in this order.
+    /// Compose services to build and converge on their compose definitions
+    /// (create, replace or skip), in this order.
     #[serde(default)]
     pub services: Vec<String>,
     /// Surfaces that `deploy --all` must deploy first.

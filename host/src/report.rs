@@ -75,7 +75,8 @@ pub struct SurfaceReport {
     pub duration_ms: u64,
 }
 
-/// A service the surface builds and force-recreates (rule 1).
+/// A service the surface builds and converges: created, replaced or left
+/// alone (rule 1).
 #[derive(Debug, Clone, Serialize, Default, JsonSchema)]
 pub struct ServiceReport {
     pub service: String,
@@ -113,7 +114,8 @@ pub struct ServiceReport {
     pub spec_after: Option<String>,
     /// Time to build the image (or resolve it, for image-only services).
     pub build_ms: u64,
-    /// Time to force-recreate the container; 0 when a step replaced it.
+    /// Time to create or replace the container; 0 when it was skipped or a
+    /// step replaced it.
     pub recreate_ms: u64,
     /// Time until the container was ready (healthcheck or TCP).
     pub ready_ms: u64,

@@ -1,6 +1,7 @@
-//! Running surfaces: build and force-recreate their services (rule 1), run
-//! their plugin steps in order, verify through the front door, and stop at
-//! the first failure. Surfaces run in `plan` order (rule 3).
+//! Running surfaces: build their services and converge them on the compose
+//! model (rule 1, in `converge`), run their plugin steps in order, verify
+//! through the front door, and stop at the first failure. Surfaces run in
+//! `plan` order (rule 3).
 
 use crate::bindings::{Context, Output};
 use crate::docker::{Docker, Unreachable};
