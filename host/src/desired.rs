@@ -258,7 +258,6 @@ type Res<T> = std::result::Result<T, String>;
 
 fn build_spec(project: &ComposeProject, def: &ServiceDef, image: &str) -> Res<ContainerSpec> {
     let s = &def.service;
-    refuse_unmapped(s)?;
     let (network_mode, networks) = networks(project, def)?;
     let ports = ports(&s.ports)?;
     // docker-py's HostConfig refuses port bindings with network_mode host.
@@ -324,53 +323,6 @@ fn build_spec(project: &ComposeProject, def: &ServiceDef, image: &str) -> Res<Co
         cpu_shares: def.extra.cpu_shares.filter(|&c| c != 0),
         carried: Vec::new(),
     })
-}
-
-/// Keys the typed service can hold that this module does not map. The
-/// loader refuses them already; refusing here too means a key slipping
-/// through is an error, not a silently different container.
-fn refuse_unmapped(s: &dct::Service) -> Res<()> {
-    let deploy = s.deploy.as_ref();
-    let set = [
-        ("pid", s.pid.is_some()),
-        ("ipc", s.ipc.is_some()),
-        ("net", s.net.is_some()),
-        ("userns_mode", s.userns_mode.is_some()),
-        ("links", !s.links.is_empty()),
-        ("volumes_from", !s.volumes_from.is_empty()),
-        ("group_add", !s.group_add.is_empty()),
-        ("secrets", s.secrets.is_some()),
-        ("cgroup_parent", s.cgroup_parent.is_some()),
-        ("mem_swappiness", s.mem_swappiness.is_some()),
-        ("runtime", s.runtime.is_some()),
-        ("extends", !s.extends.is_empty()),
-        ("scale", s.scale > 1),
-        // compose v1 turns these into container settings
-        // (`translate_deploy_keys_to_container_config`) and replicas into
-        // a container count.
-        (
-            "deploy.resources",
-            deploy.is_some_and(|d| d.resources.is_some()),
-        ),
-        (
-            "deploy.restart_policy",
-            deploy.is_some_and(|d| d.restart_policy.is_some()),
-        ),
-        (
-            "deploy.replicas",
-            deploy.is_some_and(|d| d.replicas.is_some_and(|r| r != 1)),
-        ),
-        (
-            "healthcheck.start_interval",
-            s.healthcheck
-                .as_ref()
-                .is_some_and(|h| h.start_interval.is_some()),
-        ),
-    ];
-    match set.iter().find(|(_, on)| *on) {
-        Some((key, _)) => Err(format!("{key}: not supported")),
-        None => Ok(()),
-    }
 }
 
 /// compose v1's `build_container_name`: the project name without leading

@@ -312,17 +312,21 @@ impl Docker {
     /// What the service should run now: its spec from the compose model
     /// and the image its tag points at (just built, or resolved).
     pub async fn desired(&self, service: &str) -> Result<Target> {
-        let tag = self.image_tag(service).await?;
-        let image_id = self.image_id(&tag).await?;
-        let spec = crate::desired::desired(&self.compose, service, &tag)?;
-        Ok(Target { spec, image_id })
+        self.target(service, true).await
     }
 
     /// Like [`Docker::desired`], for `plan`: before a build, the image may
     /// not exist yet, and its ID is then empty.
     pub async fn desired_unbuilt(&self, service: &str) -> Result<Target> {
+        self.target(service, false).await
+    }
+
+    async fn target(&self, service: &str, built: bool) -> Result<Target> {
         let tag = self.image_tag(service).await?;
-        let image_id = self.image_id(&tag).await.unwrap_or_default();
+        let image_id = match built {
+            true => self.image_id(&tag).await?,
+            false => self.image_id(&tag).await.unwrap_or_default(),
+        };
         let spec = crate::desired::desired(&self.compose, service, &tag)?;
         Ok(Target { spec, image_id })
     }
