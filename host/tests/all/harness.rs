@@ -129,9 +129,6 @@ pub struct Stack {
     pub site_port: u16,
     /// nginx's Mini App port.
     pub app_port: u16,
-    /// Images built outside slipway (compose at `up`, or a test); they go
-    /// dangling once slipway rebuilds, so they are removed by ID.
-    images: std::sync::Mutex<Vec<String>>,
 }
 
 impl Stack {
@@ -160,19 +157,8 @@ impl Stack {
             port,
             site_port,
             app_port,
-            images: Default::default(),
         };
         stack.compose("up -d --build");
-        let images = sh(
-            &format!("docker images -q --filter reference='{}_*'", stack.project),
-            stack.path(),
-            &[],
-        );
-        stack
-            .images
-            .lock()
-            .unwrap()
-            .extend(images.split_whitespace().map(str::to_owned));
         stack.wait_until(|| http_get_ok(stack.port).is_some_and(|b| b.contains("honeychat-api")));
         stack
     }
@@ -201,11 +187,6 @@ impl Stack {
 
     pub fn container(&self, service: &str) -> String {
         format!("{}_{service}_1", self.project)
-    }
-
-    /// Remove this image when the stack goes.
-    pub fn track_image(&self, id: &str) {
-        self.images.lock().unwrap().push(id.to_owned());
     }
 
     pub fn set_version(&self, service: &str, version: &str) {
@@ -259,21 +240,20 @@ impl Drop for Stack {
             .envs(self.ports())
             .current_dir(self.dir.path())
             .output();
-        // Images: compose's tags (`<project>_<service>`) by name, since
-        // stacks build identical images under other tags; the IDs seen,
-        // without -f, so an image another stack still uses stays; what
-        // slipway built, by ID with -f (labelled with the project, so its
-        // own). Always `--no-prune`: pruning would delete untagged parent
-        // layers that every stack shares, under a build that another test
-        // runs from that cache ("unknown parent image ID").
+        // Images: this stack's tags (`<project>_<service>`, and the
+        // `:slipway-*` tags of kept images) by name, never by ID, because
+        // stacks build identical images and an ID may be another stack's
+        // only reference to it; what slipway built, by ID with -f (labelled
+        // with the project, so its own). Always `--no-prune`: pruning would
+        // delete untagged parent layers that every stack shares, under a
+        // build that another test runs from that cache ("unknown parent
+        // image ID"). Untagged leftovers stay as build cache.
         let _ = Command::new("sh")
             .arg("-c")
             .arg(format!(
                 "docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' --filter reference='{p}_*' | xargs -r docker rmi --no-prune; \
-                 echo {seen} | xargs -r -n1 docker rmi --no-prune; \
                  docker images -q --filter label=com.docker.compose.project={p} | xargs -r docker rmi -f --no-prune",
                 p = self.project,
-                seen = self.images.lock().unwrap().join(" ")
             ))
             .output();
     }

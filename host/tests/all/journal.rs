@@ -173,7 +173,6 @@ fn rollback_brings_back_the_previous_image_through_nginx_and_status_sees_drift()
     stack.compose("build api");
     stack.compose("up -d --no-deps api");
     let by_hand = image_of(&stack, "api");
-    stack.track_image(&by_hand);
     let status = stack.slipway(&["status", "--json"], &[]);
     assert_eq!(status.status.code(), Some(1), "{}", text(&status));
     let doc = json(&status);
