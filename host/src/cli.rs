@@ -2,7 +2,8 @@
 //!
 //! Exit codes (also in the README):
 //! 0 success; 1 the deploy or its verification failed; 2 bad usage, manifest
-//! or plugin; 3 the deploy lock is held; 4 no Docker engine reachable.
+//! or plugin, or a strategy refused the configuration it found (nothing was
+//! changed); 3 the deploy lock is held; 4 no Docker engine reachable.
 
 use crate::deploy::{Agent, AgentError};
 use crate::journal;
@@ -247,7 +248,11 @@ async fn plan_or_deploy(
 }
 
 fn emit(cli: &Cli, report: &RunReport) -> ExitCode {
-    let code = if report.ok { 0 } else { EXIT_FAILED };
+    let code = match (report.ok, report.refused) {
+        (true, _) => 0,
+        (false, true) => EXIT_USAGE,
+        (false, false) => EXIT_FAILED,
+    };
     if cli.json {
         print_document(report, code);
     } else {

@@ -6,8 +6,9 @@ use crate::compose::ComposeProject;
 use crate::desired::COMPOSE_VERSION;
 use anyhow::{Context as _, Result, anyhow, bail};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ImageInspect, Ipam,
-    IpamConfig, NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings,
+    ImageInspect, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, InspectNetworkOptions, KillContainerOptions,
@@ -26,6 +27,8 @@ const ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
 const VERSION_LABEL: &str = "com.docker.compose.version";
 /// The hash of the spec a container was created from.
 pub const SPEC_LABEL: &str = "dev.slipway.spec-hash";
+/// On a release command's one-off container: the service it runs for.
+const RELEASE_LABEL: &str = "dev.slipway.release";
 
 /// No Docker engine answered. The CLI maps this to its own exit code.
 #[derive(Debug, thiserror::Error)]
@@ -106,24 +109,28 @@ impl Docker {
         &self.compose
     }
 
-    /// IDs of the service's containers (not one-off `run` containers).
-    async fn container_ids(&self, service: &str) -> Result<Vec<String>> {
+    /// The project's containers, running or not, that carry `label=value`.
+    async fn labelled(&self, label: &str, value: &str) -> Result<Vec<ContainerSummary>> {
         let filters = HashMap::from([(
             "label".to_owned(),
             vec![
                 format!("{PROJECT_LABEL}={}", self.compose.name),
-                format!("{SERVICE_LABEL}={service}"),
+                format!("{label}={value}"),
             ],
         )]);
-        let list = self
-            .client
+        self.client
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 filters: Some(filters),
                 ..Default::default()
             }))
             .await
-            .with_context(|| format!("cannot list containers of service `{service}`"))?;
+            .with_context(|| format!("cannot list the containers labelled {label}={value}"))
+    }
+
+    /// IDs of the service's containers (not one-off `run` containers).
+    async fn container_ids(&self, service: &str) -> Result<Vec<String>> {
+        let list = self.labelled(SERVICE_LABEL, service).await?;
         let mut ids: Vec<(String, String)> = list
             .into_iter()
             .filter(|c| {
@@ -414,11 +421,7 @@ impl Docker {
             );
         };
         let target = self.desired(service).await?;
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default();
-        let name = format!("{}_next_{stamp}", target.spec.name);
+        let name = format!("{}_next_{}", target.spec.name, epoch_millis());
         let old = self.inspect_raw(&old.id).await?;
         self.create(&target, &name, Some(&old)).await
     }
@@ -618,6 +621,75 @@ impl Docker {
             .start_container(id, None)
             .await
             .with_context(|| format!("cannot start {}", short(id)))
+    }
+
+    /// A release command (`docker compose run --rm --no-deps`): a one-off
+    /// container from `target` running `command`, with the service's
+    /// environment, volumes and networks, but none of its aliases, fixed
+    /// addresses, published ports, restart policy or healthcheck, so nothing
+    /// routes to it and it cannot clash with the running container. A
+    /// leftover from a killed run is removed first. Returns the exit code
+    /// and the output's last lines; `timeout` kills it.
+    pub async fn run_once(
+        &self,
+        target: &Target,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<(i64, String)> {
+        let service = &target.spec.service;
+        self.remove_release_leftovers(service).await?;
+        let mut spec = target.spec.clone();
+        spec.command = Some(command.to_vec());
+        spec.healthcheck = None;
+        spec.restart = None;
+        spec.ports.clear();
+        for n in &mut spec.networks {
+            n.aliases.clear();
+            n.ipv4_address = None;
+            n.ipv6_address = None;
+        }
+        self.ensure_resources(&spec).await?;
+        let labels = [
+            (ONEOFF_LABEL.to_owned(), "True".to_owned()),
+            (RELEASE_LABEL.to_owned(), service.clone()),
+        ];
+        let (body, extra_networks) = spec.create_body(&labels);
+        let name = format!("{}_release_{}", spec.name, epoch_millis());
+        let id = self.create_and_start(&name, body, &extra_networks).await?;
+        let waited = tokio::time::timeout(timeout, self.exit_code(&id)).await;
+        let logs = self.last_logs(&id, 40).await;
+        let removed = self.remove(&id, &name).await;
+        let code = match waited {
+            Ok(code) => code?,
+            Err(_) => bail!(
+                "the release command ran past {timeout:?} and was killed\n{}",
+                indent(&logs)
+            ),
+        };
+        removed?;
+        Ok((code, logs))
+    }
+
+    async fn exit_code(&self, id: &str) -> Result<i64> {
+        let mut wait = self.client.wait_container(id, None);
+        match wait.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(anyhow!(e).context("cannot wait for the release command")),
+            None => bail!("the engine ended the wait without an exit code"),
+        }
+    }
+
+    async fn remove_release_leftovers(&self, service: &str) -> Result<()> {
+        for c in self.labelled(RELEASE_LABEL, service).await? {
+            let id = c.id.unwrap_or_default();
+            tracing::warn!(
+                "removing the release container {} a killed run left",
+                short(&id)
+            );
+            self.remove(&id, &id).await?;
+        }
+        Ok(())
     }
 
     /// The container's last log lines, for an error message.
@@ -960,6 +1032,13 @@ fn split_reference(reference: &str) -> (&str, &str) {
         Some((repo, tag)) if !tag.contains('/') => (repo, tag),
         _ => (reference, "latest"),
     }
+}
+
+fn epoch_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
 }
 
 pub fn container_info(service: &str, c: &ContainerInspectResponse) -> ContainerInfo {

@@ -86,8 +86,20 @@ impl DockerOp {
         }
     }
 
-    fn mutates(self) -> bool {
+    pub fn mutates(self) -> bool {
         !matches!(self, DockerOp::Inspect | DockerOp::WaitReady)
+    }
+
+    /// Whether the op can give the service's containers new addresses.
+    pub fn moves(self) -> bool {
+        matches!(
+            self,
+            DockerOp::Recreate
+                | DockerOp::StartReplacement
+                | DockerOp::Retire
+                | DockerOp::Discard
+                | DockerOp::Restart
+        )
     }
 }
 

@@ -8,8 +8,9 @@ use crate::sandbox::Sandbox;
 use std::time::Duration;
 
 impl Sandbox {
-    fn docker(&self, op: DockerOp, service: &str) -> Result<&Docker, String> {
+    fn docker(&mut self, op: DockerOp, service: &str) -> Result<&Docker, String> {
         self.grants.check_docker(op, service)?;
+        self.effects.record(op, service);
         self.services
             .docker
             .as_deref()

@@ -106,6 +106,9 @@ pub struct SurfaceEntry {
     pub duration_ms: u64,
     pub services: Vec<ServiceEntry>,
     pub steps: Vec<StepEntry>,
+    /// The release command: its exit code, start, finish and duration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<crate::report::ReleaseReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -156,6 +159,7 @@ impl Entry {
                     name: s.name.clone(),
                     outcome: s.outcome.clone(),
                     duration_ms: s.duration_ms,
+                    release: s.release.clone(),
                     services: s
                         .services
                         .iter()

@@ -105,12 +105,52 @@ pub struct Surface {
     /// Per-service overrides of `settle_secs`.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub settle: IndexMap<String, u64>,
+    /// Per-service update order, `start-first` or `stop-first`, overriding
+    /// the compose file's `deploy.update_config.order`. Without either, a
+    /// strategy that replaces services goes start-first for the services
+    /// nginx routes to and stop-first for the others.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(with = "IndexMap<String, UpdateOrderName>")]
+    pub update_order: IndexMap<String, String>,
+    /// A one-off command run on the newly built image before any container
+    /// is replaced, e.g. database migrations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
     /// Plugin steps, run in order after the services are recreated.
     #[serde(default)]
     pub step: Vec<StepSpec>,
     /// A final check through the front door that users see the new code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<HttpCheck>,
+}
+
+/// `surface.<name>.release`: like `docker compose run --rm --no-deps
+/// <service> <command…>`, on the image this deploy built, with the service's
+/// environment, volumes and networks, before traffic moves. A non-zero exit
+/// stops the deploy and the old containers keep serving.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    /// One of the surface's services; the command runs on its new image.
+    pub service: String,
+    /// The argv, e.g. `["alembic", "upgrade", "head"]`.
+    pub command: Vec<String>,
+    /// Killed, and the deploy stopped, after this long.
+    #[serde(default = "default_release_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_release_timeout_secs() -> u64 {
+    600
+}
+
+/// The values of `update_order`.
+#[derive(JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)]
+enum UpdateOrderName {
+    StartFirst,
+    StopFirst,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -431,6 +471,34 @@ impl Loaded {
                     ));
                 }
             }
+            for (service, order) in &surface.update_order {
+                let at = format!("{key}.update_order.{service}");
+                crate::compose::UpdateOrder::parse(order).map_err(|e| (at.clone(), e))?;
+                if !surface.services.contains(service) {
+                    return Err((
+                        at,
+                        format!("`{service}` is not one of the surface's services"),
+                    ));
+                }
+            }
+            if let Some(release) = &surface.release {
+                let at = format!("{key}.release");
+                in_range(
+                    &format!("{at}.timeout_secs"),
+                    release.timeout_secs,
+                    1,
+                    MAX_SECS,
+                )?;
+                if release.command.is_empty() {
+                    return Err((format!("{at}.command"), "must name a command".into()));
+                }
+                if !surface.services.contains(&release.service) {
+                    return Err((
+                        format!("{at}.service"),
+                        format!("`{}` is not one of the surface's services", release.service),
+                    ));
+                }
+            }
             if let Some(check) = &surface.verify {
                 in_range(
                     &format!("{key}.verify.timeout_secs"),
@@ -707,6 +775,14 @@ depends_on = ["backend"]
             "services = [\"api\"]\nsettle = { nginx = 3 }",
         ));
         assert!(msg.contains("`surface.backend.settle.nginx`"), "{msg}");
+        let msg = error_of(&GOOD.replace(
+            "services = [\"api\"]",
+            "services = [\"api\"]\nupdate_order = { api = \"blue-green\" }",
+        ));
+        assert!(
+            msg.contains("`surface.backend.update_order.api`") && msg.contains("start-first"),
+            "{msg}"
+        );
     }
 
     #[test]

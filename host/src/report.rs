@@ -47,6 +47,10 @@ pub struct RunReport {
     pub project: String,
     /// Whether every selected surface succeeded (for `plan`: could be planned).
     pub ok: bool,
+    /// The run stopped because a surface refused the configuration it found
+    /// before changing anything (exit code 2); the error says what to change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
     /// In run order. Empty when the run failed before any surface ran.
     pub surfaces: Vec<SurfaceReport>,
     /// Set when the run failed; names the surface, step and plugin.
@@ -56,13 +60,32 @@ pub struct RunReport {
     pub duration_ms: u64,
 }
 
+/// The surface's release command (`surface.<name>.release`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema, PartialEq, Eq)]
+pub struct ReleaseReport {
+    pub service: String,
+    pub command: Vec<String>,
+    /// Its exit code; absent when it never ran to the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// RFC 3339 times: it finished before any container was replaced.
+    pub started: String,
+    pub finished: String,
+    pub duration_ms: u64,
+}
+
 /// One surface (`[surface.<name>]`) of the run.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SurfaceReport {
     pub name: String,
-    /// `ok`, `failed`, `planned` or `skipped` (an earlier surface failed).
-    #[schemars(extend("enum" = ["ok", "failed", "planned", "skipped"]))]
+    /// `ok`, `failed`, `refused` (changed nothing: its configuration cannot
+    /// work with its strategy), `planned` or `skipped` (an earlier surface
+    /// failed).
+    #[schemars(extend("enum" = ["ok", "failed", "refused", "planned", "skipped"]))]
     pub outcome: String,
+    /// The release command, when the surface has one and it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseReport>,
     pub services: Vec<ServiceReport>,
     /// The plugin steps, in manifest order (for `rollback`: last step first).
     pub steps: Vec<StepReport>,
@@ -166,6 +189,22 @@ pub struct CheckReport {
     pub message: String,
 }
 
+impl SurfaceReport {
+    /// A surface that has not run yet, with `outcome`.
+    pub fn new(name: &str, outcome: &str) -> SurfaceReport {
+        SurfaceReport {
+            name: name.to_owned(),
+            outcome: outcome.to_owned(),
+            release: None,
+            services: Vec::new(),
+            steps: Vec::new(),
+            verify: None,
+            error: None,
+            duration_ms: 0,
+        }
+    }
+}
+
 impl RunReport {
     /// A run that stopped before any surface ran: bad manifest, unknown
     /// surface, lock held, no Docker engine.
@@ -174,6 +213,7 @@ impl RunReport {
             command: command.to_owned(),
             project,
             ok: false,
+            refused: false,
             surfaces: Vec::new(),
             error: Some(error),
             duration_ms: 0,

@@ -6,7 +6,7 @@
 use crate::bindings::watch::WatchPre;
 use crate::bindings::{Context, DeployStepPre, PluginInfo, Report, WIT_VERSION};
 use crate::grants::Grants;
-use crate::sandbox::{Caller, HostServices, Sandbox};
+use crate::sandbox::{Caller, Effects, HostServices, Sandbox};
 use anyhow::{Context as _, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -263,12 +263,40 @@ impl Runtime {
         grants: Grants,
         services: HostServices,
     ) -> Result<Report, CallError> {
-        let mut store = self
-            .store(plugin, caller, grants, services)
-            .map_err(CallError::Host)?;
+        self.call_traced(plugin, phase, ctx, caller, grants, services)
+            .await
+            .0
+    }
+
+    /// [`Runtime::call`], also returning what the call did through the
+    /// docker import.
+    pub async fn call_traced(
+        &self,
+        plugin: &Plugin,
+        phase: Phase,
+        ctx: Context,
+        caller: Caller,
+        grants: Grants,
+        services: HostServices,
+    ) -> (Result<Report, CallError>, Effects) {
+        let mut store = match self.store(plugin, caller, grants, services) {
+            Ok(store) => store,
+            Err(e) => return (Err(CallError::Host(e)), Effects::default()),
+        };
+        let result = self.run_in(plugin, phase, &ctx, &mut store).await;
+        (result, std::mem::take(&mut store.data_mut().effects))
+    }
+
+    async fn run_in(
+        &self,
+        plugin: &Plugin,
+        phase: Phase,
+        ctx: &Context,
+        store: &mut Store<Sandbox>,
+    ) -> Result<Report, CallError> {
         let outcome = tokio::time::timeout(
             plugin.limits.timeout,
-            call_export(&plugin.pre, &mut store, phase, &ctx),
+            call_export(&plugin.pre, store, phase, ctx),
         )
         .await;
         let output = store.data().output();

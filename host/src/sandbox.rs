@@ -3,7 +3,7 @@
 //! imports (`imports.rs`) use after checking the grants.
 
 use crate::docker::Docker;
-use crate::grants::Grants;
+use crate::grants::{DockerOp, Grants};
 use crate::state::PluginState;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +45,31 @@ impl std::fmt::Display for Caller {
 /// Bytes of plugin stdout/stderr kept per call.
 const OUTPUT_CAPACITY: usize = 64 * 1024;
 
+/// What a call did to containers through the docker import, as the host
+/// saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// A call that changes containers or images was let through. `exec` is
+    /// not counted: the host cannot tell `nginx -T` from a write, and a
+    /// strategy reads its config through it before it may refuse.
+    pub mutated: bool,
+    /// Services whose containers the plugin replaced, started, stopped or
+    /// restarted: their addresses may have changed, so whatever routes to
+    /// them must resolve them again.
+    pub moved: Vec<String>,
+}
+
+impl Effects {
+    pub(crate) fn record(&mut self, op: DockerOp, service: &str) {
+        if op.mutates() && op != DockerOp::Exec {
+            self.mutated = true;
+        }
+        if op.moves() && !self.moved.iter().any(|s| s == service) {
+            self.moved.push(service.to_owned());
+        }
+    }
+}
+
 pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -53,6 +78,7 @@ pub struct Sandbox {
     pub(crate) services: HostServices,
     pub(crate) caller: Caller,
     pub(crate) state: PluginState,
+    pub(crate) effects: Effects,
     output: MemoryOutputPipe,
 }
 
@@ -96,6 +122,7 @@ impl Sandbox {
             services,
             caller,
             state,
+            effects: Effects::default(),
             output,
         })
     }
@@ -112,5 +139,24 @@ impl WasiView for Sandbox {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effects_count_container_changes_and_the_services_that_moved() {
+        let mut e = Effects::default();
+        for op in [DockerOp::Inspect, DockerOp::WaitReady, DockerOp::Exec] {
+            e.record(op, "nginx");
+        }
+        assert_eq!(e, Effects::default(), "reads and exec change no container");
+        e.record(DockerOp::Recreate, "api");
+        e.record(DockerOp::Retire, "api");
+        e.record(DockerOp::Signal, "bot");
+        assert!(e.mutated);
+        assert_eq!(e.moved, ["api"], "a signal keeps the address; api once");
     }
 }

@@ -90,6 +90,12 @@ pub trait Step: Plugin {
     }
 }
 
+/// An `err` that refuses the configuration found, before anything changed:
+/// the host stops the deploy and exits 2. Say exactly what to change.
+pub fn refuse(message: impl std::fmt::Display) -> String {
+    format!("refused: {message}")
+}
+
 /// A watcher for `slipway watch`.
 pub trait Watcher: Plugin {
     fn tick(ctx: Context) -> Result<Report, String>;
@@ -136,6 +142,16 @@ impl Context {
     /// (`replaces_services`) must replace; the host skips unchanged ones.
     pub fn to_replace(&self) -> Vec<String> {
         self.list("replace")
+    }
+
+    /// The update order the host fixed for a service of [`Context::to_replace`]:
+    /// `Some("start-first")` or `Some("stop-first")`, from compose, slipway.toml
+    /// or a container that cannot run twice. `None` leaves it to the step.
+    pub fn update_order(&self, service: &str) -> Option<String> {
+        self.list("order").into_iter().find_map(|entry| {
+            let (s, order) = entry.split_once('=')?;
+            (s == service).then(|| order.to_owned())
+        })
     }
 
     fn list(&self, key: &str) -> Vec<String> {

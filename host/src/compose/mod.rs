@@ -58,6 +58,36 @@ pub struct Extra {
     pub cpus: Option<f64>,
     pub cpu_shares: Option<i64>,
     pub dns_search: Vec<String>,
+    /// `deploy.update_config.order`, which the typed model drops.
+    pub update_order: Option<UpdateOrder>,
+}
+
+/// How a replacement overlaps the container it replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateOrder {
+    /// The new container starts and becomes ready before the old one stops.
+    StartFirst,
+    /// The old container stops before the new one starts.
+    StopFirst,
+}
+
+impl UpdateOrder {
+    pub fn parse(text: &str) -> Result<UpdateOrder, String> {
+        match text {
+            "start-first" => Ok(UpdateOrder::StartFirst),
+            "stop-first" => Ok(UpdateOrder::StopFirst),
+            other => Err(format!(
+                "update order `{other}` is neither `start-first` nor `stop-first`"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            UpdateOrder::StartFirst => "start-first",
+            UpdateOrder::StopFirst => "stop-first",
+        }
+    }
 }
 
 /// Where a service is first defined.
@@ -562,6 +592,8 @@ fn service_def(
         dns_search: take(&mut def, "dns_search")
             .map(|v| string_list(&v))
             .unwrap_or_default(),
+        update_order: update_order(&def)
+            .map_err(|e| at(format!("deploy.update_config.order: {e}")))?,
     };
     let env_files = take(&mut def, "env_file")
         .map(|v| string_list(&v))
@@ -603,6 +635,17 @@ fn service_def(
         active,
         location,
     })
+}
+
+fn update_order(def: &Mapping) -> Result<Option<UpdateOrder>, String> {
+    let order = def
+        .get("deploy")
+        .and_then(|d| d.get("update_config"))
+        .and_then(|u| u.get("order"))
+        .filter(|v| !v.is_null());
+    order
+        .map(|v| UpdateOrder::parse(&merge::scalar_text(v)))
+        .transpose()
 }
 
 fn take(def: &mut Mapping, key: &str) -> Option<Value> {

@@ -4,7 +4,8 @@
 //! this file acts on services' containers during a deploy; a step that
 //! replaces them start-first is handed the services to replace.
 
-use super::{Agent, service_failed, short_id};
+use super::{Agent, Stop, service_failed, short_id};
+use crate::compose::UpdateOrder;
 use crate::docker::{Docker, Target};
 use crate::observed::SpecStore;
 use crate::reconcile::{Action, Desired, Verb};
@@ -16,6 +17,15 @@ pub(super) struct Decision {
     pub service: String,
     pub target: Target,
     pub action: Action,
+    /// How a replacement is ordered; `None` leaves it to the step that
+    /// replaces services (start-first where nginx routes, else stop-first).
+    pub order: Option<UpdateOrder>,
+}
+
+/// Who replaces a service, in which order, and why, for `plan` and the log.
+struct Ordering {
+    order: Option<UpdateOrder>,
+    why: String,
 }
 
 impl Agent {
@@ -31,7 +41,7 @@ impl Agent {
         services: &[String],
         dry: bool,
         report: &mut SurfaceReport,
-    ) -> Result<Vec<Decision>, String> {
+    ) -> Result<Vec<Decision>, Stop> {
         let step_replaces = self.step_replaces(surface);
         let docker = self.docker_for(surface)?;
         let specs = self.specs();
@@ -57,19 +67,28 @@ impl Agent {
             let action = crate::reconcile::reconcile(&desired, &existing, self.force, |hash| {
                 specs.load(hash).map(|old| old.changed_keys(&target.spec))
             });
+            let ordering = self
+                .ordering(surface, service, step_replaces, &target.spec)
+                .map_err(|e| Stop::Refused(format!("surface {surface}, service {service}: {e}")));
             let svc = entry(report, service);
             svc.action = Some(action.verb.clone());
             svc.changed = action.changed.clone();
             svc.spec_before = action.keep.as_ref().and_then(|k| k.spec_hash.clone());
             svc.spec_after = Some(desired.spec_hash.clone());
+            let ordering = match (&action.verb, ordering) {
+                (Verb::Replace, Err(refusal)) => return Err(refusal),
+                (_, Err(_)) => None,
+                (_, Ok(o)) => Some(o),
+            };
             if action.verb == Verb::Replace {
-                svc.order = Some(order(step_replaces, &target.spec));
+                svc.order = ordering.as_ref().map(|o| o.why.clone());
             }
             log_action(surface, service, &action, svc.order.as_deref());
             decisions.push(Decision {
                 service: service.clone(),
                 target,
                 action,
+                order: ordering.and_then(|o| o.order),
             });
         }
         Ok(decisions)
@@ -111,9 +130,15 @@ impl Agent {
                     let svc = entry(report, service);
                     svc.image_running = Some(keep.image_id.clone());
                     svc.container = Some(d.target.spec.name.clone());
+                    // Removing leftovers changed the addresses behind the
+                    // service's name: whatever routes to it resolves again.
+                    if !d.action.discard.is_empty() {
+                        acted.push(service.clone());
+                    }
                     continue;
                 }
-                (Verb::Replace, Some(_)) if start_first(step_replaces, &d.target.spec) => continue,
+                // The step replaces services itself, in its order.
+                (Verb::Replace, Some(_)) if step_replaces => continue,
                 (Verb::Replace, Some(keep)) => {
                     let task = crate::progress::start(format!("{surface}: replace {service}"));
                     let old = docker
@@ -352,18 +377,66 @@ async fn adopt(
     Ok(())
 }
 
-/// A step that replaces services goes start-first, except for a service
-/// that can never run twice: that one the host replaces stop-first.
-fn start_first(step_replaces: bool, spec: &crate::desired::ContainerSpec) -> bool {
-    step_replaces && spec.single_instance().is_none()
+impl Agent {
+    /// The update order of a replaced service: a service that can never run
+    /// twice is stop-first; otherwise `surface.<name>.update_order`, then
+    /// compose's `deploy.update_config.order`, then the strategy's default.
+    /// Start-first needs a step that replaces services; without one it is
+    /// refused, with the two ways out.
+    fn ordering(
+        &self,
+        surface: &str,
+        service: &str,
+        step_replaces: bool,
+        spec: &crate::desired::ContainerSpec,
+    ) -> Result<Ordering, String> {
+        if let Some(why) = spec.single_instance() {
+            return Ok(Ordering {
+                order: Some(UpdateOrder::StopFirst),
+                why: format!("stop-first: its {why} cannot be held by two containers"),
+            });
+        }
+        let key = format!("surface.{surface}.update_order.{service}");
+        let overridden = self.loaded.manifest.surface[surface]
+            .update_order
+            .get(service)
+            .and_then(|o| UpdateOrder::parse(o).ok())
+            .map(|o| (o, key.clone()));
+        let composed = self
+            .loaded
+            .compose
+            .service(service)
+            .and_then(|s| s.extra.update_order)
+            .map(|o| (o, "deploy.update_config.order".to_owned()));
+        match (overridden.or(composed), step_replaces) {
+            (Some((UpdateOrder::StartFirst, from)), false) => Err(format!(
+                "{from} is start-first, but no step of the surface replaces services; use a start-first strategy (nginx-zero-downtime.wasm or nginx-overlap.wasm), or set {key} = \"stop-first\" in slipway.toml"
+            )),
+            (Some((order, from)), _) => Ok(Ordering {
+                order: Some(order),
+                why: format!("{} ({from})", order.name()),
+            }),
+            (None, true) => Ok(Ordering {
+                order: None,
+                why: "start-first if nginx routes to it, else stop-first (the step decides)".into(),
+            }),
+            (None, false) => Ok(Ordering {
+                order: Some(UpdateOrder::StopFirst),
+                why: "stop-first".into(),
+            }),
+        }
+    }
 }
 
-fn order(step_replaces: bool, spec: &crate::desired::ContainerSpec) -> String {
-    match (step_replaces, spec.single_instance()) {
-        (true, None) => "start-first".to_owned(),
-        (true, Some(why)) => format!("stop-first: its {why} cannot be held by two containers"),
-        (false, _) => "stop-first".to_owned(),
-    }
+/// The `order` output: `service=start-first|stop-first` for each replaced
+/// service whose order is fixed, so the step need not guess.
+pub(super) fn order_output(decisions: &[Decision]) -> String {
+    decisions
+        .iter()
+        .filter(|d| d.action.verb == Verb::Replace)
+        .filter_map(|d| d.order.map(|o| format!("{}={}", d.service, o.name())))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn log_action(surface: &str, service: &str, action: &Action, order: Option<&str>) {

@@ -10,7 +10,7 @@ use crate::manifest::{HttpCheck, Loaded, ManifestError, StepSpec, interpolate};
 use crate::report::{
     CallReport, CheckReport, RunReport, ServiceReport, StepReport, SurfaceReport, short_id,
 };
-use crate::runtime::{Limits, Phase, Plugin, Role, Runtime};
+use crate::runtime::{CallError, Limits, Phase, Plugin, Role, Runtime};
 use crate::sandbox::{Caller, HostServices};
 
 mod converge;
@@ -35,6 +35,39 @@ pub enum AgentError {
     #[error("{0:#}")]
     Other(#[from] anyhow::Error),
 }
+
+/// Why a surface stopped.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// It refused the configuration it found and changed nothing (exit 2).
+    Refused(String),
+    /// It failed; the message says what serves now.
+    Failed(String),
+}
+
+impl From<String> for Stop {
+    fn from(message: String) -> Stop {
+        Stop::Failed(message)
+    }
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl Stop {
+    fn message(&self) -> &str {
+        match self {
+            Stop::Refused(m) | Stop::Failed(m) => m,
+        }
+    }
+}
+
+/// A plugin's `err` that starts with this refused the configuration it
+/// found before changing anything.
+pub const REFUSED: &str = "refused: ";
 
 pub struct Agent {
     pub loaded: Loaded,
@@ -154,7 +187,30 @@ impl Agent {
         for key in keys {
             self.load_plugin(&key, Role::Watcher).await?;
         }
+        // A watcher that moves a service hands it to the surfaces that
+        // route to it (`reroute`): their steps must be ready too.
+        let surfaces: Vec<String> = selected
+            .iter()
+            .flat_map(|w| self.watched_surfaces(w))
+            .collect();
+        self.load_plugins(&surfaces).await?;
         Ok(selected)
+    }
+
+    /// The surfaces holding a service the watcher may act on.
+    fn watched_surfaces(&self, watcher: &str) -> Vec<String> {
+        let granted = self
+            .loaded
+            .grants(&self.loaded.manifest.watch[watcher].grants, false)
+            .map(|g| g.docker)
+            .unwrap_or_default();
+        self.loaded
+            .manifest
+            .surface
+            .iter()
+            .filter(|(_, s)| s.services.iter().any(|svc| granted.contains(svc)))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     async fn load_plugin(&mut self, key: &str, role: Role) -> Result<(), AgentError> {
@@ -213,10 +269,52 @@ impl Agent {
             plugin: plugin.info.name.clone(),
             version: plugin.info.version.clone(),
         };
-        self.runtime
-            .call(plugin, Phase::Tick, ctx, caller, grants, self.services())
-            .await
-            .map_err(|e| format!("{who}: {e}"))
+        let (result, effects) = self
+            .runtime
+            .call_traced(plugin, Phase::Tick, ctx, caller, grants, self.services())
+            .await;
+        let mut report = result.map_err(|e| format!("{who}: {e}"))?;
+        if !effects.moved.is_empty() {
+            let rerouted = self
+                .reroute(&effects.moved)
+                .await
+                .map_err(|e| format!("{who} moved {}, then {e}", effects.moved.join(", ")))?;
+            report.summary.push_str(&rerouted);
+        }
+        Ok(report)
+    }
+
+    /// Rule 2 after a watcher moved services: every surface holding one runs
+    /// its steps' apply and verify as after a deploy that recreated exactly
+    /// those services and built nothing, so nginx resolves them again the
+    /// way the surface's strategy does it. Returns a sentence for the tick's
+    /// summary.
+    async fn reroute(&self, moved: &[String]) -> Result<String, String> {
+        let mut done = Vec::new();
+        for (name, surface) in &self.loaded.manifest.surface {
+            let recreated: Vec<String> = moved
+                .iter()
+                .filter(|m| surface.services.contains(m))
+                .cloned()
+                .collect();
+            if recreated.is_empty() || surface.step.is_empty() {
+                continue;
+            }
+            tracing::info!(
+                "[{name}] rerouting after a watcher moved {}",
+                recreated.join(", ")
+            );
+            let mut outputs = host_outputs("", &recreated.join(","), "", "");
+            let mut report = SurfaceReport::new(name, "");
+            self.run_steps(name, false, true, &mut outputs, &mut report)
+                .await
+                .map_err(|e| format!("surface {name} could not reroute: {}", e.message()))?;
+            done.push(name.as_str());
+        }
+        Ok(match done.is_empty() {
+            true => String::new(),
+            false => format!("; rerouted {}", done.join(", ")),
+        })
     }
 
     fn services(&self) -> HostServices {
@@ -242,15 +340,7 @@ impl Agent {
     /// switches back to its previous release).
     pub async fn rollback(&self, surface: &str) -> RunReport {
         let start = Instant::now();
-        let mut report = SurfaceReport {
-            name: surface.to_owned(),
-            outcome: "ok".into(),
-            services: Vec::new(),
-            steps: Vec::new(),
-            verify: None,
-            error: None,
-            duration_ms: 0,
-        };
+        let mut report = SurfaceReport::new(surface, "ok");
         let services = &self.loaded.manifest.surface[surface].services;
         let mut outputs = Vec::new();
         if !services.is_empty() {
@@ -284,7 +374,7 @@ impl Agent {
                         .extend(new_outputs.into_iter().map(|o| (o.key, o.value)));
                     (call, None)
                 }
-                Err((call, message)) => (call, Some(message)),
+                Err((call, message)) => (call, Some(message.message().to_owned())),
             };
             step_report.calls.push(call);
             report.steps.push(step_report);
@@ -300,6 +390,7 @@ impl Agent {
             command: "rollback".into(),
             project: self.loaded.manifest.project.name.clone(),
             ok: report.error.is_none(),
+            refused: false,
             error: report.error.clone(),
             surfaces: vec![report],
             duration_ms: start.elapsed().as_millis() as u64,
@@ -312,19 +403,21 @@ impl Agent {
             command: command.to_owned(),
             project: self.loaded.manifest.project.name.clone(),
             ok: true,
+            refused: false,
             surfaces: Vec::new(),
             error: None,
             duration_ms: 0,
         };
         for name in surfaces {
             if !report.ok {
-                report.surfaces.push(skipped(name));
+                report.surfaces.push(SurfaceReport::new(name, "skipped"));
                 continue;
             }
             tracing::info!("[{name}] {}", if dry { "planning" } else { "deploying" });
             let surface = self.run_surface(name, dry).await;
             if let Some(e) = &surface.error {
                 report.ok = false;
+                report.refused = surface.outcome == "refused";
                 report.error = Some(e.clone());
             }
             report.surfaces.push(surface);
@@ -335,25 +428,18 @@ impl Agent {
 
     async fn run_surface(&self, name: &str, dry: bool) -> SurfaceReport {
         let start = Instant::now();
-        let mut report = SurfaceReport {
-            name: name.to_owned(),
-            outcome: String::new(),
-            services: Vec::new(),
-            steps: Vec::new(),
-            verify: None,
-            error: None,
-            duration_ms: 0,
-        };
+        let mut report = SurfaceReport::new(name, "");
         let result = self.surface_inner(name, dry, &mut report).await;
         report.outcome = match (&result, dry) {
             (Ok(()), true) => "planned",
             (Ok(()), false) => "ok",
-            (Err(_), _) => "failed",
+            (Err(Stop::Refused(_)), _) => "refused",
+            (Err(Stop::Failed(_)), _) => "failed",
         }
         .into();
         if let Err(e) = result {
-            tracing::error!("[{name}] {e}");
-            report.error = Some(e);
+            tracing::error!("[{name}] {}", e.message());
+            report.error = Some(e.message().to_owned());
         }
         report.duration_ms = start.elapsed().as_millis() as u64;
         report
@@ -364,42 +450,86 @@ impl Agent {
         name: &str,
         dry: bool,
         report: &mut SurfaceReport,
-    ) -> Result<(), String> {
+    ) -> Result<(), Stop> {
         let surface = &self.loaded.manifest.surface[name];
-        let services = &surface.services;
         let step_replaces = self.step_replaces(name);
-        let mut outputs = Vec::new();
-        let mut to_replace = Vec::new();
-        if !services.is_empty() {
-            let acted;
-            if dry {
-                self.plan_services(name, services, report).await;
-                (acted, to_replace) = planned(report);
-            } else {
-                self.build_services(name, services, report).await?;
-                self.keep_previous_images(name, report).await;
-                let decisions = self.decide(name, services, false, report).await?;
-                acted = self
-                    .converge(name, &decisions, step_replaces, report)
-                    .await?;
-                self.prove_running(name, &acted, report).await?;
-                (_, to_replace) = planned(report);
-            }
-            outputs.push(Output {
-                key: "built".into(),
-                value: services.join(","),
-            });
-            outputs.push(Output {
-                key: "recreated".into(),
-                value: acted.join(","),
-            });
-            outputs.push(Output {
-                key: "replace".into(),
-                value: to_replace.join(","),
-            });
+        let mut outputs = match surface.services.is_empty() {
+            true => Vec::new(),
+            false => self.converge_services(name, dry, report).await?,
+        };
+        let touched = !dry && !list_output(&outputs, "recreated").is_empty();
+        self.run_steps(name, dry, touched, &mut outputs, report)
+            .await?;
+        let to_replace = list_output(&outputs, "replace");
+        if step_replaces && !to_replace.is_empty() && !dry {
+            self.prove_running(name, &to_replace, report).await?;
         }
+        if let (Some(check), false) = (&surface.verify, dry) {
+            let result = self.check(check).await;
+            let ok = result.ok;
+            let message = format!(
+                "surface {name}: verification of {} failed: {}",
+                check.url, result.message
+            );
+            report.verify = Some(result);
+            if !ok {
+                return Err(Stop::Failed(message));
+            }
+        }
+        Ok(())
+    }
+
+    /// Build, run the release command, and converge the surface's services
+    /// (or, for `plan`, decide only). Returns the outputs the steps start
+    /// from: `built`, `recreated`, `replace` and `order`.
+    async fn converge_services(
+        &self,
+        name: &str,
+        dry: bool,
+        report: &mut SurfaceReport,
+    ) -> Result<Vec<Output>, Stop> {
+        let services = &self.loaded.manifest.surface[name].services;
+        let step_replaces = self.step_replaces(name);
+        let (acted, decisions) = if dry {
+            self.plan_services(name, services, report).await;
+            (planned(report, step_replaces).0, None)
+        } else {
+            self.build_services(name, services, report).await?;
+            self.keep_previous_images(name, report).await;
+            let decisions = self.decide(name, services, false, report).await?;
+            self.release(name, report).await?;
+            let acted = self
+                .converge(name, &decisions, step_replaces, report)
+                .await?;
+            self.prove_running(name, &acted, report).await?;
+            (acted, Some(decisions))
+        };
+        let to_replace = planned(report, step_replaces).1;
+        let order = decisions
+            .as_deref()
+            .map(converge::order_output)
+            .unwrap_or_default();
+        Ok(host_outputs(
+            &services.join(","),
+            &acted.join(","),
+            &to_replace.join(","),
+            &order,
+        ))
+    }
+
+    /// Each step's apply and verify (for `plan`: its plan), in order; at the
+    /// first failure, the applied steps roll back. A step's refusal stops the
+    /// deploy as refused when nothing had changed yet (`touched` is false).
+    async fn run_steps(
+        &self,
+        name: &str,
+        dry: bool,
+        touched: bool,
+        outputs: &mut Vec<Output>,
+        report: &mut SurfaceReport,
+    ) -> Result<(), Stop> {
         let mut applied: Vec<usize> = Vec::new();
-        for (index, step) in surface.step.iter().enumerate() {
+        for (index, step) in self.loaded.manifest.surface[name].step.iter().enumerate() {
             let phases: &[Phase] = if dry {
                 &[Phase::Plan]
             } else {
@@ -407,9 +537,7 @@ impl Agent {
             };
             report.steps.push(self.step_report(index, step));
             for &phase in phases {
-                let result = self
-                    .call_step(name, index, step, phase, &outputs, dry)
-                    .await;
+                let result = self.call_step(name, index, step, phase, outputs, dry).await;
                 let step_report = report.steps.last_mut().expect("pushed above");
                 match result {
                     Ok((call, new_outputs)) => {
@@ -422,28 +550,66 @@ impl Agent {
                             applied.push(index);
                         }
                     }
-                    Err((call, message)) => {
+                    Err((call, stop)) => {
                         step_report.calls.push(call);
-                        self.roll_back(name, &applied, &outputs, report).await;
-                        return Err(message);
+                        self.roll_back(name, &applied, outputs, report).await;
+                        return Err(match stop {
+                            Stop::Refused(m) if touched || !applied.is_empty() => Stop::Failed(
+                                format!("{m} (after this deploy had already changed services)"),
+                            ),
+                            other => other,
+                        });
                     }
                 }
             }
         }
-        if !to_replace.is_empty() && !dry {
-            self.prove_running(name, &to_replace, report).await?;
+        Ok(())
+    }
+
+    /// The surface's release command on the image just built, before any
+    /// container is replaced. A failure stops the deploy with the old
+    /// containers still serving.
+    async fn release(&self, surface: &str, report: &mut SurfaceReport) -> Result<(), Stop> {
+        let Some(release) = &self.loaded.manifest.surface[surface].release else {
+            return Ok(());
+        };
+        let docker = self.docker_for(surface)?;
+        let service = &release.service;
+        let fail = |e| service_failed(surface, service, "release command", e);
+        let target = docker.desired(service).await.map_err(fail)?;
+        let argv = release.command.join(" ");
+        tracing::info!("[{surface}] release: running `{argv}` on {service}'s new image");
+        let task = crate::progress::start(format!("{surface}: release {argv}"));
+        let (t, started) = (Instant::now(), crate::journal::now());
+        let ran = docker
+            .run_once(
+                &target,
+                &release.command,
+                Duration::from_secs(release.timeout_secs),
+            )
+            .await;
+        task.end(matches!(ran, Ok((0, _))));
+        let mut entry = crate::report::ReleaseReport {
+            service: service.clone(),
+            command: release.command.clone(),
+            exit_code: None,
+            started,
+            finished: crate::journal::now(),
+            duration_ms: t.elapsed().as_millis() as u64,
+        };
+        let outcome = ran.map_err(fail);
+        if let Ok((code, _)) = &outcome {
+            entry.exit_code = Some(*code);
         }
-        if let (Some(check), false) = (&surface.verify, dry) {
-            let result = self.check(check).await;
-            let ok = result.ok;
-            let message = format!(
-                "surface {name}: verification of {} failed: {}",
-                check.url, result.message
-            );
-            report.verify = Some(result);
-            if !ok {
-                return Err(message);
-            }
+        report.release = Some(entry);
+        let (code, logs) = outcome?;
+        for line in logs.lines() {
+            tracing::info!("[{surface}] release: {line}");
+        }
+        if code != 0 {
+            return Err(Stop::Failed(format!(
+                "surface {surface}: the release command `{argv}` on {service} exited {code}; nothing was replaced and the old containers keep serving"
+            )));
         }
         Ok(())
     }
@@ -550,7 +716,7 @@ impl Agent {
         phase: Phase,
         outputs: &[Output],
         dry: bool,
-    ) -> Result<(CallReport, Vec<Output>), (CallReport, String)> {
+    ) -> Result<(CallReport, Vec<Output>), (CallReport, Stop)> {
         let plugin = &self.plugins[&step.plugin];
         let who = format!(
             "surface {surface}, step {index} (plugin {} {} from plugins.{}), {}",
@@ -562,7 +728,7 @@ impl Agent {
         let t = Instant::now();
         let grants = self.loaded.grants(&step.grants, dry).map_err(|(key, e)| {
             let call = call_report(phase, false, e.clone(), t);
-            (call, format!("{who}: grants.{key}: {e}"))
+            (call, Stop::Failed(format!("{who}: grants.{key}: {e}")))
         })?;
         let ctx = Context {
             surface: surface.to_owned(),
@@ -582,9 +748,9 @@ impl Agent {
             plugin.info.name,
             phase.name()
         ));
-        let result = self
+        let (result, effects) = self
             .runtime
-            .call(plugin, phase, ctx, caller, grants, self.services())
+            .call_traced(plugin, phase, ctx, caller, grants, self.services())
             .await;
         task.end(result.is_ok());
         match result {
@@ -599,7 +765,18 @@ impl Agent {
             }
             Err(e) => {
                 let message = format!("{who}: {e}");
-                Err((call_report(phase, false, e.to_string(), t), message))
+                let call = call_report(phase, false, e.to_string(), t);
+                let refused = matches!(&e, CallError::Failed(m) if m.starts_with(REFUSED));
+                match (refused, effects.mutated) {
+                    (true, false) => Err((call, Stop::Refused(message))),
+                    (true, true) => Err((
+                        call,
+                        Stop::Failed(format!(
+                            "{message} (the plugin refused after changing containers, so this counts as a failure)"
+                        )),
+                    )),
+                    (false, _) => Err((call, Stop::Failed(message))),
+                }
             }
         }
     }
@@ -628,7 +805,7 @@ impl Agent {
             let call = match result {
                 Ok((call, _)) => call,
                 Err((call, message)) => {
-                    tracing::error!("[{surface}] {message}");
+                    tracing::error!("[{surface}] {}", message.message());
                     call
                 }
             };
@@ -714,20 +891,52 @@ pub fn watch_state_key(watcher: &str) -> String {
     format!("watch-{watcher}")
 }
 
-/// From a plan's decisions: the services the host would create or
-/// replace, and those a start-first step would replace.
-fn planned(report: &SurfaceReport) -> (Vec<String>, Vec<String>) {
+/// From the decisions: the services the host creates or replaces, and
+/// those a step that replaces services (`step_replaces`) is handed.
+fn planned(report: &SurfaceReport, step_replaces: bool) -> (Vec<String>, Vec<String>) {
     use crate::reconcile::Verb;
     let (mut host, mut step) = (Vec::new(), Vec::new());
     for svc in &report.services {
-        let start_first = svc.order.as_deref() == Some("start-first");
         match svc.action {
-            Some(Verb::Replace) if start_first => step.push(svc.service.clone()),
+            Some(Verb::Replace) if step_replaces => step.push(svc.service.clone()),
             Some(Verb::Create | Verb::Replace) => host.push(svc.service.clone()),
             _ => {}
         }
     }
     (host, step)
+}
+
+/// What the host hands the steps: `built`, `recreated`, `replace` and
+/// `order` (see `context.outputs` in the WIT).
+fn host_outputs(built: &str, recreated: &str, replace: &str, order: &str) -> Vec<Output> {
+    [
+        ("built", built),
+        ("recreated", recreated),
+        ("replace", replace),
+        ("order", order),
+    ]
+    .into_iter()
+    .map(|(key, value)| Output {
+        key: key.into(),
+        value: value.into(),
+    })
+    .collect()
+}
+
+/// A comma-separated output as a list, as the SDK reads it.
+fn list_output(outputs: &[Output], key: &str) -> Vec<String> {
+    outputs
+        .iter()
+        .rev()
+        .find(|o| o.key == key)
+        .map(|o| {
+            o.value
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn check_role(key: &str, plugin: &Plugin, role: Role) -> Result<(), AgentError> {
@@ -763,17 +972,5 @@ fn call_report(phase: Phase, ok: bool, message: String, start: Instant) -> CallR
         ok,
         message,
         duration_ms: start.elapsed().as_millis() as u64,
-    }
-}
-
-fn skipped(name: &str) -> SurfaceReport {
-    SurfaceReport {
-        name: name.to_owned(),
-        outcome: "skipped".into(),
-        services: Vec::new(),
-        steps: Vec::new(),
-        verify: None,
-        error: None,
-        duration_ms: 0,
     }
 }

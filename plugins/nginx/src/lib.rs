@@ -1,16 +1,29 @@
 //! Rule 2: nginx resolves upstream names once, at start or reload, so after a
-//! recreate it keeps sending traffic to the old container's address. Two
+//! recreate it keeps sending traffic to the old container's address. Three
 //! strategies share the nginx operations below; each build exports one:
 //! - `nginx-reload` (default): after the host recreates services, wait until
 //!   the upstreams are ready, `nginx -t`, `nginx -s reload`, verify.
+//! - `nginx-overlap` (feature `overlap`): start the new containers next to
+//!   the old ones under the same name, reload so nginx resolves both, retire
+//!   the old ones (refused connects move to the new), reload again. Works
+//!   with the nginx.conf it finds.
 //! - `nginx-zero-downtime` (feature `zero-downtime`): start the new containers
-//!   next to the old ones, pin nginx to them, reload, drain, retire the old.
+//!   next to the old ones, pin nginx to them through an upstream include
+//!   file, reload, drain, retire the old. Refuses a config without the file.
+//!
+//! Where nginx routes comes from `nginx -T`, parsed as nginx parses it.
+//! Whenever a service nginx might reach has moved, nginx reloads.
 
 use serde::Deserialize;
+use slipway_sdk::nginx::config::{Routes, parse_dump, routes};
 use slipway_sdk::{Context, Report, docker, probe};
 
-#[cfg(not(feature = "zero-downtime"))]
+#[cfg(feature = "overlap")]
+mod overlap;
+#[cfg(not(any(feature = "zero-downtime", feature = "overlap")))]
 mod reload;
+#[cfg(any(feature = "zero-downtime", feature = "overlap"))]
+mod start_first;
 #[cfg(feature = "zero-downtime")]
 mod zero_downtime;
 
@@ -23,8 +36,8 @@ struct Config {
     /// The compose service running nginx.
     #[serde(default = "default_service")]
     service: String,
-    /// Services nginx routes to. `nginx-reload` discovers them from
-    /// `nginx -T` when absent.
+    /// Services to treat as routed even where `nginx -T` does not show it
+    /// (e.g. reached through a variable set at run time by a module).
     upstreams: Option<Vec<String>>,
     /// Where the granted directory of upstream include files is mounted for
     /// the plugin (`nginx-zero-downtime`): `<dir>/<service>.conf` holds the
@@ -42,6 +55,14 @@ struct Config {
     /// How long old nginx workers may take to finish their requests.
     #[serde(default = "default_drain_ms")]
     drain_timeout_ms: u32,
+    /// Where nginx itself sees the upstream include files, for the advice
+    /// `nginx-zero-downtime` gives when a route cannot be pinned.
+    #[serde(default = "default_nginx_upstreams_dir")]
+    nginx_upstreams_dir: String,
+}
+
+fn default_nginx_upstreams_dir() -> String {
+    "/etc/nginx/upstreams".into()
 }
 
 fn default_service() -> String {
@@ -107,6 +128,110 @@ fn wait_drained(service: &str, old_workers: &[String], timeout_ms: u32) -> Resul
     Err(format!(
         "old nginx workers in {service} were still busy after {timeout_ms} ms"
     ))
+}
+
+/// Where nginx routes, from its own parsed config (`nginx -T`).
+fn nginx_routes(service: &str) -> Result<Routes, String> {
+    let dump = nginx(service, &["nginx", "-T"])?;
+    if dump.exit_code != 0 {
+        return Err(format!(
+            "`nginx -T` failed in {service}: {}",
+            dump.stderr.trim()
+        ));
+    }
+    let config = parse_dump(&dump.stdout)
+        .map_err(|e| format!("cannot parse the config `nginx -T` printed in {service}: {e}"))?;
+    Ok(routes(&config))
+}
+
+/// The names a service answers to on its networks: its compose name and
+/// its containers' aliases.
+fn names_of(service: &str) -> Vec<String> {
+    let mut names = vec![service.to_owned()];
+    for c in docker::inspect(service).unwrap_or_default() {
+        for alias in c.networks.iter().flat_map(|n| n.aliases.iter()) {
+            if !names.contains(alias) {
+                names.push(alias.clone());
+            }
+        }
+    }
+    names
+}
+
+/// Whether nginx may send requests to `service`. Without a parsed config,
+/// it may: when in doubt, reload.
+fn routed(routes: Option<&Routes>, service: &str) -> bool {
+    routes.is_none_or(|r| r.may_reach(&names_of(service)))
+}
+
+/// Rule 2 for services that already moved (recreated by the host, by a
+/// watcher, or stop-first by this step): unless nginx's config proves it
+/// cannot reach any of them, wait until they are ready, validate and
+/// reload. A graceful reload costs almost nothing; a stale address is a
+/// 502. Returns what it did, for the report.
+fn reload_for(
+    config: &Config,
+    moved: &[String],
+    routes: Option<&Routes>,
+) -> Result<String, String> {
+    let listed = |s: &String| config.upstreams.as_ref().is_some_and(|u| u.contains(s));
+    let reached: Vec<&String> = moved
+        .iter()
+        .filter(|s| listed(s) || routed(routes, s))
+        .collect();
+    if reached.is_empty() {
+        return Ok(match moved.is_empty() {
+            true => "no service moved; nginx keeps its addresses".into(),
+            false => format!(
+                "nginx's config reaches none of {}; no reload needed",
+                moved.join(", ")
+            ),
+        });
+    }
+    for service in &reached {
+        docker::wait_ready(service, config.ready_timeout_ms).map_err(|e| {
+            format!(
+                "{service} never became ready, so {} was not reloaded: {e}",
+                config.service
+            )
+        })?;
+    }
+    reload_gracefully(config).map_err(|e| format!("{e}; nginx was not reloaded"))?;
+    let names: Vec<&str> = reached.iter().map(|s| s.as_str()).collect();
+    Ok(format!(
+        "reloaded {} for {}",
+        config.service,
+        names.join(", ")
+    ))
+}
+
+/// Rule 2 for what the host or a watcher already moved: `nginx-reload`'s
+/// apply, and every strategy's rollback. Without a parsable config, reload.
+fn reload_moved(ctx: &Context) -> Result<Report, String> {
+    let config: Config = ctx.config()?;
+    let moved = ctx.recreated();
+    if moved.is_empty() {
+        return Ok(Report::new("no service moved; nginx keeps its addresses"));
+    }
+    let routes = nginx_routes(&config.service)
+        .inspect_err(|e| slipway_sdk::warn!("{e}; reloading anyway"))
+        .ok();
+    let summary = reload_for(&config, &moved, routes.as_ref())?;
+    slipway_sdk::info!("{summary}");
+    Ok(Report::new(summary))
+}
+
+/// `nginx -t`, `nginx -s reload`, then wait until the old workers have
+/// finished their requests. A drain that runs out of time is logged, not
+/// failed: the new config is already serving.
+fn reload_gracefully(config: &Config) -> Result<(), String> {
+    test_config(&config.service)?;
+    let old_workers = worker_pids(&config.service)?;
+    slipway_sdk::nginx::reload(&config.service)?;
+    if let Err(e) = wait_drained(&config.service, &old_workers, config.drain_timeout_ms) {
+        slipway_sdk::warn!("{e}; continuing, the new config is live");
+    }
+    Ok(())
 }
 
 /// Poll `url` until it answers 200 (with `expect` in the body, if set).

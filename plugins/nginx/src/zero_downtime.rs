@@ -1,31 +1,40 @@
-//! `nginx-zero-downtime`: start-first. For each service the host built:
+//! `nginx-zero-downtime`: start-first, with nginx pinned to the new
+//! containers through upstream include files. For each service nginx routes
+//! to:
 //! 1. start the new container next to the old one and wait until it is ready;
 //! 2. pin nginx to it: `<upstreams_dir>/<service>.conf` gets the new
-//!    container's address, then `nginx -t` and a graceful reload;
+//!    container's address (the original is kept in state first), then
+//!    `nginx -t` and a graceful reload;
 //! 3. verify through nginx, then let the old nginx workers drain;
 //! 4. retire the old container (SIGTERM, bounded by its stop timeout);
 //! 5. put the include files back as written and reload once more, so nginx
 //!    resolves the service name again (now only the new container has it).
 //!
-//! Any failure before step 4 puts everything back: the include files, nginx,
-//! and the old containers, which never stopped serving.
+//! A config that routes to a service other than through its include file is
+//! refused before anything changes, with the change to make. Any failure
+//! before step 4 puts the include files back and hands traffic back to the
+//! old containers, which never stopped serving. Pins a killed run left are
+//! restored before anything else.
 
-use crate::{Config, test_config, verify_through, wait_drained, worker_pids};
-use slipway_sdk::nginx::reload;
-use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, docker};
+use crate::start_first::{Begun, Fresh, abandon, begin, dns_settled, retire_old, service_list};
+use crate::{
+    Config, names_of, nginx_routes, reload_for, reload_gracefully, verify_through, wait_drained,
+    worker_pids,
+};
+use serde::{Deserialize, Serialize};
+use slipway_sdk::nginx::config::Routes;
+use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, docker, refuse, state};
 
 struct NginxZeroDowntime;
 
+/// The state key of the include files pinned right now.
+const PINS: &str = "pins";
+
 /// An upstream include file switched to a new address, and what it held.
+#[derive(Serialize, Deserialize)]
 struct Pin {
     path: String,
     original: String,
-}
-
-/// A replacement container started for a service.
-struct Fresh {
-    service: String,
-    container: docker::Container,
 }
 
 impl Plugin for NginxZeroDowntime {
@@ -48,39 +57,30 @@ impl Step for NginxZeroDowntime {
     fn plan(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
         Ok(Report::new(format!(
-            "would start new containers for {} next to the old ones, pin {} to them, reload, verify {}, drain and retire the old ones",
+            "would replace {} (start-first where {} routes, pinned through {}, stop-first elsewhere), drain and retire the old ones, and verify {}",
             ctx.to_replace().join(", "),
             config.service,
+            config.upstreams_dir,
             config.verify_url.as_deref().unwrap_or("nothing")
         )))
     }
 
     fn apply(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
-        let services = ctx.to_replace();
-        let mut fresh = Vec::new();
-        for service in &services {
-            match docker::start_replacement(service) {
-                Ok(container) => fresh.push(Fresh {
-                    service: service.clone(),
-                    container,
-                }),
-                Err(e) => {
-                    return Err(abandon(
-                        &fresh,
-                        format!("cannot start a new {service}: {e}"),
-                    ));
-                }
-            }
+        restore_leftover_pins(&config)?;
+        let routes = nginx_routes(&config.service)?;
+        let check = |service: &str| pinnable(&config, &routes, service).map_err(refuse);
+        let Begun {
+            fresh,
+            stop_first,
+            moved,
+        } = begin(&ctx, config.ready_timeout_ms, &routes, check)?;
+        if fresh.is_empty() {
+            return reload_for(&config, &moved, Some(&routes)).map(Report::new);
         }
-        for f in &fresh {
-            if let Err(e) = docker::wait_ready(&f.service, config.ready_timeout_ms) {
-                let why = format!("the new {} never became ready: {e}", f.service);
-                return Err(abandon(&fresh, why));
-            }
-        }
-        let (pins, old_workers) = match switch(&config, &fresh) {
-            Ok(switched) => switched,
+        let old_workers = worker_pids(&config.service)?;
+        let pins = match switch(&config, &fresh) {
+            Ok(pins) => pins,
             Err(e) => return Err(abandon(&fresh, e)),
         };
         if let Some(url) = &config.verify_url
@@ -90,45 +90,26 @@ impl Step for NginxZeroDowntime {
                 config.verify_timeout_ms,
             )
         {
-            let restored = unpin(&config, &pins, true);
-            return Err(abandon(&fresh, format!("{e}{restored}")));
+            return Err(hand_back(&config, &pins, &fresh, e));
         }
-        wait_drained(&config.service, &old_workers, config.drain_timeout_ms)?;
-        for f in &fresh {
-            docker::retire(&f.service, &f.container.id)
-                .map_err(|e| format!("retiring the old {} failed: {e}", f.service))?;
+        if let Err(e) = wait_drained(&config.service, &old_workers, config.drain_timeout_ms) {
+            slipway_sdk::warn!(
+                "{e}; retiring the old containers anyway, the new ones are verified"
+            );
         }
-        // Docker's DNS must list only the new containers before nginx resolves
-        // the names again, or it would spread requests over dead addresses.
-        for f in &fresh {
-            let ip = f
-                .container
-                .networks
-                .iter()
-                .map(|n| n.ip_address.clone())
-                .collect::<Vec<_>>();
-            if !dns_settled(&config.service, &f.service, &ip) {
-                slipway_sdk::warn!(
-                    "DNS for {} still lists old addresses; nginx stays pinned to the new container",
-                    f.service
-                );
-                let names: Vec<&str> = fresh.iter().map(|f| f.service.as_str()).collect();
-                return Ok(Report::new(format!(
-                    "replaced {} start-first; nginx stays pinned because DNS for {} has not settled",
-                    names.join(", "),
-                    f.service
-                )));
-            }
+        retire_old(&fresh)?;
+        // Docker's DNS must list only the new containers before nginx
+        // resolves the names again, or it would spread requests over dead
+        // addresses.
+        if let Err(e) = dns_settled(&config.service, &fresh) {
+            slipway_sdk::warn!("{e}; unpinning anyway");
         }
-        let restored = unpin(&config, &pins, true);
-        if !restored.is_empty() {
-            return Err(format!("the deploy is live, but{restored}"));
-        }
-        let names: Vec<&str> = fresh.iter().map(|f| f.service.as_str()).collect();
+        unpin(&config, &pins).map_err(|e| format!("the deploy is live, but {e}"))?;
         Ok(Report::new(format!(
-            "replaced {} start-first; {} pinned and reloaded, old containers drained and retired",
-            names.join(", "),
-            config.service
+            "replaced {} start-first; {} pinned and reloaded, old containers drained and retired; stop-first: [{}]",
+            service_list(&fresh),
+            config.service,
+            stop_first.join(", ")
         )))
     }
 
@@ -137,43 +118,99 @@ impl Step for NginxZeroDowntime {
     }
 
     /// `slipway rollback` recreated the services on their previous images
-    /// (stop-first): nginx must resolve their new addresses. A failed deploy
-    /// has already restored everything in `apply`.
+    /// (stop-first), or a later part of the deploy failed: nginx resolves
+    /// whatever moved again, after any pin a killed run left is undone.
     fn rollback(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
-        let recreated = ctx.recreated();
-        if recreated.is_empty() {
-            return Ok(Report::new(
-                "nothing was recreated; nginx keeps its addresses",
-            ));
-        }
-        test_config(&config.service).and_then(|()| reload(&config.service))?;
-        Ok(Report::new(format!(
-            "reloaded {} for {}",
-            config.service,
-            recreated.join(", ")
-        )))
+        restore_leftover_pins(&config)?;
+        crate::reload_moved(&ctx)
     }
 }
 
-/// Point each upstream include file that exists at the new container, then
-/// validate and reload. Returns the pins and the PIDs of the workers that ran
-/// the old config. On failure the files are restored before returning.
-fn switch(config: &Config, fresh: &[Fresh]) -> Result<(Vec<Pin>, Vec<String>), String> {
-    let old_workers = worker_pids(&config.service)?;
+/// Whether traffic to `service` can be moved by pinning its include file:
+/// nginx reaches it only through `upstream` blocks whose `server` lines for
+/// it all come from `<service>.conf`, and the step can read that file.
+/// Otherwise the error is the exact change to make.
+fn pinnable(config: &Config, routes: &Routes, service: &str) -> Result<(), String> {
+    let names = names_of(service);
+    let file = format!("{service}.conf");
+    let include = format!(
+        "{}/{file}",
+        config.nginx_upstreams_dir.trim_end_matches('/')
+    );
+    let advice =
+        "Or keep nginx.conf as it is and use nginx-overlap.wasm, which needs no include file.";
+    if let Some(t) = routes.targets.iter().find(|t| t.host.is_none()) {
+        return Err(format!(
+            "{}:{}: `{} {}` picks its upstream from a variable at run time, so pinning {service} through {file} cannot move it. Route {service} through `upstream {service}_backend {{ include {include}; }}` instead. {advice}",
+            t.file, t.line, t.directive, t.raw
+        ));
+    }
+    let is_service = |host: &str| names.iter().any(|n| n.eq_ignore_ascii_case(host));
+    if let Some(t) = routes
+        .targets
+        .iter()
+        .find(|t| t.upstream.is_none() && t.host.as_deref().is_some_and(is_service))
+    {
+        let host = t.host.as_deref().unwrap_or(service);
+        let addr = t.port.map_or(host.to_owned(), |p| format!("{host}:{p}"));
+        let rewritten = t.raw.replacen(&addr, &format!("{service}_backend"), 1);
+        return Err(format!(
+            "{}:{}: `{} {}` sends requests to {service} by name, and nginx-zero-downtime moves traffic only through an upstream include file. Change it to `{} {rewritten};`, add `upstream {service}_backend {{ include {include}; }}` to the http block, and write `server {addr};` into {}/{file}. {advice}",
+            t.file,
+            t.line,
+            t.directive,
+            t.raw,
+            t.directive,
+            config.upstreams_dir.trim_end_matches('/')
+        ));
+    }
+    for upstream in &routes.upstreams {
+        if let Some(s) = upstream
+            .servers
+            .iter()
+            .find(|s| is_service(&s.host) && !s.file.ends_with(&format!("/{file}")))
+        {
+            return Err(format!(
+                "{}:{}: upstream `{}` lists `server {}` itself, so pinning {file} cannot move it. Move its server lines for {service} into {}/{file} and write `include {include};` in their place. {advice}",
+                s.file,
+                s.line,
+                upstream.name,
+                s.host,
+                config.upstreams_dir.trim_end_matches('/')
+            ));
+        }
+    }
+    let path = include_path(config, service);
+    std::fs::read_to_string(&path).map(|_| ()).map_err(|e| {
+        format!(
+            "cannot read {path} ({e}): grant the directory of upstream include files to this step as {} (grants.fs, mode rw)",
+            config.upstreams_dir
+        )
+    })
+}
+
+fn include_path(config: &Config, service: &str) -> String {
+    format!(
+        "{}/{service}.conf",
+        config.upstreams_dir.trim_end_matches('/')
+    )
+}
+
+/// Point each routed service's include file at its new container, then
+/// validate and reload. The originals go to state before any file changes,
+/// so a killed run can be undone. On failure the files are restored.
+fn switch(config: &Config, fresh: &[Fresh]) -> Result<Vec<Pin>, String> {
     let nginx_networks: Vec<String> = docker::inspect(&config.service)?
         .iter()
         .flat_map(|c| c.networks.iter().map(|n| n.network.clone()))
         .collect();
     let mut pins = Vec::new();
+    let mut pinned = Vec::new();
     for f in fresh {
-        let path = format!(
-            "{}/{}.conf",
-            config.upstreams_dir.trim_end_matches('/'),
-            f.service
-        );
+        let path = include_path(config, &f.service);
         let Ok(original) = std::fs::read_to_string(&path) else {
-            continue; // nginx does not route to this service
+            continue; // started first on request, but nginx does not route to it
         };
         let ip = f
             .container
@@ -187,74 +224,84 @@ fn switch(config: &Config, fresh: &[Fresh]) -> Result<(Vec<Pin>, Vec<String>), S
                     f.service, config.service
                 )
             })?;
-        let pinned = pin_servers(&original, &ip)
+        let text = pin_servers(&original, &ip)
             .ok_or_else(|| format!("{path} has no `server host:port;` line to pin"))?;
-        if let Err(e) = write_atomically(&path, &pinned) {
-            return Err(format!("{e}{}", unpin(config, &pins, false)));
-        }
+        pinned.push((path.clone(), text));
         pins.push(Pin { path, original });
     }
     if pins.is_empty() {
-        return Ok((pins, Vec::new()));
+        return Ok(pins);
     }
-    if let Err(e) = test_config(&config.service).and_then(|()| reload(&config.service)) {
-        return Err(format!(
-            "{e}; nginx kept its old config{}",
-            unpin(config, &pins, false)
-        ));
+    let saved = serde_json::to_string(&pins).map_err(|e| format!("cannot record the pins: {e}"))?;
+    state::set(PINS, &saved);
+    for (path, text) in &pinned {
+        if let Err(e) = write_atomically(path, text) {
+            return Err(format!("{e}{}", restore_files(&pins)));
+        }
     }
-    Ok((pins, old_workers))
+    if let Err(e) = reload_gracefully(config) {
+        let restored = restore_files(&pins);
+        return Err(format!("{e}; nginx kept its old config{restored}"));
+    }
+    Ok(pins)
 }
 
-/// Put the include files back as written, and reload if nginx had loaded
-/// the pins. Returns "" on success, or a sentence to append to an error.
-fn unpin(config: &Config, pins: &[Pin], reloaded: bool) -> String {
+/// Verification failed with nginx pinned to the new containers: give
+/// traffic back to the old ones without a gap. The restored include files
+/// name the service, which resolves to old and new; the new ones are then
+/// removed (refused connects move on) and a last reload resolves only the
+/// old.
+fn hand_back(config: &Config, pins: &[Pin], fresh: &[Fresh], why: String) -> String {
+    let mut message = why;
+    message.push_str(&restore_files(pins));
+    if let Err(e) = reload_gracefully(config) {
+        message.push_str(&format!("; reloading the restored config failed: {e}"));
+    }
+    let message = abandon(fresh, message);
+    match reload_gracefully(config) {
+        Ok(()) => message,
+        Err(e) => format!("{message}; the last reload failed: {e}"),
+    }
+}
+
+/// Put the include files back as written and reload, once the old
+/// containers are gone.
+fn unpin(config: &Config, pins: &[Pin]) -> Result<(), String> {
+    let restored = restore_files(pins);
+    if !restored.is_empty() {
+        return Err(restored.trim_start_matches("; ").to_owned());
+    }
+    reload_gracefully(config).map_err(|e| format!("reloading the restored config failed: {e}"))
+}
+
+/// Write the originals back and forget the pins. Returns "" on success, or
+/// a sentence to append to an error.
+fn restore_files(pins: &[Pin]) -> String {
     for pin in pins {
         if let Err(e) = write_atomically(&pin.path, &pin.original) {
             return format!("; restoring {} failed too: {e}", pin.path);
         }
     }
-    if pins.is_empty() || !reloaded {
-        return String::new();
-    }
-    match test_config(&config.service).and_then(|()| reload(&config.service)) {
-        Ok(()) => String::new(),
-        Err(e) => format!("; reloading the restored config failed: {e}"),
-    }
+    state::delete(PINS);
+    String::new()
 }
 
-/// Wait (up to 5 s) until the service name resolves, from inside nginx, to
-/// addresses of the new container only.
-fn dns_settled(nginx: &str, service: &str, new_ips: &[String]) -> bool {
-    for _ in 0..50 {
-        let command = vec!["nslookup".to_owned(), service.to_owned()];
-        if let Ok(out) = docker::exec(nginx, &command) {
-            // `Address: 1.2.3.4` lines; the resolver's own line carries a port.
-            let answers: Vec<&str> = out
-                .stdout
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("Address:"))
-                .map(str::trim)
-                .filter(|a| !a.contains(':') || a.matches(':').count() > 1 && !a.contains('#'))
-                .collect();
-            if !answers.is_empty() && answers.iter().all(|a| new_ips.iter().any(|ip| ip == a)) {
-                return true;
-            }
-        }
-        slipway_sdk::pause_ms(100);
+/// Pins a killed run left behind, restored and reloaded before anything
+/// else: the include files return to what the operator wrote.
+fn restore_leftover_pins(config: &Config) -> Result<(), String> {
+    let Some(saved) = state::get(PINS) else {
+        return Ok(());
+    };
+    let pins: Vec<Pin> = serde_json::from_str(&saved).unwrap_or_default();
+    slipway_sdk::warn!(
+        "restoring {} include file(s) a killed run left pinned",
+        pins.len()
+    );
+    let failed = restore_files(&pins);
+    if !failed.is_empty() {
+        return Err(failed.trim_start_matches("; ").to_owned());
     }
-    false
-}
-
-/// Remove the replacements; the old containers never stopped serving.
-fn abandon(fresh: &[Fresh], why: String) -> String {
-    let mut message = why;
-    for f in fresh {
-        if let Err(e) = docker::discard(&f.service, &f.container.id) {
-            message.push_str(&format!("; removing the new {} failed: {e}", f.service));
-        }
-    }
-    format!("{message}; rolled back: traffic stayed on the old containers")
+    reload_gracefully(config)
 }
 
 /// Replace the host of every `server host:port ...;` line with `ip`.

@@ -1,5 +1,6 @@
 //! nginx in a compose service, reached through the `docker.exec` import.
 
+pub mod config;
 use crate::docker;
 
 /// `nginx -s reload` in `service`: old workers finish their requests, new

@@ -1,0 +1,96 @@
+//! `nginx-overlap`: start-first with the nginx.conf as it is. For each
+//! service nginx routes to:
+//! 1. start the new container next to the old one, under the same network
+//!    aliases, and wait until it is ready;
+//! 2. reload: nginx resolves the name to both containers;
+//! 3. retire the old container gracefully. nginx's connects to it are
+//!    refused and move to the next address; a request that was never sent
+//!    (a POST included) is retried there;
+//! 4. reload again, so nginx holds only the new address before Docker can
+//!    hand the old one to another container.
+//!
+//! Services nginx does not route to are replaced stop-first, so a polling
+//! bot or a beat never runs twice.
+
+use crate::start_first::{Begun, Fresh, abandon, begin, dns_settled, retire_old, service_list};
+use crate::{Config, nginx_routes, reload_for, reload_gracefully};
+use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step};
+
+struct NginxOverlap;
+
+impl Plugin for NginxOverlap {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "nginx-overlap".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Start-first on any nginx.conf: new container beside the old under one name, reload, retire the old, reload".into(),
+            needs: vec![
+                "docker: the nginx service, exec narrowed to [[\"nginx\", \"-t\"], [\"nginx\", \"-T\"], [\"nginx\", \"-s\", \"reload\"], [\"ps\", \"-o\", \"pid,args\"], [\"nslookup\"]], and every service of the surface".into(),
+                "probe: the host:port of verify_url, when set".into(),
+            ],
+            replaces_services: true,
+        }
+    }
+}
+
+impl Step for NginxOverlap {
+    fn plan(ctx: Context) -> Result<Report, String> {
+        let config: Config = ctx.config()?;
+        Ok(Report::new(format!(
+            "would replace {} (start-first where {} routes, stop-first elsewhere), reloading around each switch, and verify {}",
+            ctx.to_replace().join(", "),
+            config.service,
+            config.verify_url.as_deref().unwrap_or("nothing")
+        )))
+    }
+
+    fn apply(ctx: Context) -> Result<Report, String> {
+        let config: Config = ctx.config()?;
+        let routes = nginx_routes(&config.service)?;
+        let Begun {
+            fresh,
+            stop_first,
+            moved,
+        } = begin(&ctx, config.ready_timeout_ms, &routes, |_| Ok(()))?;
+        if fresh.is_empty() {
+            return reload_for(&config, &moved, Some(&routes)).map(Report::new);
+        }
+        overlap(&config, &fresh)?;
+        Ok(Report::new(format!(
+            "replaced {} start-first behind {}; stop-first: [{}]",
+            service_list(&fresh),
+            config.service,
+            stop_first.join(", ")
+        )))
+    }
+
+    fn verify(ctx: Context) -> Result<Report, String> {
+        crate::verify_route(&ctx)
+    }
+
+    /// After `slipway rollback` or a later failure: whatever moved, nginx
+    /// resolves again.
+    fn rollback(ctx: Context) -> Result<Report, String> {
+        crate::reload_moved(&ctx)
+    }
+}
+
+/// Steps 2–4 for the started replacements. If the first reload fails,
+/// nginx still runs its old config and the replacements are removed.
+fn overlap(config: &Config, fresh: &[Fresh]) -> Result<(), String> {
+    if let Err(e) = reload_gracefully(config) {
+        return Err(abandon(fresh, format!("{e}; nginx kept its old config")));
+    }
+    retire_old(fresh)?;
+    if let Err(e) = dns_settled(&config.service, fresh) {
+        slipway_sdk::warn!("{e}; reloading anyway");
+    }
+    reload_gracefully(config).map_err(|e| {
+        format!(
+            "the old {} are retired, but the second reload failed: {e}; nginx retries refused connects on the new containers until it reloads",
+            service_list(fresh)
+        )
+    })
+}
+
+slipway_sdk::export_step!(NginxOverlap);
