@@ -206,9 +206,25 @@ impl state::Host for Sandbox {
                 self.caller
             );
         }
+        self.persist_state();
     }
 
     async fn delete(&mut self, key: String) {
-        self.state.delete(&key)
+        self.state.delete(&key);
+        self.persist_state();
+    }
+}
+
+impl Sandbox {
+    /// Each write reaches the disk before the plugin goes on, so what a
+    /// plugin recorded (e.g. the include files it is about to pin) survives
+    /// the agent being killed mid-call. A plan's writes are never kept.
+    fn persist_state(&mut self) {
+        if self.grants.read_only {
+            return;
+        }
+        if let Err(e) = self.state.save() {
+            tracing::warn!("{}: cannot save plugin state: {e:#}", self.caller);
+        }
     }
 }

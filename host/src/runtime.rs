@@ -309,9 +309,9 @@ impl Runtime {
             Ok(Err(CallError::Host(trap))) => Err(classify(trap, plugin, &output)),
             Ok(other) => other,
         };
-        // A trapped store is poisoned, but what the plugin stored before a
-        // clean return (ok or err) is kept. A plan changes nothing, so its
-        // state writes are dropped.
+        // State writes are on disk as they happen (see `persist_state`);
+        // this catches anything still unsaved after a clean return. A plan
+        // changes nothing, so its state writes are dropped.
         let read_only = store.data().grants.read_only;
         if !read_only && matches!(result, Ok(_) | Err(CallError::Failed(_))) {
             store.data_mut().state.save().map_err(CallError::Host)?;

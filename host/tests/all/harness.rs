@@ -50,6 +50,13 @@ pub fn free_port() -> u16 {
 }
 
 pub fn slipway(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    slipway_command(dir, args, env)
+        .output()
+        .expect("run slipway")
+}
+
+/// The slipway command [`slipway`] runs, to spawn (and kill) it instead.
+pub fn slipway_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
     cmd.current_dir(dir)
         .args(args)
@@ -58,7 +65,7 @@ pub fn slipway(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run slipway")
+    cmd
 }
 
 pub fn text(out: &Output) -> String {
@@ -133,6 +140,11 @@ pub struct Stack {
 
 impl Stack {
     pub fn up() -> Stack {
+        Stack::up_with(|_| {})
+    }
+
+    /// [`Stack::up`], with `edit` applied to the copy before anything builds.
+    pub fn up_with(edit: impl FnOnce(&Path)) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let project = unique("slt");
         let port = free_port();
@@ -151,6 +163,7 @@ impl Stack {
                 &repo_root().join("target/plugins").display().to_string(),
             );
         std::fs::write(dir.path().join("slipway.toml"), manifest).unwrap();
+        edit(dir.path());
         let stack = Stack {
             dir,
             project,
@@ -198,10 +211,24 @@ impl Stack {
     }
 
     pub fn slipway(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+        self.slipway_command(args, extra_env)
+            .output()
+            .expect("run slipway")
+    }
+
+    pub fn slipway_command(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
         let ports = self.ports();
         let mut env: Vec<(&str, &str)> = ports.iter().map(|(k, v)| (*k, v.as_str())).collect();
         env.extend_from_slice(extra_env);
-        slipway(self.path(), args, &env)
+        slipway_command(self.path(), args, &env)
+    }
+
+    /// Replace `from` with `to` in the stack's slipway.toml; it must be there.
+    pub fn edit_manifest(&self, from: &str, to: &str) {
+        let path = self.path().join("slipway.toml");
+        let manifest = std::fs::read_to_string(&path).unwrap();
+        assert!(manifest.contains(from), "slipway.toml has no `{from}`");
+        std::fs::write(path, manifest.replacen(from, to, 1)).unwrap();
     }
 
     pub fn wait_until(&self, mut ok: impl FnMut() -> bool) {
@@ -256,6 +283,76 @@ impl Drop for Stack {
                 p = self.project,
             ))
             .output();
+    }
+}
+
+/// The nginx.conf a new user writes: plain `location` blocks with one-line
+/// `proxy_pass` to the service name, no `upstream` block, no include file.
+pub const PLAIN_NGINX_CONF: &str = "\
+daemon off;
+worker_processes 1;
+pid /run/nginx.pid;
+error_log /dev/stderr;
+events { worker_connections 256; }
+http {
+  access_log off;
+  server {
+    listen 80;
+    location /api/ { proxy_pass http://api:8000/; }
+    location / { proxy_pass http://api:8000; }
+  }
+}
+";
+
+/// Use [`PLAIN_NGINX_CONF`] in a stack's copy (for [`Stack::up_with`]).
+pub fn plain_nginx(dir: &Path) {
+    std::fs::write(dir.join("nginx/nginx.conf"), PLAIN_NGINX_CONF).unwrap();
+}
+
+/// Containers joining and leaving the stack's internal network all the
+/// time, as on a busy host: an address a stopped container frees is handed
+/// to the next one that joins.
+pub struct Churn {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u32>>,
+}
+
+impl Churn {
+    pub fn start(project: &str) -> Churn {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let project = project.to_owned();
+        let thread = std::thread::spawn(move || {
+            let mut joined = 0u32;
+            while !flag.load(Ordering::Relaxed) {
+                let name = format!("{project}_churn_{}", joined % 3);
+                let _ = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!(
+                        "docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} \
+                         --network {project}_internal slipway-test/busybox:latest sleep 600 >/dev/null"
+                    ))
+                    .output();
+                joined += 1;
+            }
+            joined
+        });
+        Churn {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop churning; returns how many containers joined.
+    pub fn stop(mut self) -> u32 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().map_or(0, |t| t.join().unwrap_or(0))
+    }
+}
+
+impl Drop for Churn {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

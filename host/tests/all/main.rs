@@ -12,6 +12,7 @@ mod miniapp;
 mod nginx;
 mod python;
 mod rule1;
+mod rule2;
 mod sandbox;
 mod scaffold;
 mod watch;

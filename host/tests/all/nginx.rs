@@ -4,7 +4,7 @@
 
 use crate::harness::{Load, Stack, docker_inspect, http_get, sh, text};
 
-fn internal_ip(stack: &Stack, service: &str) -> String {
+pub(crate) fn internal_ip(stack: &Stack, service: &str) -> String {
     let c = docker_inspect(&stack.container(service));
     let network = format!("{}_internal", stack.project);
     c["NetworkSettings"]["Networks"][&network]["IPAddress"]
@@ -23,7 +23,7 @@ fn hostname(stack: &Stack, service: &str) -> String {
 /// Stop api and let a decoy take its address, so that api's next container
 /// gets a new IP while nginx still holds the old one. The decoy answers on
 /// api's port, so stale routing shows up as the wrong service answering.
-fn decoy_takes_api_ip(stack: &Stack) -> String {
+pub(crate) fn decoy_takes_api_ip(stack: &Stack) -> String {
     let old_ip = internal_ip(stack, "api");
     stack.compose("stop api");
     sh(
@@ -48,7 +48,7 @@ fn decoy_takes_api_ip(stack: &Stack) -> String {
 }
 
 /// How many containers the api service has, running or not.
-fn api_containers(stack: &Stack) -> usize {
+pub(crate) fn api_containers(stack: &Stack) -> usize {
     let ids = sh(
         &format!(
             "docker ps -aq --filter label=com.docker.compose.project={} --filter label=com.docker.compose.service=api",
@@ -68,16 +68,21 @@ fn remove_decoy(stack: &Stack) {
     );
 }
 
-fn use_plugin(stack: &Stack, file: &str) {
+/// Point the manifest's nginx step at another strategy's build.
+pub(crate) fn use_plugin(stack: &Stack, file: &str) {
     let path = stack.path().join("slipway.toml");
     let manifest = std::fs::read_to_string(&path).unwrap();
-    let manifest = manifest
-        .replace("nginx-reload.wasm", file)
-        .replace("nginx-zero-downtime.wasm", file);
+    let manifest = [
+        "nginx-reload.wasm",
+        "nginx-zero-downtime.wasm",
+        "nginx-overlap.wasm",
+    ]
+    .iter()
+    .fold(manifest, |m, build| m.replace(build, file));
     std::fs::write(path, manifest).unwrap();
 }
 
-fn set_step_config(stack: &Stack, extra: &str) {
+pub(crate) fn set_step_config(stack: &Stack, extra: &str) {
     let path = stack.path().join("slipway.toml");
     let manifest = std::fs::read_to_string(&path).unwrap();
     let manifest = manifest.replace(

@@ -407,3 +407,36 @@ fn watch_runs_until_sigterm_and_skips_ticks_while_a_deploy_holds_the_lock() {
     );
     assert!(log.contains("stopping on signal"), "{log}");
 }
+
+/// Rule 2 on the watcher's path: api sits behind nginx (a one-line
+/// `proxy_pass` to its name), its old address is taken by a decoy, and
+/// containers keep joining the network. Once the watchdog has recreated it,
+/// the backend surface's nginx step has run and every request succeeds.
+#[test]
+fn after_the_watchdog_recreates_api_nginx_reaches_its_new_address_under_churn() {
+    let stack = Stack::up_with(crate::harness::plain_nginx);
+    let source = Source::start("203.0.113.10");
+    let tunnel = Tunnel::up();
+    add_watchdog(
+        &stack,
+        &source,
+        &tunnel,
+        "services = [\"api\"], confirm_ticks = 1, cooldown_ms = 0",
+        "\"api\"",
+    );
+    assert_eq!(tick(&stack).0, 0);
+    let old_ip = crate::nginx::decoy_takes_api_ip(&stack);
+    let churn = crate::harness::Churn::start(&stack.project);
+    source.ip("203.0.113.20");
+    let (code, log) = tick(&stack);
+    churn.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("recreated api"), "{log}");
+    assert!(log.contains("rerouted backend"), "{log}");
+    assert_ne!(crate::nginx::internal_ip(&stack, "api"), old_ip);
+    let load = crate::harness::Load::start(stack.port, 100);
+    std::thread::sleep(Duration::from_secs(2));
+    let (tally, _) = load.stop();
+    assert_eq!((tally.non_2xx, tally.errors), (0, 0), "{tally:?}");
+    assert!(tally.ok >= 100, "{tally:?}");
+}

@@ -1,0 +1,410 @@
+//! Rule 2 on configurations slipway did not write, under 100 requests/s of
+//! GET and POST (a new connection each): a one-line `location` with
+//! `proxy_pass` to the service name, on a network where other containers
+//! keep joining, a strategy swapped on that plain config, singletons under a
+//! start-first strategy, injected failures, SIGKILL mid-deploy, and the
+//! release command.
+
+use crate::harness::{
+    Churn, Load, Stack, Tally, docker_inspect, http_get, json, plain_nginx, text,
+};
+use crate::nginx::{api_containers, decoy_takes_api_ip, internal_ip, set_step_config, use_plugin};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Two seconds of load after a deploy: every request must succeed.
+fn load_after(stack: &Stack) -> Tally {
+    let load = Load::start(stack.port, 100);
+    std::thread::sleep(Duration::from_secs(2));
+    load.stop().0
+}
+
+fn assert_no_failures(tally: &Tally, what: &str) {
+    assert_eq!(
+        (tally.non_2xx, tally.errors),
+        (0, 0),
+        "{what}: failed requests: {tally:?}"
+    );
+    assert!(tally.ok >= 100, "{what}: the load was too thin: {tally:?}");
+}
+
+fn api_id(stack: &Stack) -> String {
+    docker_inspect(&stack.container("api"))["Id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn deploy(stack: &Stack, version: &str) -> std::process::Output {
+    stack.set_version("api", version);
+    stack.slipway(
+        &["deploy", "backend", "--json"],
+        &[("APP_VERSION", version)],
+    )
+}
+
+/// The issue's first case, made certain: api's address is already held by
+/// a decoy answering on its port (as a busy network hands it out), and
+/// containers keep joining while the deploy runs. nginx must not keep the
+/// old address.
+#[test]
+fn with_a_one_line_location_and_ip_churn_nginx_reload_leaves_no_request_failing() {
+    let stack = Stack::up_with(plain_nginx);
+    let old_ip = decoy_takes_api_ip(&stack);
+    let churn = Churn::start(&stack.project);
+    let out = deploy(&stack, "v2");
+    let joined = churn.stop();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(joined > 0, "no container joined the network");
+    assert_ne!(internal_ip(&stack, "api"), old_ip, "api must have moved");
+    let summary = json(&out)["surfaces"][0]["steps"][0]["calls"][0]["message"].clone();
+    assert_eq!(summary, "reloaded nginx for api", "{}", text(&out));
+    assert_no_failures(&load_after(&stack), "after the deploy");
+    let (_, body) = http_get(stack.port, "/version");
+    assert!(body.starts_with("honeychat-api v2 "), "{body}");
+}
+
+#[test]
+fn on_a_plain_config_zero_downtime_refuses_untouched_and_overlap_deploys_without_failures() {
+    let stack = Stack::up_with(plain_nginx);
+    use_plugin(&stack, "nginx-zero-downtime.wasm");
+    let before = api_id(&stack);
+    let load = Load::start(stack.port, 100);
+    let out = deploy(&stack, "v2");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let report = json(&out);
+    assert_eq!(report["refused"], true, "{report}");
+    assert_eq!(report["surfaces"][0]["outcome"], "refused");
+    let error = report["error"].as_str().unwrap();
+    for needle in [
+        "/etc/nginx/nginx.conf:",
+        "`proxy_pass http://api:8000/`",
+        "upstream api_backend { include /etc/nginx/upstreams/api.conf; }",
+        "nginx-overlap.wasm",
+    ] {
+        assert!(error.contains(needle), "`{needle}` missing from: {error}");
+    }
+    assert_eq!(api_id(&stack), before, "the refusal touched api");
+
+    use_plugin(&stack, "nginx-overlap.wasm");
+    let mut took = Vec::new();
+    for round in 2..12 {
+        let version = format!("v{round}");
+        let t = Instant::now();
+        let out = deploy(&stack, &version);
+        took.push(t.elapsed().as_secs_f64());
+        assert_eq!(out.status.code(), Some(0), "round {round}: {}", text(&out));
+    }
+    let (tally, during) = load.stop();
+    eprintln!("10 overlap deploys in {during:?} ({took:.1?} s each): {tally:?}");
+    assert_no_failures(&tally, "during 10 nginx-overlap deploys");
+    assert_eq!(api_containers(&stack), 1, "old containers left behind");
+    let (_, body) = http_get(stack.port, "/version");
+    assert!(body.starts_with("honeychat-api v11 "), "{body}");
+}
+
+/// The most containers each service ran at once while `deploy` ran.
+fn peak_running(stack: &Stack, services: &[&str], deploy: impl FnOnce()) -> Vec<usize> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (stop, project) = (stop.clone(), stack.project.clone());
+        let services: Vec<String> = services.iter().map(|s| s.to_string()).collect();
+        std::thread::spawn(move || {
+            let mut peak = vec![0; services.len()];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (i, s) in services.iter().enumerate() {
+                    peak[i] = peak[i].max(running_of(&project, s));
+                }
+            }
+            peak
+        })
+    };
+    deploy();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    poller.join().unwrap()
+}
+
+fn running_of(project: &str, service: &str) -> usize {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn singletons_never_run_twice_under_a_start_first_strategy_and_plan_says_why() {
+    let stack = Stack::up();
+    use_plugin(&stack, "nginx-overlap.wasm");
+    stack.edit_manifest(
+        "services = [\"api\", \"bot\", \"worker\"]",
+        "services = [\"api\", \"bot\", \"worker\"]\nupdate_order = { worker = \"stop-first\" }",
+    );
+    // bot gets a fixed name, so it can never run twice.
+    let compose = stack.path().join("docker-compose.yml");
+    let text_before = std::fs::read_to_string(&compose).unwrap();
+    std::fs::write(
+        &compose,
+        text_before.replacen(
+            "  bot:\n    build: ./worker\n",
+            &format!(
+                "  bot:\n    build: ./worker\n    container_name: {}_thebot\n",
+                stack.project
+            ),
+            1,
+        ),
+    )
+    .unwrap();
+    for service in ["api", "worker"] {
+        stack.set_version(service, "v2");
+    }
+    let plan = stack.slipway(&["plan", "backend", "--json"], &[("APP_VERSION", "v2")]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    let plan = json(&plan);
+    let order = |service: &str| {
+        plan["surfaces"][0]["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == service)
+            .map(|s| s["order"].as_str().unwrap_or("").to_owned())
+            .unwrap()
+    };
+    assert!(order("bot").contains("container_name"), "{plan}");
+    assert!(
+        order("worker").contains("surface.backend.update_order.worker"),
+        "{plan}"
+    );
+    assert!(order("api").contains("the step decides"), "{plan}");
+
+    let load = Load::start(stack.port, 100);
+    let mut out = None;
+    let peak = peak_running(&stack, &["api", "bot", "worker"], || {
+        out = Some(stack.slipway(&["deploy", "backend"], &[("APP_VERSION", "v2")]));
+    });
+    let (tally, _) = load.stop();
+    let out = out.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        peak,
+        [2, 1, 1],
+        "peak running containers of api, bot, worker"
+    );
+    assert_no_failures(&tally, "during the deploy");
+}
+
+#[test]
+fn when_verification_fails_traffic_goes_back_to_the_old_container_without_a_gap() {
+    let stack = Stack::up();
+    use_plugin(&stack, "nginx-zero-downtime.wasm");
+    set_step_config(
+        &stack,
+        "verify_expect = \"never in any body\", verify_timeout_ms = 2000",
+    );
+    let include = stack.path().join("nginx/upstreams/api.conf");
+    let written = std::fs::read_to_string(&include).unwrap();
+    let before = api_id(&stack);
+    let load = Load::start(stack.port, 100);
+    let out = deploy(&stack, "v2");
+    let (tally, _) = load.stop();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("traffic stayed on the old containers"),
+        "{}",
+        text(&out)
+    );
+    assert_no_failures(&tally, "during the failed deploy");
+    assert_no_failures(&load_after(&stack), "after the failed deploy");
+    assert_eq!(api_id(&stack), before, "the old api must serve");
+    assert_eq!(api_containers(&stack), 1, "the replacement was left behind");
+    assert_eq!(std::fs::read_to_string(&include).unwrap(), written);
+}
+
+/// A request that holds an nginx worker for 6 s: longer than the drain.
+fn slow_cgi(dir: &std::path::Path) {
+    std::fs::write(
+        dir.join("api/slow.cgi"),
+        "#!/bin/sh\nsleep 6\nprintf 'Content-Type: text/plain\\r\\n\\r\\nslow\\n'\n",
+    )
+    .unwrap();
+    let dockerfile = dir.join("api/Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    std::fs::write(
+        dockerfile,
+        format!("{text}COPY slow.cgi /www/cgi-bin/slow\nRUN chmod 755 /www/cgi-bin/slow\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_drain_that_times_out_still_ends_on_one_serving_container_and_the_written_config() {
+    let stack = Stack::up_with(slow_cgi);
+    use_plugin(&stack, "nginx-zero-downtime.wasm");
+    set_step_config(&stack, "drain_timeout_ms = 500");
+    let include = stack.path().join("nginx/upstreams/api.conf");
+    let written = std::fs::read_to_string(&include).unwrap();
+    let port = stack.port;
+    let slow = std::thread::spawn(move || {
+        for _ in 0..4 {
+            let _ = std::panic::catch_unwind(|| http_get(port, "/api/cgi-bin/slow"));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let out = deploy(&stack, "v2");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("still busy"),
+        "the drain never timed out: {}",
+        text(&out)
+    );
+    assert_no_failures(&load_after(&stack), "after the deploy");
+    assert_eq!(api_containers(&stack), 1, "containers left behind");
+    assert_eq!(std::fs::read_to_string(&include).unwrap(), written);
+    let _ = slow.join();
+}
+
+#[test]
+fn a_zero_downtime_deploy_killed_at_any_point_is_repaired_by_a_plain_rerun() {
+    let stack = Stack::up();
+    use_plugin(&stack, "nginx-zero-downtime.wasm");
+    let include = stack.path().join("nginx/upstreams/api.conf");
+    let written = std::fs::read_to_string(&include).unwrap();
+    let pinned = || std::fs::read_to_string(&include).unwrap() != written;
+    let points: [(&str, &dyn Fn(Duration) -> bool); 6] = [
+        ("0.5 s", &|t| t >= Duration::from_millis(500)),
+        ("1 s", &|t| t >= Duration::from_secs(1)),
+        ("2 s", &|t| t >= Duration::from_secs(2)),
+        ("3 s", &|t| t >= Duration::from_secs(3)),
+        ("5 s", &|t| t >= Duration::from_secs(5)),
+        ("pinned", &|_| pinned()),
+    ];
+    for (round, (label, kill_now)) in points.iter().enumerate() {
+        let version = format!("v{}", round + 2);
+        stack.set_version("api", &version);
+        let mut child = stack
+            .slipway_command(&["deploy", "backend"], &[("APP_VERSION", &version)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let killed = loop {
+            if child.try_wait().unwrap().is_some() {
+                break false;
+            }
+            if kill_now(start.elapsed()) {
+                child.kill().unwrap();
+                break true;
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "{label}: hung");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        child.wait().unwrap();
+        eprintln!(
+            "kill at {label}: killed {killed} after {:?}",
+            start.elapsed()
+        );
+        let out = stack.slipway(&["deploy", "backend"], &[("APP_VERSION", &version)]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "rerun after {label}: {}",
+            text(&out)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&include).unwrap(),
+            written,
+            "after {label}"
+        );
+        assert_eq!(api_containers(&stack), 1, "after {label}");
+        let (_, body) = http_get(stack.port, "/version");
+        assert!(
+            body.starts_with(&format!("honeychat-api {version} ")),
+            "after {label}: {body}"
+        );
+    }
+}
+
+/// Give the backend surface a release command (replacing any earlier one).
+fn set_release(stack: &Stack, command: &str) {
+    let path = stack.path().join("slipway.toml");
+    let manifest = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = manifest
+        .lines()
+        .filter(|l| !l.starts_with("release = "))
+        .collect();
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    stack.edit_manifest(
+        "services = [\"api\", \"bot\", \"worker\"]",
+        &format!(
+            "services = [\"api\", \"bot\", \"worker\"]\nrelease = {{ service = \"api\", command = {command} }}"
+        ),
+    );
+}
+
+#[test]
+fn the_release_command_runs_on_the_new_image_before_the_switch_and_a_failure_keeps_v1() {
+    let stack = Stack::up();
+    set_release(
+        &stack,
+        r#"["sh", "-c", "echo migrating to $(cat /VERSION); exit 3"]"#,
+    );
+    let before = api_id(&stack);
+    let load = Load::start(stack.port, 100);
+    let out = deploy(&stack, "v2");
+    let (tally, _) = load.stop();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("exited 3") && all.contains("old containers keep serving"),
+        "{all}"
+    );
+    assert!(
+        all.contains("migrating to v2"),
+        "the output is not in the log: {all}"
+    );
+    assert_no_failures(&tally, "during the failed release");
+    assert_eq!(
+        api_id(&stack),
+        before,
+        "api was replaced after a failed release"
+    );
+    assert!(
+        http_get(stack.port, "/version")
+            .1
+            .starts_with("honeychat-api v1 ")
+    );
+
+    set_release(&stack, r#"["sh", "-c", "cat /VERSION > /data/migrated"]"#);
+    let out = deploy(&stack, "v2");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let migrated = crate::harness::sh(
+        &format!("docker exec {} cat /data/migrated", stack.container("api")),
+        stack.path(),
+        &[],
+    );
+    assert_eq!(
+        migrated.trim(),
+        "v2",
+        "the release did not run on the new image with the service's volumes"
+    );
+    let log = stack.slipway(&["log", "--json", "-n", "1"], &[]);
+    let entry: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&log.stdout).lines().last().unwrap()).unwrap();
+    let release = &entry["surfaces"][0]["release"];
+    assert_eq!(release["exit_code"], 0, "{entry}");
+    let finished = humantime::parse_rfc3339_weak(release["finished"].as_str().unwrap()).unwrap();
+    let created = docker_inspect(&stack.container("api"))["Created"].clone();
+    let created = humantime::parse_rfc3339(created.as_str().unwrap()).unwrap();
+    assert!(
+        finished < created,
+        "the release finished at {release} but the new api was created at {created:?}"
+    );
+}
