@@ -249,17 +249,21 @@ impl Agent {
 
     /// Put each service back on the image and spec it ran before the
     /// deploy that left it on its current ones, as the journal records.
-    /// Returns the services recreated.
+    /// Under a step that replaces services, a service whose compose
+    /// definition is unchanged is only retagged and handed to the step (its
+    /// rollback replaces it, start-first where it would be on a deploy);
+    /// the host replaces the others stop-first.
     pub(super) async fn restore_services(
         &self,
         surface: &str,
         services: &[String],
         report: &mut SurfaceReport,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Restored, String> {
         let docker = self.docker_for(surface)?;
+        let step_replaces = self.step_replaces(surface);
         let (entries, _) = crate::journal::read(&self.loaded.state_dir())
             .map_err(|e| format!("surface {surface}: cannot read the journal: {e}"))?;
-        let mut restored = Vec::new();
+        let mut restored = Restored::default();
         for service in services {
             let fail = |what: &str, e| service_failed(surface, service, what, e);
             let containers = docker
@@ -278,7 +282,7 @@ impl Agent {
                 );
                 continue;
             };
-            let target = self.previous_target(docker, service, &previous).await?;
+            let (target, same_spec) = self.previous_target(docker, service, &previous).await?;
             tracing::info!(
                 "[{surface}] rolling {service} back from {} to {}",
                 short_id(&current.image_id),
@@ -294,6 +298,11 @@ impl Agent {
                 spec_after: Some(target.spec.hash()),
                 ..Default::default()
             });
+            if step_replaces && same_spec && target.spec.single_instance().is_none() {
+                entry(report, service).order = Some("by the step, as on a deploy".into());
+                restored.step.push(service.clone());
+                continue;
+            }
             let t = Instant::now();
             let new = docker
                 .replace(current, &target)
@@ -301,22 +310,25 @@ impl Agent {
                 .map_err(|e| fail("rollback", e))?;
             let svc = entry(report, service);
             svc.recreate_ms = t.elapsed().as_millis() as u64;
+            svc.order = Some("stop-first".into());
             svc.container = Some(new.name);
-            restored.push(service.clone());
+            restored.host.push(service.clone());
         }
-        self.prove_running(surface, &restored, report).await?;
+        self.prove_running(surface, &restored.host, report).await?;
         Ok(restored)
     }
 
     /// The container a rollback restores: the recorded image, retagged as
     /// the service's image so compose and later deploys agree, and the
     /// recorded spec (or today's, for a deploy recorded before specs were).
+    /// Also whether that spec is today's, so a step can build the same
+    /// container from the compose model.
     async fn previous_target(
         &self,
         docker: &Docker,
         service: &str,
         previous: &crate::journal::Previous,
-    ) -> Result<Target, String> {
+    ) -> Result<(Target, bool), String> {
         let fail = |what: &str, e| service_failed("rollback", service, what, e);
         docker.image_id(&previous.image).await.map_err(|_| {
             format!(
@@ -336,6 +348,7 @@ impl Agent {
             .desired(service)
             .await
             .map_err(|e| fail("desired spec", e))?;
+        let today = target.spec.hash();
         match previous.spec.as_deref().map(|h| self.specs().load(h)) {
             Some(Some(spec)) => target.spec = spec,
             Some(None) => tracing::warn!(
@@ -344,8 +357,17 @@ impl Agent {
             ),
             None => {}
         }
-        Ok(target)
+        let same_spec = target.spec.hash() == today;
+        Ok((target, same_spec))
     }
+}
+
+/// What a rollback put back: by the host (stop-first), and handed to the
+/// step that replaces services.
+#[derive(Default)]
+pub(super) struct Restored {
+    pub host: Vec<String>,
+    pub step: Vec<String>,
 }
 
 /// The report entry of a service, created on first use.

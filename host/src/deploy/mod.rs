@@ -343,12 +343,14 @@ impl Agent {
         let mut report = SurfaceReport::new(surface, "ok");
         let services = &self.loaded.manifest.surface[surface].services;
         let mut outputs = Vec::new();
+        let mut handed = Vec::new();
         if !services.is_empty() {
             match self.restore_services(surface, services, &mut report).await {
-                Ok(restored) => outputs.push(Output {
-                    key: "recreated".into(),
-                    value: restored.join(","),
-                }),
+                Ok(restored) => {
+                    outputs =
+                        host_outputs("", &restored.host.join(","), &restored.step.join(","), "");
+                    handed = restored.step;
+                }
                 Err(message) => {
                     tracing::error!("[{surface}] {message}");
                     report.outcome = "failed".into();
@@ -384,6 +386,12 @@ impl Agent {
                 report.error = Some(message);
                 break;
             }
+        }
+        if report.error.is_none()
+            && let Err(message) = self.prove_running(surface, &handed, &mut report).await
+        {
+            report.outcome = "failed".into();
+            report.error = Some(message);
         }
         report.duration_ms = start.elapsed().as_millis() as u64;
         RunReport {
@@ -791,6 +799,13 @@ impl Agent {
         report: &mut SurfaceReport,
     ) {
         let steps = &self.loaded.manifest.surface[surface].step;
+        // The replacements were this deploy's; a rollback must not redo them.
+        let mut outputs = outputs.to_vec();
+        outputs.push(Output {
+            key: "replace".into(),
+            value: String::new(),
+        });
+        let outputs = &outputs[..];
         for &index in applied.iter().rev() {
             let result = self
                 .call_step(

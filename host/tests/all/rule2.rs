@@ -408,3 +408,39 @@ fn the_release_command_runs_on_the_new_image_before_the_switch_and_a_failure_kee
         "the release finished at {release} but the new api was created at {created:?}"
     );
 }
+
+#[test]
+fn a_rollback_under_a_start_first_strategy_is_start_first_too() {
+    let stack = Stack::up();
+    use_plugin(&stack, "nginx-zero-downtime.wasm");
+    let include = stack.path().join("nginx/upstreams/api.conf");
+    let written = std::fs::read_to_string(&include).unwrap();
+    let out = deploy(&stack, "v2");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let load = Load::start(stack.port, 100);
+    let mut out = None;
+    let peak = peak_running(&stack, &["api"], || {
+        out = Some(stack.slipway(&["rollback", "backend", "--json"], &[]));
+    });
+    let (tally, _) = load.stop();
+    let out = out.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report = json(&out);
+    assert_eq!(
+        report["surfaces"][0]["services"][0]["order"], "by the step, as on a deploy",
+        "{report}"
+    );
+    assert_eq!(
+        peak,
+        [2],
+        "the old api must serve until the restored one is ready"
+    );
+    assert_no_failures(&tally, "during the rollback");
+    assert!(
+        http_get(stack.port, "/version")
+            .1
+            .starts_with("honeychat-api v1 ")
+    );
+    assert_eq!(api_containers(&stack), 1);
+    assert_eq!(std::fs::read_to_string(&include).unwrap(), written);
+}

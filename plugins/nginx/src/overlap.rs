@@ -68,9 +68,14 @@ impl Step for NginxOverlap {
         crate::verify_route(&ctx)
     }
 
-    /// After `slipway rollback` or a later failure: whatever moved, nginx
-    /// resolves again.
+    /// `slipway rollback` hands over the services to put back on their
+    /// previous images (`replace`): the same start-first switch as a deploy.
+    /// Otherwise (the host restored them stop-first, or a later part of the
+    /// deploy failed) nginx resolves whatever moved again.
     fn rollback(ctx: Context) -> Result<Report, String> {
+        if !ctx.to_replace().is_empty() {
+            return Self::apply(ctx);
+        }
         crate::reload_moved(&ctx)
     }
 }

@@ -117,10 +117,15 @@ impl Step for NginxZeroDowntime {
         crate::verify_route(&ctx)
     }
 
-    /// `slipway rollback` recreated the services on their previous images
-    /// (stop-first), or a later part of the deploy failed: nginx resolves
-    /// whatever moved again, after any pin a killed run left is undone.
+    /// `slipway rollback` hands over the services to put back on their
+    /// previous images (`replace`): the same start-first switch as a deploy.
+    /// Otherwise (the host restored them stop-first, or a later part of the
+    /// deploy failed) nginx resolves whatever moved again.
+    /// Any pin a killed run left is undone first.
     fn rollback(ctx: Context) -> Result<Report, String> {
+        if !ctx.to_replace().is_empty() {
+            return Self::apply(ctx);
+        }
         let config: Config = ctx.config()?;
         restore_leftover_pins(&config)?;
         crate::reload_moved(&ctx)
