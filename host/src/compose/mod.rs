@@ -592,7 +592,7 @@ fn service_def(
         dns_search: take(&mut def, "dns_search")
             .map(|v| string_list(&v))
             .unwrap_or_default(),
-        update_order: update_order(&def)
+        update_order: update_order(&mut def)
             .map_err(|e| at(format!("deploy.update_config.order: {e}")))?,
     };
     let env_files = take(&mut def, "env_file")
@@ -637,14 +637,17 @@ fn service_def(
     })
 }
 
-fn update_order(def: &Mapping) -> Result<Option<UpdateOrder>, String> {
+/// `deploy.update_config.order`, taken out of the mapping: the typed model
+/// refuses the key, though compose defines it.
+fn update_order(def: &mut Mapping) -> Result<Option<UpdateOrder>, String> {
     let order = def
-        .get("deploy")
-        .and_then(|d| d.get("update_config"))
-        .and_then(|u| u.get("order"))
+        .get_mut("deploy")
+        .and_then(|d| d.get_mut("update_config"))
+        .and_then(|u| u.as_mapping_mut())
+        .and_then(|u| u.remove("order"))
         .filter(|v| !v.is_null());
     order
-        .map(|v| UpdateOrder::parse(&merge::scalar_text(v)))
+        .map(|v| UpdateOrder::parse(&merge::scalar_text(&v)))
         .transpose()
 }
 

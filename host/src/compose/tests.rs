@@ -226,3 +226,27 @@ fn shell_environment_wins_over_dot_env() {
     let value = &p.service("api").unwrap().environment["P"];
     assert_eq!(value, &std::env::var("PATH").unwrap());
 }
+
+#[test]
+fn update_order_is_read_from_deploy_update_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let compose = |order: &str| {
+        format!(
+            "services:\n  api:\n    image: x\n    deploy:\n      update_config:\n        order: {order}\n        parallelism: 1\n  bot:\n    image: x\n"
+        )
+    };
+    write(dir.path(), "docker-compose.yml", &compose("start-first"));
+    let p = load(dir.path(), &["docker-compose.yml"]).unwrap();
+    assert_eq!(
+        p.services["api"].extra.update_order,
+        Some(UpdateOrder::StartFirst)
+    );
+    assert_eq!(p.services["bot"].extra.update_order, None);
+    write(dir.path(), "docker-compose.yml", &compose("blue-green"));
+    let e = err(dir.path(), &["docker-compose.yml"]);
+    assert!(
+        e.contains("docker-compose.yml:2: service `api`: deploy.update_config.order")
+            && e.contains("`blue-green` is neither"),
+        "{e}"
+    );
+}

@@ -218,13 +218,14 @@ impl Agent {
     }
 
     /// What `plan` shows: each service's action and changed keys, decided
-    /// against the image its tag points at now (a build may change it).
+    /// against the image its tag points at now (a build may change it). A
+    /// refusal is the deploy's refusal.
     pub(super) async fn plan_services(
         &self,
         surface: &str,
         services: &[String],
         report: &mut SurfaceReport,
-    ) {
+    ) -> Result<(), Stop> {
         for service in services {
             let mut svc = ServiceReport {
                 service: service.clone(),
@@ -240,11 +241,14 @@ impl Agent {
             report.services.push(svc);
         }
         if self.docker.is_none() {
-            return;
+            return Ok(());
         }
-        if let Err(e) = self.decide(surface, services, true, report).await {
-            tracing::warn!("[{surface}] cannot plan its services yet: {e}");
+        match self.decide(surface, services, true, report).await {
+            Err(Stop::Refused(e)) => return Err(Stop::Refused(e)),
+            Err(e) => tracing::warn!("[{surface}] cannot plan its services yet: {e}"),
+            Ok(_) => {}
         }
+        Ok(())
     }
 
     /// Put each service back on the image and spec it ran before the

@@ -499,7 +499,7 @@ impl Agent {
         let services = &self.loaded.manifest.surface[name].services;
         let step_replaces = self.step_replaces(name);
         let (acted, decisions) = if dry {
-            self.plan_services(name, services, report).await;
+            self.plan_services(name, services, report).await?;
             (planned(report, step_replaces).0, None)
         } else {
             self.build_services(name, services, report).await?;

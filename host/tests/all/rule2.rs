@@ -444,3 +444,38 @@ fn a_rollback_under_a_start_first_strategy_is_start_first_too() {
     assert_eq!(api_containers(&stack), 1);
     assert_eq!(std::fs::read_to_string(&include).unwrap(), written);
 }
+
+#[test]
+fn start_first_in_compose_without_a_start_first_strategy_is_refused_with_both_fixes() {
+    let stack = Stack::up_with(|dir| {
+        let compose = dir.join("docker-compose.yml");
+        let text = std::fs::read_to_string(&compose).unwrap();
+        let text = text.replacen(
+            "  api:\n    build: ./api\n",
+            "  api:\n    build: ./api\n    deploy:\n      update_config:\n        order: start-first\n",
+            1,
+        );
+        std::fs::write(compose, text).unwrap();
+    });
+    let before = api_id(&stack);
+    stack.set_version("api", "v2");
+    for command in ["plan", "deploy"] {
+        let out = stack.slipway(&[command, "backend", "--json"], &[("APP_VERSION", "v2")]);
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", text(&out));
+        let error = json(&out)["error"].as_str().unwrap_or_default().to_owned();
+        for needle in [
+            "deploy.update_config.order is start-first",
+            "nginx-overlap.wasm",
+            "surface.backend.update_order.api = \"stop-first\"",
+        ] {
+            assert!(
+                error.contains(needle),
+                "{command}: `{needle}` missing: {error}"
+            );
+        }
+    }
+    assert_eq!(api_id(&stack), before, "the refusal replaced api");
+    use_plugin(&stack, "nginx-overlap.wasm");
+    let out = stack.slipway(&["deploy", "backend"], &[("APP_VERSION", "v2")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
