@@ -83,6 +83,23 @@ pub struct ExecOutput {
 pub struct Docker {
     client: bollard::Docker,
     compose: ComposeProject,
+    /// Containers stopped by a stop-first replacement and kept, until their
+    /// successor is ready, to be put back if it never is. They are not the
+    /// service's containers meanwhile: readiness, inspect and reconcile
+    /// ignore them. (A killed agent forgets them; the next deploy finds
+    /// them as leftovers.)
+    parked: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// A container a stop-first replacement stopped and moved out of the way.
+#[derive(Debug, Clone)]
+pub struct Parked {
+    pub service: String,
+    pub id: String,
+    /// Its name before it was moved.
+    pub name: String,
+    /// The container that replaced it.
+    pub successor: String,
 }
 
 impl Docker {
@@ -102,7 +119,11 @@ impl Docker {
             .await
             .map_err(|_| unreachable("timed out after 10s".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
-        Ok(Docker { client, compose })
+        Ok(Docker {
+            client,
+            compose,
+            parked: Default::default(),
+        })
     }
 
     pub fn compose(&self) -> &ComposeProject {
@@ -131,8 +152,10 @@ impl Docker {
     /// IDs of the service's containers (not one-off `run` containers).
     async fn container_ids(&self, service: &str) -> Result<Vec<String>> {
         let list = self.labelled(SERVICE_LABEL, service).await?;
+        let parked = self.parked_ids().clone();
         let mut ids: Vec<(String, String)> = list
             .into_iter()
+            .filter(|c| c.id.as_ref().is_none_or(|id| !parked.contains(id)))
             .filter(|c| {
                 let labels = c.labels.as_ref();
                 labels.and_then(|l| l.get(ONEOFF_LABEL)).map(String::as_str) != Some("True")
@@ -387,6 +410,18 @@ impl Docker {
     /// remove the old one. If the new one cannot start, the old one is put
     /// back and restarted.
     pub async fn replace(&self, old: &ContainerInfo, target: &Target) -> Result<ContainerInfo> {
+        let (new, parked) = self.replace_parked(old, target).await?;
+        self.drop_parked(&parked).await?;
+        Ok(new)
+    }
+
+    /// [`Docker::replace`], keeping the old container stopped and parked
+    /// until [`Docker::drop_parked`] or [`Docker::unpark`].
+    pub async fn replace_parked(
+        &self,
+        old: &ContainerInfo,
+        target: &Target,
+    ) -> Result<(ContainerInfo, Parked)> {
         let raw = self.inspect_raw(&old.id).await?;
         self.stop(&old.id, &raw).await?;
         let tmp_name = format!("{}_{}", short(&old.id), old.name);
@@ -394,10 +429,12 @@ impl Docker {
             .rename_container(&old.id, RenameContainerOptions { name: tmp_name })
             .await
             .with_context(|| format!("cannot rename {} out of the way", old.name))?;
+        self.parked_ids().insert(old.id.clone());
         let created = self.create(target, &target.spec.name, Some(&raw)).await;
         let new = match created {
             Ok(c) => c,
             Err(e) => {
+                self.parked_ids().remove(&old.id);
                 self.restore(&old.id, &old.name).await;
                 return Err(e.context(format!(
                     "recreating {} failed; the old container was restarted",
@@ -405,8 +442,34 @@ impl Docker {
                 )));
             }
         };
-        self.remove(&old.id, &old.name).await?;
-        Ok(new)
+        let parked = Parked {
+            service: old.service.clone(),
+            id: old.id.clone(),
+            name: old.name.clone(),
+            successor: new.id.clone(),
+        };
+        Ok((new, parked))
+    }
+
+    /// The successor is ready: remove the parked container.
+    pub async fn drop_parked(&self, parked: &Parked) -> Result<()> {
+        self.parked_ids().remove(&parked.id);
+        self.remove(&parked.id, &parked.name).await
+    }
+
+    /// The successor never became ready: remove it, and start the parked
+    /// container again under its own name.
+    pub async fn unpark(&self, parked: &Parked) -> Result<()> {
+        self.remove(&parked.successor, &parked.name).await?;
+        self.parked_ids().remove(&parked.id);
+        self.rename(&parked.id, &parked.name).await?;
+        self.start(&parked.id).await
+    }
+
+    fn parked_ids(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        // A poisoned lock only means another task panicked mid-insert; the
+        // set itself is still a set.
+        self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Start-first: a new container for the service next to the running

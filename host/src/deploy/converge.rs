@@ -6,7 +6,7 @@
 
 use super::{Agent, Stop, service_failed, short_id};
 use crate::compose::UpdateOrder;
-use crate::docker::{Docker, Target};
+use crate::docker::{Docker, Parked, Target};
 use crate::observed::SpecStore;
 use crate::reconcile::{Action, Desired, Verb};
 use crate::report::{ServiceReport, SurfaceReport};
@@ -95,17 +95,20 @@ impl Agent {
     }
 
     /// Carry out the decisions: discard leftovers, then create, replace
-    /// (stop-first) or skip. With `step_replaces`, replacements are left to
-    /// the step. Returns the services this call created or replaced.
+    /// (stop-first, the old container parked until `settle_parked`) or
+    /// skip. With `step_replaces`, replacements are left to the step.
+    /// Returns the services this call created, replaced or cleaned up, and
+    /// the parked containers.
     pub(super) async fn converge(
         &self,
         surface: &str,
         decisions: &[Decision],
         step_replaces: bool,
         report: &mut SurfaceReport,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<(Vec<String>, Vec<Parked>), String> {
         let docker = self.docker_for(surface)?;
         let mut acted = Vec::new();
+        let mut parked = Vec::new();
         for d in decisions {
             let service = &d.service;
             let fail = |what: &str, e| service_failed(surface, service, what, e);
@@ -147,7 +150,15 @@ impl Agent {
                         .map_err(|e| fail("inspect", e))?;
                     let old = old.into_iter().find(|c| c.id == keep.id);
                     let result = match old {
-                        Some(old) => docker.replace(&old, &d.target).await,
+                        Some(old) => {
+                            docker
+                                .replace_parked(&old, &d.target)
+                                .await
+                                .map(|(new, p)| {
+                                    parked.push(p);
+                                    new
+                                })
+                        }
                         None => docker.create(&d.target, &d.target.spec.name, None).await,
                     };
                     task.end(result.is_ok());
@@ -165,7 +176,52 @@ impl Agent {
             svc.container = Some(container.name.clone());
             acted.push(service.clone());
         }
-        Ok(acted)
+        Ok((acted, parked))
+    }
+
+    /// Once the replacements are ready (`ready` is Ok), remove the parked
+    /// containers. Otherwise put them back, and have the surface's steps
+    /// route to them again (rule 2: they may have new addresses), so the old
+    /// version serves; the error says so.
+    pub(super) async fn settle_parked(
+        &self,
+        surface: &str,
+        parked: &[Parked],
+        ready: Result<(), String>,
+        report: &mut SurfaceReport,
+    ) -> Result<(), Stop> {
+        let docker = self.docker_for(surface)?;
+        let Err(why) = ready else {
+            for p in parked {
+                docker.drop_parked(p).await.map_err(|e| {
+                    format!("surface {surface}: cannot remove the old {}: {e:#}", p.name)
+                })?;
+            }
+            return Ok(());
+        };
+        if parked.is_empty() {
+            return Err(Stop::Failed(why));
+        }
+        let mut back = Vec::new();
+        for p in parked {
+            match docker.unpark(p).await {
+                Ok(()) => back.push(p.name.clone()),
+                Err(e) => tracing::error!("[{surface}] cannot put back {}: {e:#}", p.name),
+            }
+        }
+        let services: Vec<String> = parked.iter().map(|p| p.service.clone()).collect();
+        let mut outputs = super::host_outputs("", &services.join(","), "", "");
+        let routed = match self
+            .run_steps(surface, false, true, &mut outputs, report)
+            .await
+        {
+            Ok(()) => "and the surface's steps routed to them again".to_owned(),
+            Err(e) => format!("but routing to them again failed: {e}"),
+        };
+        Err(Stop::Failed(format!(
+            "{why}; put back the old containers ({}), {routed}",
+            back.join(", ")
+        )))
     }
 
     /// Wait until every service is ready (in parallel), then prove each of

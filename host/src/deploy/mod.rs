@@ -506,10 +506,11 @@ impl Agent {
             self.keep_previous_images(name, report).await;
             let decisions = self.decide(name, services, false, report).await?;
             self.release(name, report).await?;
-            let acted = self
+            let (acted, parked) = self
                 .converge(name, &decisions, step_replaces, report)
                 .await?;
-            self.prove_running(name, &acted, report).await?;
+            let ready = self.prove_running(name, &acted, report).await;
+            self.settle_parked(name, &parked, ready, report).await?;
             (acted, Some(decisions))
         };
         let to_replace = planned(report, step_replaces).1;

@@ -479,3 +479,40 @@ fn start_first_in_compose_without_a_start_first_strategy_is_refused_with_both_fi
     let out = stack.slipway(&["deploy", "backend"], &[("APP_VERSION", "v2")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+/// Stop-first (nginx-reload): the new api never turns healthy. The old one
+/// was stopped for it, so it is started again, nginx is reloaded onto it,
+/// and users are served v1 once the deploy has failed.
+#[test]
+fn a_stop_first_replacement_that_never_gets_ready_puts_the_old_container_back_behind_nginx() {
+    let stack = Stack::up();
+    stack.edit_manifest(
+        "services = [\"api\", \"bot\", \"worker\"]",
+        "services = [\"api\", \"bot\", \"worker\"]\nready_timeout_secs = 5",
+    );
+    let before = api_id(&stack);
+    std::fs::write(
+        stack.path().join("api/entrypoint.sh"),
+        "#!/bin/sh\nexec sleep 2147483647\n",
+    )
+    .unwrap();
+    let out = deploy(&stack, "v2");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let error = json(&out)["error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        error.contains("put back the old containers") && error.contains("routed to them again"),
+        "{error}"
+    );
+    assert_eq!(api_id(&stack), before, "the old api must be back");
+    assert_eq!(
+        api_containers(&stack),
+        1,
+        "the failed replacement was left behind"
+    );
+    assert_no_failures(&load_after(&stack), "after the failed deploy");
+    assert!(
+        http_get(stack.port, "/version")
+            .1
+            .starts_with("honeychat-api v1 ")
+    );
+}
