@@ -362,6 +362,8 @@ pub struct Tally {
     pub ok: u64,
     pub non_2xx: u64,
     pub errors: u64,
+    /// Of the failures (non-2xx and errors), those of POST requests.
+    pub failed_posts: u64,
     /// The first few failures, for the assertion message.
     pub failures: Vec<String>,
 }
@@ -399,6 +401,7 @@ impl Load {
                             Ok(status) if (200..300).contains(&status) => tally.ok += 1,
                             Ok(status) => {
                                 tally.non_2xx += 1;
+                                tally.failed_posts += u64::from(post);
                                 if tally.failures.len() < 5 {
                                     tally.failures.push(format!(
                                         "{} -> {status}",
@@ -408,6 +411,7 @@ impl Load {
                             }
                             Err(e) => {
                                 tally.errors += 1;
+                                tally.failed_posts += u64::from(post);
                                 if tally.failures.len() < 5 {
                                     tally.failures.push(format!(
                                         "{}: {e}",
@@ -436,6 +440,7 @@ impl Load {
             all.ok += t.ok;
             all.non_2xx += t.non_2xx;
             all.errors += t.errors;
+            all.failed_posts += t.failed_posts;
             all.failures.extend(t.failures);
         }
         (all, self.started.elapsed())
