@@ -250,3 +250,33 @@ fn update_order_is_read_from_deploy_update_config() {
         "{e}"
     );
 }
+
+#[test]
+fn update_order_follows_anchors_dot_env_and_override_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), ".env", "ORDER=start-first\n");
+    write(
+        dir.path(),
+        "docker-compose.yml",
+        "x-rolling: &rolling\n  update_config:\n    order: \"${ORDER:-stop-first}\"\n\
+         services:\n  api:\n    image: x\n    deploy: *rolling\n  bot:\n    image: x\n    deploy:\n      <<: *rolling\n",
+    );
+    write(
+        dir.path(),
+        "docker-compose.prod.yml",
+        "services:\n  bot:\n    deploy:\n      update_config:\n        order: stop-first\n",
+    );
+    let p = load(
+        dir.path(),
+        &["docker-compose.yml", "docker-compose.prod.yml"],
+    )
+    .unwrap();
+    assert_eq!(
+        p.services["api"].extra.update_order,
+        Some(UpdateOrder::StartFirst)
+    );
+    assert_eq!(
+        p.services["bot"].extra.update_order,
+        Some(UpdateOrder::StopFirst)
+    );
+}

@@ -13,13 +13,13 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Two seconds of load after a deploy: every request must succeed.
-fn load_after(stack: &Stack) -> Tally {
+pub(crate) fn load_after(stack: &Stack) -> Tally {
     let load = Load::start(stack.port, 100);
     std::thread::sleep(Duration::from_secs(2));
     load.stop().0
 }
 
-fn assert_no_failures(tally: &Tally, what: &str) {
+pub(crate) fn assert_no_failures(tally: &Tally, what: &str) {
     assert_eq!(
         (tally.non_2xx, tally.errors),
         (0, 0),
