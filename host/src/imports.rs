@@ -199,14 +199,14 @@ impl state::Host for Sandbox {
         self.state.get(&key)
     }
 
-    async fn set(&mut self, key: String, value: String) {
+    async fn set(&mut self, key: String, value: String) -> Result<(), String> {
         if !self.state.set(key.clone(), value) {
-            tracing::warn!(
-                "{}: state value for `{key}` refused: over the size limit",
-                self.caller
-            );
+            return Err(format!(
+                "state value for `{key}` refused: over the size limit"
+            ));
         }
         self.persist_state();
+        Ok(())
     }
 
     async fn delete(&mut self, key: String) {

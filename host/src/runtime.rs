@@ -208,6 +208,7 @@ impl Runtime {
                 description: String::new(),
                 needs: Vec::new(),
                 replaces_services: false,
+                exec: Vec::new(),
             },
             role,
             wit_version,
@@ -577,17 +578,21 @@ mod tests {
 
     #[test]
     fn roles_and_versions() {
-        let (role, v) = role_of(&exports(&["slipway:plugin/step@0.1.0"])).unwrap();
-        assert_eq!((role, v.to_string()), (Role::Step, "0.1.0".into()));
+        let (role, v) = role_of(&exports(&["slipway:plugin/step@0.2.0"])).unwrap();
+        assert_eq!((role, v.to_string()), (Role::Step, "0.2.0".into()));
         let (role, _) = role_of(&exports(&[
             "wasi:cli/run@0.2.0",
-            "slipway:plugin/watcher@0.1.3",
+            "slipway:plugin/watcher@0.2.3",
         ]))
         .unwrap();
         assert_eq!(role, Role::Watcher);
-        for bad in ["slipway:plugin/step@1.0.0", "slipway:plugin/step@0.2.0"] {
+        for bad in [
+            "slipway:plugin/step@1.0.0",
+            "slipway:plugin/step@0.3.0",
+            "slipway:plugin/step@0.1.0",
+        ] {
             let err = format!("{:#}", role_of(&exports(&[bad])).unwrap_err());
-            assert!(err.contains("accepts slipway:plugin@0.1.x"), "{err}");
+            assert!(err.contains("accepts slipway:plugin@0.2.x"), "{err}");
         }
         let err = format!(
             "{:#}",

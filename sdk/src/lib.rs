@@ -45,11 +45,11 @@ pub mod bindings {
             export_macro_name: "__export_watch",
             default_bindings_module: "slipway_sdk::bindings::watch_world",
             with: {
-                "slipway:plugin/types@0.1.0": crate::bindings::step_world::slipway::plugin::types,
-                "slipway:plugin/docker@0.1.0": crate::bindings::step_world::slipway::plugin::docker,
-                "slipway:plugin/probe@0.1.0": crate::bindings::step_world::slipway::plugin::probe,
-                "slipway:plugin/log@0.1.0": crate::bindings::step_world::slipway::plugin::log,
-                "slipway:plugin/state@0.1.0": crate::bindings::step_world::slipway::plugin::state,
+                "slipway:plugin/types@0.2.0": crate::bindings::step_world::slipway::plugin::types,
+                "slipway:plugin/docker@0.2.0": crate::bindings::step_world::slipway::plugin::docker,
+                "slipway:plugin/probe@0.2.0": crate::bindings::step_world::slipway::plugin::probe,
+                "slipway:plugin/log@0.2.0": crate::bindings::step_world::slipway::plugin::log,
+                "slipway:plugin/state@0.2.0": crate::bindings::step_world::slipway::plugin::state,
             },
         });
     }
@@ -212,20 +212,20 @@ macro_rules! error {
 }
 
 /// A [`PluginInfo`] from the calling crate's Cargo metadata:
-/// `plugin_info!(needs: ["docker: nginx"])`. Add `replaces_services: true`
-/// for a step that replaces the surface's containers itself.
+/// `plugin_info!(needs: ["docker: nginx"])`. Add `exec: [["nginx", "-t"]]`
+/// to declare the commands the plugin runs with `docker::exec` (the host
+/// refuses any other), and `replaces_services: true` for a step that
+/// replaces the surface's containers itself.
 #[macro_export]
 macro_rules! plugin_info {
-    (needs: [$($need:expr),* $(,)?]) => {
-        $crate::plugin_info!(needs: [$($need),*], replaces_services: false)
-    };
-    (needs: [$($need:expr),* $(,)?], replaces_services: $replaces:expr) => {
+    (needs: [$($need:expr),* $(,)?] $(, exec: [$([$($arg:expr),+ $(,)?]),* $(,)?])? $(, replaces_services: $replaces:expr)? $(,)?) => {
         $crate::PluginInfo {
             name: env!("CARGO_PKG_NAME").to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             description: env!("CARGO_PKG_DESCRIPTION").to_owned(),
             needs: vec![$(::std::string::String::from($need)),*],
-            replaces_services: $replaces,
+            replaces_services: false $(|| $replaces)?,
+            exec: vec![$($(vec![$(::std::string::String::from($arg)),+]),*)?],
         }
     };
 }

@@ -423,7 +423,7 @@ async fn pins_versions_and_formats_are_checked_at_load() {
     );
     assert!(
         err.contains("built against slipway:plugin@1.0.0")
-            && err.contains("accepts slipway:plugin@0.1.x"),
+            && err.contains("accepts slipway:plugin@0.2.x"),
         "{err}"
     );
 

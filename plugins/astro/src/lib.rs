@@ -148,7 +148,9 @@ impl Step for Astro {
         let config: Config = ctx.config()?;
         let (live, previous) = Releases::open(&config.site).roll_back()?;
         slipway_sdk::nginx::reload_after_switch(config.nginx.as_deref())?;
-        state::set("last_rollback", &format!("{live} -> {previous}"));
+        if let Err(e) = state::set("last_rollback", &format!("{live} -> {previous}")) {
+            slipway_sdk::warn!("cannot record the rollback in plugin state: {e}");
+        }
         Ok(
             Report::new(format!("rolled back from {live} to {previous}"))
                 .with_output("release", previous),

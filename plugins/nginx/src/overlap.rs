@@ -25,9 +25,10 @@ impl Plugin for NginxOverlap {
             version: env!("CARGO_PKG_VERSION").into(),
             description: "Start-first on any nginx.conf: new container beside the old under one name, reload, retire the old, reload".into(),
             needs: vec![
-                "docker: the nginx service, exec narrowed to [[\"nginx\", \"-t\"], [\"nginx\", \"-T\"], [\"nginx\", \"-s\", \"reload\"], [\"ps\", \"-o\", \"pid,args\"], [\"nslookup\"]], and every service of the surface".into(),
+                "docker: the nginx service (exec: the commands below), and every service of the surface".into(),
                 "probe: the host:port of verify_url, when set".into(),
             ],
+            exec: slipway_sdk::nginx::exec_needs(&[&["nslookup"]]),
             replaces_services: true,
         }
     }

@@ -15,9 +15,10 @@ impl Plugin for NginxReload {
             version: env!("CARGO_PKG_VERSION").into(),
             description: "After a recreate: wait for the upstreams, nginx -t, nginx -s reload, verify through nginx".into(),
             needs: vec![
-                "docker: the nginx service, exec narrowed to [[\"nginx\", \"-t\"], [\"nginx\", \"-T\"], [\"nginx\", \"-s\", \"reload\"], [\"ps\", \"-o\", \"pid,args\"]], and every upstream it routes to (inspect, wait-ready)".into(),
+                "docker: the nginx service (exec: the commands below), and every upstream it routes to (inspect, wait-ready)".into(),
                 "probe: the host:port of verify_url, when set".into(),
             ],
+            exec: slipway_sdk::nginx::exec_needs(&[]),
             replaces_services: false,
         }
     }

@@ -44,10 +44,11 @@ impl Plugin for NginxZeroDowntime {
             version: env!("CARGO_PKG_VERSION").into(),
             description: "Start-first: new container beside the old, pin nginx to it, reload, drain, retire the old".into(),
             needs: vec![
-                "docker: the nginx service, exec narrowed to [[\"nginx\", \"-t\"], [\"nginx\", \"-T\"], [\"nginx\", \"-s\", \"reload\"], [\"ps\", \"-o\", \"pid,args\"], [\"nslookup\"]], and every service of the surface".into(),
+                "docker: the nginx service (exec: the commands below), and every service of the surface".into(),
                 "fs (rw): the directory of upstream include files nginx includes, at upstreams_dir".into(),
                 "probe: the host:port of verify_url, when set".into(),
             ],
+            exec: slipway_sdk::nginx::exec_needs(&[&["nslookup"]]),
             replaces_services: true,
         }
     }
@@ -238,7 +239,8 @@ fn switch(config: &Config, fresh: &[Fresh]) -> Result<Vec<Pin>, String> {
         return Ok(pins);
     }
     let saved = serde_json::to_string(&pins).map_err(|e| format!("cannot record the pins: {e}"))?;
-    state::set(PINS, &saved);
+    state::set(PINS, &saved)
+        .map_err(|e| format!("cannot record the pins, so nothing was pinned: {e}"))?;
     for (path, text) in &pinned {
         if let Err(e) = write_atomically(path, text) {
             return Err(format!("{e}{}", restore_files(&pins)));

@@ -83,7 +83,7 @@ impl Watcher for VastWatchdog {
             Ok(ip) => ip,
             Err(why) => {
                 let failures = counter("source_failures") + 1;
-                state::set("source_failures", &failures.to_string());
+                state::set("source_failures", &failures.to_string())?;
                 slipway_sdk::warn!("source failed ({failures} in a row): {why}");
                 return Ok(Report::new(format!(
                     "source failed ({failures} in a row): {why}; no action"
@@ -92,7 +92,7 @@ impl Watcher for VastWatchdog {
         };
         state::delete("source_failures");
         let Some(known) = state::get("address") else {
-            state::set("address", &seen);
+            state::set("address", &seen)?;
             return Ok(Report::new(format!("baseline address {seen}")));
         };
         if seen == known {
@@ -106,8 +106,8 @@ impl Watcher for VastWatchdog {
             Some(candidate) if candidate == seen => counter("candidate_ticks") + 1,
             _ => 1,
         };
-        state::set("candidate", &seen);
-        state::set("candidate_ticks", &ticks.to_string());
+        state::set("candidate", &seen)?;
+        state::set("candidate_ticks", &ticks.to_string())?;
         if ticks < config.confirm_ticks {
             return Ok(Report::new(format!(
                 "new address {seen} seen {ticks}/{} ticks; waiting for confirmation",
@@ -138,8 +138,8 @@ impl Watcher for VastWatchdog {
             docker::wait_ready(service, config.ready_timeout_ms)
                 .map_err(|e| format!("{service} did not become ready after the recreate: {e}"))?;
         }
-        state::set("last_recreate_ms", &now.to_string());
-        state::set("address", &seen);
+        state::set("last_recreate_ms", &now.to_string())?;
+        state::set("address", &seen)?;
         state::delete("candidate");
         state::delete("candidate_ticks");
         let action = format!(
@@ -162,14 +162,14 @@ impl Watcher for VastWatchdog {
                     .collect();
                 failed.push(now);
                 let list: Vec<String> = failed.iter().map(u64::to_string).collect();
-                state::set("failed_recreations", &list.join(","));
+                state::set("failed_recreations", &list.join(","))?;
                 if failed.len() as u32 >= config.breaker_max {
                     let reason = format!(
                         "{} recreations within {} ms and the tunnel still fails ({why})",
                         failed.len(),
                         config.breaker_window_ms
                     );
-                    state::set("tripped", &reason);
+                    state::set("tripped", &reason)?;
                     return Err(format!("{action}; circuit breaker tripped: {reason}"));
                 }
                 slipway_sdk::warn!("tunnel check failed after the recreate: {why}");

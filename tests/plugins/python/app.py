@@ -40,6 +40,7 @@ class Step(exports.Step):
                 "docker: the service it reports on (inspect only)",
             ],
             replaces_services=False,
+            exec=[],
         )
 
     def plan(self, ctx: types.Context) -> types.Report:

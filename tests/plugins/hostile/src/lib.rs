@@ -52,11 +52,26 @@ enum Attempt {
     Spin,
     Memory,
     Panic,
+    /// Write `mb` MiB to stderr, or through the log import, in 1 KiB lines.
+    Flood {
+        mb: usize,
+        #[serde(default)]
+        via_log: bool,
+    },
+    /// Return `kb` KiB of outputs.
+    BigReport {
+        kb: usize,
+    },
 }
 
 impl Plugin for Hostile {
     fn describe() -> PluginInfo {
-        slipway_sdk::plugin_info!(needs: ["whatever the test grants"])
+        // It declares a shell and nginx's own commands: tests prove that a
+        // narrowed grant still refuses the shell.
+        slipway_sdk::plugin_info!(
+            needs: ["whatever the test grants"],
+            exec: [["sh"], ["nginx"], ["cat"], ["true"]]
+        )
     }
 }
 
@@ -116,7 +131,9 @@ impl Step for Hostile {
             }
             Attempt::StateRoundTrip { key, value } => {
                 let before = state::get(&key);
-                state::set(&key, &value);
+                if let Err(e) = state::set(&key, &value) {
+                    return Err(format!("state.set refused: {e}"));
+                }
                 format!("before={before:?} after={:?}", state::get(&key))
             }
             Attempt::Spin => {
@@ -133,6 +150,26 @@ impl Step for Hostile {
                 }
             }
             Attempt::Panic => panic!("hostile plugin panicked on purpose"),
+            Attempt::Flood { mb, via_log } => {
+                let line = "x".repeat(1023);
+                let mut stderr = std::io::stderr();
+                for _ in 0..mb * 1024 {
+                    if via_log {
+                        slipway_sdk::info!("{line}");
+                    } else if writeln!(stderr, "{line}").is_err() {
+                        return Err("stderr refused a write".into());
+                    }
+                }
+                format!("wrote {mb} MiB")
+            }
+            Attempt::BigReport { kb } => {
+                let value = "y".repeat(1024);
+                let mut report = Report::new(format!("{kb} KiB of outputs"));
+                for i in 0..kb {
+                    report = report.with_output(&format!("k{i}"), value.clone());
+                }
+                return Ok(report);
+            }
         };
         Ok(Report::new(summary))
     }
