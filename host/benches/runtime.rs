@@ -1,4 +1,4 @@
-//! Plugin runtime costs. Run with `scripts/build plugins && cargo bench -p slipway --bench runtime`.
+//! Plugin runtime costs. Run with `cargo bench -p slipway --bench runtime`.
 //!
 //! Prints, from one run on one machine:
 //! - per-step overhead with a warm cache: fresh Store, instantiate, trivial
@@ -9,22 +9,14 @@
 
 use serde_json::json;
 use slipway::bindings::Context;
-use slipway::grants::Grants;
+use slipway::capability::Grants;
 use slipway::runtime::{Limits, Phase, Runtime};
 use slipway::sandbox::{Caller, HostServices};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn plugin(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/plugins")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `scripts/build plugins` first",
-        path.display()
-    );
-    path
+    slipway_fixtures::plugin(name)
 }
 
 /// Five distinct plugin files: the real ones plus copies of `hostile` made
@@ -105,13 +97,13 @@ async fn main() {
         )
     };
     for _ in 0..200 {
-        call().await.unwrap();
+        call().await.0.unwrap();
     }
     let samples: Vec<Duration> = {
         let mut v = Vec::new();
         for _ in 0..5000 {
             let t = Instant::now();
-            call().await.unwrap();
+            call().await.0.unwrap();
             v.push(t.elapsed());
         }
         v

@@ -7,7 +7,7 @@
 //! - the switch itself (symlink + rename), on a small and on this site;
 //! - disk used by two releases versus two full copies.
 //!
-//! Run with `scripts/build plugins && cargo bench -p slipway --bench static_site`.
+//! Run with `cargo bench -p slipway --bench static_site`.
 
 use slipway_sdk::release::{Options, Releases};
 use std::path::Path;
@@ -92,8 +92,7 @@ fn main() {
         "services:\n  nginx:\n    image: nginx\n",
     )
     .unwrap();
-    let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/astro.wasm");
-    assert!(plugin.exists(), "run `scripts/build plugins` first");
+    let plugin = slipway_fixtures::plugin("astro");
     std::fs::write(
         root.join("slipway.toml"),
         format!(

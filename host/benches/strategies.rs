@@ -9,7 +9,7 @@
 //! where (c) refuses. Prints failed requests and deploy wall time per run,
 //! and the ratios to (a) on the same config.
 //!
-//! Run with `scripts/setup && scripts/build plugins && cargo bench -p slipway --bench strategies`.
+//! Run with `scripts/setup && cargo bench -p slipway --bench strategies`.
 
 #[allow(dead_code)]
 #[path = "../tests/all/harness.rs"]

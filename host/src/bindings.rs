@@ -14,13 +14,8 @@ pub mod watch {
         world: "watch",
         imports: { default: async },
         exports: { default: async },
-        with: {
-            "slipway:plugin/types": super::slipway::plugin::types,
-            "slipway:plugin/docker": super::slipway::plugin::docker,
-            "slipway:plugin/probe": super::slipway::plugin::probe,
-            "slipway:plugin/log": super::slipway::plugin::log,
-            "slipway:plugin/state": super::slipway::plugin::state,
-        },
+        // The whole package, so a new interface needs no line here.
+        with: { "slipway:plugin": super::slipway::plugin },
     });
 }
 

@@ -12,8 +12,11 @@ use crate::report::{Document, RunReport};
 use crate::runtime::{Limits, Runtime};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub const EXIT_FAILED: u8 = 1;
@@ -146,7 +149,66 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         .map(|d| d.join("slipway"))
 }
 
+/// What became of stdout.
+enum Stdout {
+    Open,
+    /// The reader went away (`slipway log | head`): it has what it wanted.
+    Closed,
+    /// Any other write error, reported when the command ends.
+    Failed(std::io::Error),
+}
+
+static STDOUT: Mutex<Stdout> = Mutex::new(Stdout::Open);
+
+/// Write a command's output to stdout; false once nothing more can be
+/// written. Unlike `println!`, a reader that closed early (`slipway plugin
+/// inspect … | head`) is no panic: the rest is dropped and the command's
+/// exit code stands. Rust ignores SIGPIPE, so the write fails with
+/// `BrokenPipe` rather than killing a deploy that is still running.
+pub fn out(text: &str) -> bool {
+    let mut state = STDOUT.lock().unwrap_or_else(|e| e.into_inner());
+    if !matches!(*state, Stdout::Open) {
+        return false;
+    }
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => true,
+        Err(e) => {
+            *state = match e.kind() {
+                std::io::ErrorKind::BrokenPipe => Stdout::Closed,
+                _ => Stdout::Failed(e),
+            };
+            false
+        }
+    }
+}
+
+/// Write to stderr. A closed stderr (`slipway deploy 2>&1 | head`) is
+/// ignored: there is nowhere left to say so, and the command goes on.
+pub fn err(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
 pub async fn run(cli: Cli) -> ExitCode {
+    let code = run_command(cli).await;
+    match &*STDOUT.lock().unwrap_or_else(|e| e.into_inner()) {
+        Stdout::Failed(e) => {
+            err(&format!(
+                "slipway: cannot write the output to stdout: {e}\n"
+            ));
+            if code == ExitCode::SUCCESS {
+                return ExitCode::from(EXIT_FAILED);
+            }
+            code
+        }
+        Stdout::Open | Stdout::Closed => code,
+    }
+}
+
+async fn run_command(cli: Cli) -> ExitCode {
     let cache_dir = cli.cache_dir.clone().or_else(default_cache_dir);
     let result = match &cli.command {
         Command::Plan(sel) => plan_or_deploy(&cli, cache_dir, sel, None).await,
@@ -179,13 +241,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             command: PluginCommand::New { name, dir },
         } => crate::scaffold::command(name, dir.as_deref(), cli.json),
         Command::Schema { which } => {
-            print!(
-                "{}",
-                match which {
-                    SchemaOf::Manifest => crate::manifest::json_schema(),
-                    SchemaOf::Report => crate::report::json_schema(),
-                }
-            );
+            out(&match which {
+                SchemaOf::Manifest => crate::manifest::json_schema(),
+                SchemaOf::Report => crate::report::json_schema(),
+            });
             Ok(ExitCode::SUCCESS)
         }
     };
@@ -196,13 +255,13 @@ pub async fn run(cli: Cli) -> ExitCode {
             AgentError::Unreachable(_) => EXIT_NO_DOCKER,
             AgentError::Other(_) => EXIT_FAILED,
         };
-        eprintln!("slipway: {e}");
+        err(&format!("slipway: {e}\n"));
         if cli.json {
             match failed_run(&cli, &e) {
                 Some(run) => print_document(&run, code),
                 None => {
                     let doc = serde_json::json!({ "ok": false, "error": e.to_string(), "exit_code": code });
-                    println!("{doc}");
+                    out(&format!("{doc}\n"));
                 }
             }
         }
@@ -225,7 +284,7 @@ async fn plan_or_deploy(
     let _lock = match lock_wait {
         Some(wait) => {
             let what = format!("slipway deploy {}", surfaces.join(" "));
-            Some(DeployLock::acquire(&agent.loaded.state_dir(), &what, wait)?)
+            Some(DeployLock::acquire_async(&agent.loaded.state_dir(), &what, wait).await?)
         }
         None => None,
     };
@@ -256,17 +315,14 @@ fn emit(cli: &Cli, report: &RunReport) -> ExitCode {
     if cli.json {
         print_document(report, code);
     } else {
-        eprint!("{}", report.human());
+        err(&report.human());
     }
     ExitCode::from(code)
 }
 
 fn print_document(report: &RunReport, exit_code: u8) {
     let doc = Document::new(report, exit_code);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&doc).expect("reports serialize")
-    );
+    out(&(serde_json::to_string_pretty(&doc).expect("reports serialize") + "\n"));
 }
 
 /// A report for a plan, deploy or rollback that stopped before any surface
@@ -296,7 +352,7 @@ async fn rollback(
     let mut agent = Agent::open(&cli.manifest, cache_dir)?;
     let surfaces = agent.select(&[surface.to_owned()], false)?;
     let what = format!("slipway rollback {surface}");
-    let _lock = DeployLock::acquire(&agent.loaded.state_dir(), &what, lock_wait)?;
+    let _lock = DeployLock::acquire_async(&agent.loaded.state_dir(), &what, lock_wait).await?;
     agent.load_plugins(&surfaces).await?;
     agent.connect_docker().await?;
     let report = agent.rollback(surface).await;
@@ -345,10 +401,12 @@ fn log(cli: &Cli, limit: Option<usize>) -> Result<ExitCode, AgentError> {
         journal::read(&state_dir).map_err(|e| AgentError::Other(anyhow::anyhow!(e)))?;
     let shown = &entries[entries.len() - limit.unwrap_or(entries.len()).min(entries.len())..];
     for entry in shown {
-        if cli.json {
-            println!("{entry}");
-        } else {
-            println!("{}", journal::human(entry));
+        let line = match cli.json {
+            true => format!("{entry}\n"),
+            false => format!("{}\n", journal::human(entry)),
+        };
+        if !out(&line) {
+            break;
         }
     }
     if torn > 0 {
@@ -365,12 +423,9 @@ async fn status(cli: &Cli, cache_dir: Option<PathBuf>) -> Result<ExitCode, Agent
     let docker = agent.connect_docker().await?;
     let status = crate::status::collect(&agent, &docker).await?;
     if cli.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status).expect("status serializes")
-        );
+        out(&(serde_json::to_string_pretty(&status).expect("status serializes") + "\n"));
     } else {
-        print!("{}", status.human());
+        out(&status.human());
     }
     Ok(if status.unhealthy() {
         ExitCode::from(EXIT_FAILED)
@@ -393,6 +448,12 @@ struct Inspection {
     needs: Vec<String>,
     /// The manifest grant keys its imports can use (`docker`, `probe`, `fs`).
     grants: Vec<String>,
+    /// The commands it declares for `docker.exec` (argv prefixes); the host
+    /// refuses any other.
+    exec: Vec<Vec<String>>,
+    /// The narrowed `grants.docker` entry that allows exactly those, with
+    /// the service left for the operator to fill in.
+    exec_grant: Option<String>,
     imports: Vec<String>,
 }
 
@@ -432,40 +493,65 @@ async fn inspect(
         replaces_services: plugin.info.replaces_services,
         needs: plugin.info.needs.clone(),
         grants: used.iter().map(|(key, _, _)| key.to_string()).collect(),
+        exec: plugin.info.exec.clone(),
+        exec_grant: exec_grant(&plugin.info.exec),
         imports: plugin.imports.clone(),
     };
     if cli.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("inspection serializes")
-        );
+        out(&(serde_json::to_string_pretty(&doc).expect("inspection serializes") + "\n"));
     } else {
-        println!("{} {} — {}", doc.name, doc.version, doc.description);
-        println!("file     {}", doc.file);
-        println!("sha256   {}", doc.sha256);
-        println!("world    {} ({})", doc.world, doc.wit_package);
-        if doc.replaces_services {
-            println!("replaces the surface's containers itself (the host only builds them)");
-        }
-        println!("needs, in the plugin's words (the manifest decides what is granted)");
-        for need in &doc.needs {
-            println!("  {need}");
-        }
-        println!("grants its imports can use");
-        if used.is_empty() {
-            println!("  none: it needs no grants");
-        }
-        for (key, _, example) in &used {
-            println!("  grants.{key:<7} {example}");
-        }
-        println!("imports");
-        for import in &doc.imports {
-            println!("  {import}");
-        }
-        println!("manifest (make the path relative to slipway.toml)");
-        println!("  [plugins.{}]", doc.name);
-        println!("  path = {}", toml::Value::from(doc.file.as_str()));
-        println!("  sha256 = \"{}\"", doc.sha256);
+        out(&inspection_text(&doc, &used));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `slipway plugin inspect` for people.
+/// `{ service = "<service>", exec = [["nginx", "-t"], …] }` for the
+/// commands a plugin declares.
+fn exec_grant(declared: &[Vec<String>]) -> Option<String> {
+    if declared.is_empty() {
+        return None;
+    }
+    let argv = |a: &Vec<String>| toml::Value::Array(a.iter().map(|s| s.as_str().into()).collect());
+    let exec = toml::Value::Array(declared.iter().map(argv).collect());
+    Some(format!("{{ service = \"<service>\", exec = {exec} }}"))
+}
+
+fn inspection_text(doc: &Inspection, used: &[&(&str, &str, &str)]) -> String {
+    // Writing to a String cannot fail.
+    let mut t = String::new();
+    let _ = writeln!(t, "{} {} — {}", doc.name, doc.version, doc.description);
+    let _ = writeln!(t, "file     {}", doc.file);
+    let _ = writeln!(t, "sha256   {}", doc.sha256);
+    let _ = writeln!(t, "world    {} ({})", doc.world, doc.wit_package);
+    if doc.replaces_services {
+        t.push_str("replaces the surface's containers itself (the host only builds them)\n");
+    }
+    t.push_str("needs, in the plugin's words (the manifest decides what is granted)\n");
+    for need in &doc.needs {
+        let _ = writeln!(t, "  {need}");
+    }
+    t.push_str("grants its imports can use\n");
+    if used.is_empty() {
+        t.push_str("  none: it needs no grants\n");
+    }
+    for (key, _, example) in used {
+        let _ = writeln!(t, "  grants.{key:<7} {example}");
+    }
+    if let Some(grant) = &doc.exec_grant {
+        t.push_str(
+            "exec: the commands it runs (the host refuses any other); grant only those
+",
+        );
+        let _ = writeln!(t, "  grants.docker  [{grant}, …]");
+    }
+    t.push_str("imports\n");
+    for import in &doc.imports {
+        let _ = writeln!(t, "  {import}");
+    }
+    t.push_str("manifest (make the path relative to slipway.toml)\n");
+    let _ = writeln!(t, "  [plugins.{}]", doc.name);
+    let _ = writeln!(t, "  path = {}", toml::Value::from(doc.file.as_str()));
+    let _ = writeln!(t, "  sha256 = \"{}\"", doc.sha256);
+    t
 }

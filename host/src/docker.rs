@@ -4,6 +4,7 @@
 
 use crate::compose::ComposeProject;
 use crate::desired::COMPOSE_VERSION;
+use crate::text::short_id;
 use anyhow::{Context as _, Result, anyhow, bail};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings,
@@ -126,10 +127,6 @@ impl Docker {
         })
     }
 
-    pub fn compose(&self) -> &ComposeProject {
-        &self.compose
-    }
-
     /// The project's containers, running or not, that carry `label=value`.
     async fn labelled(&self, label: &str, value: &str) -> Result<Vec<ContainerSummary>> {
         let filters = HashMap::from([(
@@ -170,7 +167,7 @@ impl Docker {
         self.client
             .inspect_container(id, None)
             .await
-            .with_context(|| format!("cannot inspect container {}", short(id)))
+            .with_context(|| format!("cannot inspect container {}", short_id(id)))
     }
 
     /// The service's containers.
@@ -424,7 +421,7 @@ impl Docker {
     ) -> Result<(ContainerInfo, Parked)> {
         let raw = self.inspect_raw(&old.id).await?;
         self.stop(&old.id, &raw).await?;
-        let tmp_name = format!("{}_{}", short(&old.id), old.name);
+        let tmp_name = format!("{}_{}", short_id(&old.id), old.name);
         self.client
             .rename_container(&old.id, RenameContainerOptions { name: tmp_name })
             .await
@@ -675,7 +672,7 @@ impl Docker {
                 },
             )
             .await
-            .with_context(|| format!("cannot rename {} to {name}", short(id)))
+            .with_context(|| format!("cannot rename {} to {name}", short_id(id)))
     }
 
     /// Start a created or stopped container.
@@ -683,7 +680,7 @@ impl Docker {
         self.client
             .start_container(id, None)
             .await
-            .with_context(|| format!("cannot start {}", short(id)))
+            .with_context(|| format!("cannot start {}", short_id(id)))
     }
 
     /// A release command (`docker compose run --rm --no-deps`): a one-off
@@ -748,7 +745,7 @@ impl Docker {
             let id = c.id.unwrap_or_default();
             tracing::warn!(
                 "removing the release container {} a killed run left",
-                short(&id)
+                short_id(&id)
             );
             self.remove(&id, &id).await?;
         }
@@ -843,7 +840,10 @@ impl Docker {
             .map_err(anyhow::Error::from)
             .and(started.map_err(anyhow::Error::from))
         {
-            tracing::error!("could not put back the old {name} ({}): {e}", short(old_id));
+            tracing::error!(
+                "could not put back the old {name} ({}): {e}",
+                short_id(old_id)
+            );
         }
     }
 
@@ -926,7 +926,8 @@ impl Docker {
         timeout: Duration,
         settle: Duration,
     ) -> Result<()> {
-        let deadline = Instant::now() + timeout.max(settle);
+        // Elapsed time against the limit: no `Instant + Duration` to overflow.
+        let (start, limit) = (Instant::now(), timeout.max(settle));
         let mut settling: Option<(String, i64, Instant)> = None;
         loop {
             let waiting = match self.readiness(service).await? {
@@ -964,7 +965,7 @@ impl Docker {
                 },
                 Readiness::Waiting(why) => why,
             };
-            if Instant::now() >= deadline {
+            if start.elapsed() >= limit {
                 bail!("service `{service}` was not ready after {timeout:?}: {waiting}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1078,10 +1079,6 @@ fn name_of(c: &ContainerInspectResponse) -> String {
         .unwrap_or_default()
         .trim_start_matches('/')
         .to_owned()
-}
-
-fn short(id: &str) -> &str {
-    crate::report::short_id(id)
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -7,6 +7,7 @@
 //! entry, and readers skip any line that does not parse.
 
 use crate::report::RunReport;
+use crate::text::short_id;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -336,8 +337,8 @@ pub fn human(entry: &Value) -> String {
             line.push_str(&format!(
                 "\n      {:<12} {} -> {}",
                 svc["service"].as_str().unwrap_or("?"),
-                short(&svc["image_before"]),
-                short(&svc["image_after"])
+                short_id(svc["image_before"].as_str().unwrap_or("-")),
+                short_id(svc["image_after"].as_str().unwrap_or("-"))
             ));
         }
         for step in s["steps"].as_array().into_iter().flatten() {
@@ -352,8 +353,7 @@ pub fn human(entry: &Value) -> String {
                 "\n      step {} {} sha256:{} {}",
                 step["plugin_name"].as_str().unwrap_or("?"),
                 step["plugin_version"].as_str().unwrap_or("?"),
-                &step["sha256"].as_str().unwrap_or("")
-                    [..12.min(step["sha256"].as_str().unwrap_or("").len())],
+                short_id(step["sha256"].as_str().unwrap_or("")),
                 outputs.join(" ")
             ));
         }
@@ -362,10 +362,6 @@ pub fn human(entry: &Value) -> String {
         line.push_str(&format!("\n    error: {error}"));
     }
     line
-}
-
-fn short(id: &Value) -> &str {
-    crate::report::short_id(id.as_str().unwrap_or("-"))
 }
 
 #[cfg(test)]
@@ -444,6 +440,28 @@ mod tests {
         let line = human(&entry);
         assert!(
             line.contains("éééééééééééé") && line.contains("日本語の画像識別子です"),
+            "{line}"
+        );
+
+        // Every field a person, a CI variable or a plugin sets, and every
+        // id that is cut short, holding text whose 12th byte falls inside
+        // a character (the byte slice that cut the step's sha256 panicked).
+        let text = "déploiement-ü-日本語";
+        let id = "日本語-déploiement-ü";
+        assert!(!id.is_char_boundary(12));
+        let entry = serde_json::json!({"ts": text, "command": text, "ok": false, "error": text,
+            "who": {"user": text, "ci": {"GITHUB_ACTOR": text}},
+            "watcher": text, "action": text,
+            "surfaces": [{"name": text, "outcome": text, "duration_ms": 1,
+                "services": [{"service": text, "image_before": format!("sha256:{id}"),
+                    "image_after": id}],
+                "steps": [{"plugin_name": text, "plugin_version": text, "sha256": id,
+                    "outputs": {text: text}}]}]});
+        let line = human(&entry);
+        assert!(line.contains(&format!("by ci:{text}")), "{line}");
+        assert!(
+            line.contains("日本語-déploiem -> 日本語-déploiem")
+                && line.contains(&format!("sha256:日本語-déploiem {text}={text}")),
             "{line}"
         );
     }

@@ -17,11 +17,14 @@ fn main() -> ExitCode {
         .with_writer(slipway::progress::log_writer)
         .with_ansi(color)
         .with_target(false)
+        // Its report of a failed write would `eprintln!`, which panics on
+        // a closed stderr (`slipway deploy 2>&1 | head`).
+        .log_internal_errors(false)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("slipway: cannot start the async runtime: {e}");
+            slipway::cli::err(&format!("slipway: cannot start the async runtime: {e}\n"));
             return ExitCode::from(slipway::cli::EXIT_FAILED);
         }
     };

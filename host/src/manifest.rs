@@ -5,8 +5,11 @@
 //! The JSON Schema in `schema/slipway.schema.json` is generated from these
 //! types (`slipway schema`) and a test keeps it in sync.
 
+use crate::capability::Grants;
+use crate::capability::docker::{DockerGrant, ServiceGrant};
+use crate::capability::fs::FsGrant;
+use crate::capability::probe::ProbeGrant;
 use crate::compose::{ComposeProject, LoadOptions};
-use crate::grants::{FsGrant, Grants, ProbeGrant};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -35,8 +38,9 @@ pub struct Manifest {
 pub struct WatchSpec {
     /// A key of `[plugins]`; the plugin must be built for the `watch` world.
     pub plugin: String,
-    /// Time between ticks, in milliseconds.
+    /// Time between ticks, in milliseconds; at most a day.
     #[serde(default = "default_interval_ms")]
+    #[schemars(range(min = 1, max = MAX_SECS * 1000))]
     pub interval_ms: u64,
     /// Handed to the plugin as JSON.
     #[serde(default = "empty_object")]
@@ -77,11 +81,14 @@ pub struct PluginSpec {
     /// Optional pin: the plugin is refused if the file's SHA-256 differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    /// Wall-clock limit for one call into the plugin.
+    /// Wall-clock limit for one call into the plugin; at most a day.
     #[serde(default = "default_timeout_secs")]
+    #[schemars(range(min = 1, max = MAX_SECS))]
     pub timeout_secs: u64,
-    /// Linear-memory cap for the plugin.
+    /// Linear-memory cap for the plugin, in MiB; at most 4096 (all a
+    /// wasm32 memory can address).
     #[serde(default = "default_memory_mb")]
+    #[schemars(range(min = 1, max = MAX_MEMORY_MB))]
     pub memory_mb: u64,
 }
 
@@ -95,12 +102,15 @@ pub struct Surface {
     /// Surfaces that `deploy --all` must deploy first.
     #[serde(default)]
     pub depends_on: Vec<String>,
-    /// How long each recreated service may take to become ready.
+    /// How long each recreated service may take to become ready; at most
+    /// a day.
     #[serde(default = "default_ready_timeout_secs")]
+    #[schemars(range(min = 1, max = MAX_SECS))]
     pub ready_timeout_secs: u64,
     /// A service with neither a healthcheck nor a port is ready once it has
-    /// run this long without exiting or restarting.
+    /// run this long without exiting or restarting; at most a day.
     #[serde(default = "default_settle_secs")]
+    #[schemars(range(max = MAX_SECS))]
     pub settle_secs: u64,
     /// Per-service overrides of `settle_secs`.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
@@ -135,8 +145,9 @@ pub struct Release {
     pub service: String,
     /// The argv, e.g. `["alembic", "upgrade", "head"]`.
     pub command: Vec<String>,
-    /// Killed, and the deploy stopped, after this long.
+    /// Killed, and the deploy stopped, after this long; at most a day.
     #[serde(default = "default_release_timeout_secs")]
+    #[schemars(range(min = 1, max = MAX_SECS))]
     pub timeout_secs: u64,
 }
 
@@ -240,12 +251,15 @@ pub enum FsMode {
 pub struct HttpCheck {
     pub url: String,
     #[serde(default = "default_status")]
+    #[schemars(range(min = 100, max = 599))]
     pub status: u16,
     /// Substring the body must contain. `${VAR}` is replaced from the
     /// environment, so CI can pass the version it deploys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<String>,
+    /// How long to keep trying; at most a day.
     #[serde(default = "default_check_timeout_secs")]
+    #[schemars(range(min = 1, max = MAX_SECS))]
     pub timeout_secs: u64,
 }
 
@@ -273,16 +287,17 @@ fn default_ready_timeout_secs() -> u64 {
 /// A day: longer waits are typos, and would overflow `Instant` arithmetic
 /// near `u64::MAX`.
 const MAX_SECS: u64 = 86_400;
-/// 64 GiB of linear memory.
-const MAX_MEMORY_MB: u64 = 65_536;
+/// 4 GiB: all a wasm32 linear memory can address.
+const MAX_MEMORY_MB: u64 = 4_096;
 
+/// `value` of `key` within `min..=max`, or the error naming both.
 fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), (String, String)> {
     if (min..=max).contains(&value) {
         return Ok(());
     }
     Err((
         key.to_owned(),
-        format!("must be between {min} and {max}, not {value}"),
+        format!("{value} is out of range ({min}..={max})"),
     ))
 }
 
@@ -302,7 +317,7 @@ fn empty_object() -> serde_json::Value {
 /// A manifest that parsed and validated, with its paths resolved.
 #[derive(Debug, Clone)]
 pub struct Loaded {
-    pub file: PathBuf,
+    /// The manifest's directory, which its paths are relative to.
     pub dir: PathBuf,
     pub manifest: Manifest,
     pub compose: ComposeProject,
@@ -401,7 +416,6 @@ impl Loaded {
         let compose = ComposeProject::load(&files, &project.name, &options)
             .map_err(|e| err(Some(key.into()), format!("{e:#}")))?;
         let loaded = Loaded {
-            file: file.to_owned(),
             dir,
             manifest,
             compose,
@@ -506,6 +520,12 @@ impl Loaded {
                     1,
                     MAX_SECS,
                 )?;
+                in_range(
+                    &format!("{key}.verify.status"),
+                    check.status.into(),
+                    100,
+                    599,
+                )?;
             }
             for (i, service) in surface.services.iter().enumerate() {
                 self.known_service(service)
@@ -566,7 +586,7 @@ impl Loaded {
         if !config.is_object() {
             return Err((format!("{key}.config"), "must be a table".into()));
         }
-        self.grants(grants, false)
+        self.grants(grants)
             .map_err(|(k, e)| (format!("{key}.grants.{k}"), e))?;
         Ok(())
     }
@@ -589,25 +609,28 @@ impl Loaded {
         ))
     }
 
-    /// Resolve a step's grants. `read_only` is set for `slipway plan`. The
-    /// error is (key relative to `grants`, message).
-    pub fn grants(&self, spec: &GrantSpec, read_only: bool) -> Result<Grants, (String, String)> {
-        let mut docker = Vec::new();
-        let mut exec = Vec::new();
+    /// Resolve a step's grants (for a deploy; [`Grants::planning`] gives
+    /// the plan's). The error is (key relative to `grants`, message).
+    pub fn grants(&self, spec: &GrantSpec) -> Result<Grants, (String, String)> {
+        let mut docker = DockerGrant::default();
         for (i, grant) in spec.docker.iter().enumerate() {
             self.known_service(grant.service())
                 .map_err(|e| (format!("docker[{i}]"), e))?;
-            docker.push(grant.service().to_owned());
-            if let DockerGrantSpec::Narrowed(n) = grant {
-                if n.exec.iter().any(Vec::is_empty) {
+            let exec = match grant {
+                DockerGrantSpec::Service(_) => None,
+                DockerGrantSpec::Narrowed(n) if n.exec.iter().any(Vec::is_empty) => {
                     return Err((
                         format!("docker[{i}].exec"),
                         "an empty prefix would allow every command; list each command's argv"
                             .into(),
                     ));
                 }
-                exec.push((n.service.clone(), n.exec.clone()));
-            }
+                DockerGrantSpec::Narrowed(n) => Some(n.exec.clone()),
+            };
+            docker.services.push(ServiceGrant {
+                service: grant.service().to_owned(),
+                exec,
+            });
         }
         let probe = spec
             .probe
@@ -642,27 +665,19 @@ impl Loaded {
             fs.push(FsGrant {
                 host,
                 guest: g.guest.clone(),
-                writable: g.mode == FsMode::Rw && !read_only,
+                writable: g.mode == FsMode::Rw,
             });
         }
         Ok(Grants {
             docker,
-            exec,
             probe,
             fs,
-            read_only,
+            ..Grants::default()
         })
     }
 
     pub fn state_dir(&self) -> PathBuf {
         self.dir.join(&self.manifest.project.state_dir)
-    }
-
-    pub fn plugin_path(&self, name: &str) -> Option<PathBuf> {
-        self.manifest
-            .plugins
-            .get(name)
-            .map(|p| self.dir.join(&p.path))
     }
 }
 
@@ -746,9 +761,12 @@ depends_on = ["backend"]
         assert_eq!(names, ["backend", "website"]);
         let step = &loaded.manifest.surface["backend"].step[0];
         assert_eq!(step.config["container"], "nginx");
-        let grants = loaded.grants(&step.grants, false).unwrap();
-        assert!(grants.fs[0].writable);
-        assert!(!loaded.grants(&step.grants, true).unwrap().fs[0].writable);
+        let grants = loaded.grants(&step.grants).unwrap();
+        assert!(
+            grants.fs[0].writable,
+            "plan mode is the fs capability's to apply"
+        );
+        assert_eq!(grants.docker.names().collect::<Vec<_>>(), ["nginx", "api"]);
     }
 
     fn error_of(manifest: &str) -> String {
@@ -757,19 +775,109 @@ depends_on = ["backend"]
 
     #[test]
     fn absurd_durations_and_sizes_are_refused_by_key() {
-        let msg = error_of(&GOOD.replace(
-            "path = \"nginx.wasm\"",
-            "path = \"nginx.wasm\"\ntimeout_secs = 18446744073709551615",
-        ));
-        assert!(
-            msg.contains("`plugins.nginx.timeout_secs`: must be between 1 and 86400"),
-            "{msg}"
-        );
-        let msg = error_of(&GOOD.replace(
-            "path = \"nginx.wasm\"",
-            "path = \"nginx.wasm\"\nmemory_mb = 99999999",
-        ));
-        assert!(msg.contains("`plugins.nginx.memory_mb`"), "{msg}");
+        const MAX: &str = "18446744073709551615";
+        let plugin = |line: &str| {
+            GOOD.replace(
+                "path = \"nginx.wasm\"",
+                &format!("path = \"nginx.wasm\"\n{line}"),
+            )
+        };
+        let backend = |line: &str| {
+            GOOD.replace(
+                "services = [\"api\"]",
+                &format!("services = [\"api\"]\n{line}"),
+            )
+        };
+        let watch = |line: &str| format!("{GOOD}\n[watch.vast]\nplugin = \"nginx\"\n{line}\n");
+        let cases = [
+            (
+                plugin(&format!("timeout_secs = {MAX}")),
+                "plugins.nginx.timeout_secs",
+                MAX,
+                "1..=86400",
+            ),
+            (
+                plugin("timeout_secs = 0"),
+                "plugins.nginx.timeout_secs",
+                "0",
+                "1..=86400",
+            ),
+            (
+                plugin(&format!("memory_mb = {MAX}")),
+                "plugins.nginx.memory_mb",
+                MAX,
+                "1..=4096",
+            ),
+            (
+                plugin("memory_mb = 4097"),
+                "plugins.nginx.memory_mb",
+                "4097",
+                "1..=4096",
+            ),
+            (
+                backend(&format!("ready_timeout_secs = {MAX}")),
+                "surface.backend.ready_timeout_secs",
+                MAX,
+                "1..=86400",
+            ),
+            (
+                backend(&format!("settle_secs = {MAX}")),
+                "surface.backend.settle_secs",
+                MAX,
+                "0..=86400",
+            ),
+            (
+                backend(&format!("settle = {{ api = {MAX} }}")),
+                "surface.backend.settle.api",
+                MAX,
+                "0..=86400",
+            ),
+            (
+                backend(&format!(
+                    "release = {{ service = \"api\", command = [\"true\"], timeout_secs = {MAX} }}"
+                )),
+                "surface.backend.release.timeout_secs",
+                MAX,
+                "1..=86400",
+            ),
+            (
+                backend(&format!(
+                    "verify = {{ url = \"http://x/\", timeout_secs = {MAX} }}"
+                )),
+                "surface.backend.verify.timeout_secs",
+                MAX,
+                "1..=86400",
+            ),
+            (
+                backend("verify = { url = \"http://x/\", status = 0 }"),
+                "surface.backend.verify.status",
+                "0",
+                "100..=599",
+            ),
+            (
+                watch(&format!("interval_ms = {MAX}")),
+                "watch.vast.interval_ms",
+                MAX,
+                "1..=86400000",
+            ),
+            (
+                watch("interval_ms = 0"),
+                "watch.vast.interval_ms",
+                "0",
+                "1..=86400000",
+            ),
+        ];
+        for (manifest, key, value, range) in cases {
+            let msg = error_of(&manifest);
+            assert!(
+                msg.contains(&format!("`{key}`: {value} is out of range ({range})")),
+                "{key}: {msg}"
+            );
+        }
+        // The largest values that are in range load.
+        let (_dir, loaded) = project(&plugin("timeout_secs = 86400\nmemory_mb = 4096"));
+        loaded.unwrap();
+
         let msg = error_of(&GOOD.replace(
             "services = [\"api\"]",
             "services = [\"api\"]\nsettle = { nginx = 3 }",

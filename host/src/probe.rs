@@ -2,8 +2,8 @@
 //! run; here a host that names a compose service resolves to its container,
 //! since the agent runs outside Docker's DNS.
 
+use crate::capability::probe::http_target;
 use crate::docker::Docker;
-use crate::grants::http_target;
 use anyhow::{Context as _, Result, anyhow, bail};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

@@ -75,7 +75,8 @@ impl Task {
             SystemTime::now(),
             color,
         );
-        eprintln!("{line}");
+        // Ignored on a closed stderr, like the log.
+        let _ = writeln!(std::io::stderr(), "{line}");
     }
 
     fn clear(&mut self) {

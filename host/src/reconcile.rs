@@ -10,7 +10,6 @@ use serde::Serialize;
 /// What one service should be.
 #[derive(Debug, Clone)]
 pub struct Desired {
-    pub service: String,
     /// The container name the spec gives (compose's `<project>_<service>_1`
     /// or `container_name`).
     pub name: String,
@@ -157,7 +156,6 @@ mod tests {
 
     fn desired() -> Desired {
         Desired {
-            service: "api".into(),
             name: "p_api_1".into(),
             spec_hash: "new".into(),
             image_id: "img2".into(),

@@ -4,6 +4,7 @@
 //! `schema/report.schema.json` (`slipway schema report`) and a test keeps it
 //! in sync with these types.
 
+use crate::text::short_id;
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -244,8 +245,13 @@ impl RunReport {
                 out.push_str(&format!(
                     "         service {}:{action} {} -> {}\n",
                     svc.service,
-                    short_image(svc.image_before.as_deref()),
-                    short_image(svc.image_running.as_deref().or(svc.image_built.as_deref())),
+                    short_id(svc.image_before.as_deref().unwrap_or("-")),
+                    short_id(
+                        svc.image_running
+                            .as_deref()
+                            .or(svc.image_built.as_deref())
+                            .unwrap_or("-")
+                    ),
                 ));
             }
             for step in &s.steps {
@@ -281,24 +287,6 @@ impl RunReport {
 pub fn json_schema() -> String {
     let schema = schemars::schema_for!(Document);
     serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
-}
-
-/// An ID as people read it: without `sha256:`, its first 12 characters.
-/// Counted in characters, so text from a journal or a label that is not
-/// hex never splits a character.
-pub fn short_id(id: &str) -> &str {
-    let id = id.trim_start_matches("sha256:");
-    match id.char_indices().nth(12) {
-        Some((at, _)) => &id[..at],
-        None => id,
-    }
-}
-
-fn short_image(id: Option<&str>) -> String {
-    match id {
-        Some(id) => short_id(id).to_owned(),
-        None => "-".into(),
-    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,10 @@
 
 use crate::bindings::watch::WatchPre;
 use crate::bindings::{Context, DeployStepPre, PluginInfo, Report, WIT_VERSION};
-use crate::grants::Grants;
-use crate::sandbox::{Caller, Effects, HostServices, Sandbox};
+use crate::capability::Grants;
+use crate::capability::Sandbox;
+use crate::capability::docker::Effects;
+use crate::sandbox::{Caller, HostServices};
 use anyhow::{Context as _, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -14,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
 /// Epoch tick period: the resolution of plugin timeouts.
@@ -62,7 +64,6 @@ enum Pre {
 pub struct Plugin {
     /// Its `[plugins.<key>]` name in the manifest.
     pub key: String,
-    pub path: PathBuf,
     pub sha256: String,
     pub info: PluginInfo,
     pub role: Role,
@@ -98,7 +99,11 @@ impl Phase {
     }
 }
 
-/// Why a call failed. The caller adds who failed (see `error::StepError`).
+/// Bytes of report one call may return: its summary and outputs.
+pub const REPORT_CAP: usize = 1 << 20;
+
+/// Why a call failed. The caller adds who failed: surface, step, plugin and
+/// version.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The plugin returned `err`: its own message.
@@ -112,6 +117,11 @@ pub enum CallError {
     OutOfMemory(usize),
     #[error("trapped: {cause}{}; this is a bug in the plugin, report it to its author", .said.as_ref().map(|s| format!(" (it said: {s})")).unwrap_or_default())]
     Trap { cause: String, said: Option<String> },
+    #[error(
+        "returned a report of {0} bytes, over the cap of {cap} KiB per call (summary and outputs); keep large data in a granted directory and pass its path",
+        cap = REPORT_CAP >> 10
+    )]
+    ReportTooLarge(usize),
     #[error("{0} does not export `{1}`")]
     WrongRole(&'static str, &'static str),
     #[error("host error: {0:#}")]
@@ -134,9 +144,7 @@ impl Runtime {
         config.wasm_component_model(true).epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| anyhow!("{e:#}"))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        // Both worlds import the same interfaces, so one registration serves both.
-        crate::bindings::DeployStep::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s)?;
+        crate::capability::add_to_linker(&mut linker)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compat = format!("{:016x}", hasher.finish());
@@ -200,7 +208,6 @@ impl Runtime {
         };
         let mut plugin = Plugin {
             key: key.to_owned(),
-            path: path.to_owned(),
             sha256,
             info: PluginInfo {
                 name: key.to_owned(),
@@ -254,24 +261,9 @@ impl Runtime {
         Ok(info)
     }
 
-    /// Call one export in a fresh store built from `grants`.
+    /// Call one export in a fresh store built from `grants`. Also returns
+    /// what the call did through the docker import.
     pub async fn call(
-        &self,
-        plugin: &Plugin,
-        phase: Phase,
-        ctx: Context,
-        caller: Caller,
-        grants: Grants,
-        services: HostServices,
-    ) -> Result<Report, CallError> {
-        self.call_traced(plugin, phase, ctx, caller, grants, services)
-            .await
-            .0
-    }
-
-    /// [`Runtime::call`], also returning what the call did through the
-    /// docker import.
-    pub async fn call_traced(
         &self,
         plugin: &Plugin,
         phase: Phase,
@@ -285,7 +277,7 @@ impl Runtime {
             Err(e) => return (Err(CallError::Host(e)), Effects::default()),
         };
         let result = self.run_in(plugin, phase, &ctx, &mut store).await;
-        (result, std::mem::take(&mut store.data_mut().effects))
+        (result, std::mem::take(&mut store.data_mut().docker.effects))
     }
 
     async fn run_in(
@@ -300,22 +292,21 @@ impl Runtime {
             call_export(&plugin.pre, store, phase, ctx),
         )
         .await;
-        let output = store.data().output();
-        let caller = &store.data().caller;
-        for line in output.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::info!("{caller}: {line}");
-        }
+        let sandbox = store.data_mut();
+        sandbox.log.sink.finish();
         let result = match outcome {
             Err(_elapsed) => Err(CallError::Timeout(plugin.limits.timeout)),
-            Ok(Err(CallError::Host(trap))) => Err(classify(trap, plugin, &output)),
+            Ok(Err(CallError::Host(_))) if sandbox.memory.hit => {
+                Err(CallError::OutOfMemory(plugin.limits.memory_bytes))
+            }
+            Ok(Err(CallError::Host(trap))) => Err(classify(trap, plugin, &sandbox.log.sink.tail())),
+            Ok(Ok(report)) => within_cap(report),
             Ok(other) => other,
         };
-        // State writes are on disk as they happen (see `persist_state`);
-        // this catches anything still unsaved after a clean return. A plan
-        // changes nothing, so its state writes are dropped.
-        let read_only = store.data().grants.read_only;
-        if !read_only && matches!(result, Ok(_) | Err(CallError::Failed(_))) {
-            store.data_mut().state.save().map_err(CallError::Host)?;
+        // State writes are on disk as they happen; this catches anything
+        // still unsaved after a clean return.
+        if matches!(result, Ok(_) | Err(CallError::Failed(_))) {
+            sandbox.state.save().map_err(CallError::Host)?;
         }
         result
     }
@@ -327,9 +318,11 @@ impl Runtime {
         grants: Grants,
         services: HostServices,
     ) -> Result<Store<Sandbox>> {
-        let sandbox = Sandbox::new(caller, grants, services, plugin.limits.memory_bytes)?;
+        let declared = plugin.info.exec.clone();
+        let memory = plugin.limits.memory_bytes;
+        let sandbox = Sandbox::new(caller, grants, declared, services, memory)?;
         let mut store = Store::new(&self.engine, sandbox);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.memory);
         let ticks = plugin.limits.timeout.as_millis() / TICK.as_millis() + 1;
         store.set_epoch_deadline(ticks as u64);
         store.epoch_deadline_trap();
@@ -401,18 +394,29 @@ async fn call_export(
     result.map_err(host)?.map_err(CallError::Failed)
 }
 
-/// Turn a trap into what the operator needs to know.
+/// A report the host may keep: under [`REPORT_CAP`].
+fn within_cap(report: Report) -> Result<Report, CallError> {
+    let outputs: usize = report
+        .outputs
+        .iter()
+        .map(|o| o.key.len() + o.value.len())
+        .sum();
+    let size = report.summary.len() + outputs;
+    if size > REPORT_CAP {
+        return Err(CallError::ReportTooLarge(size));
+    }
+    Ok(report)
+}
+
+/// Turn a trap into what the operator needs to know. `output` is the last
+/// of what the plugin wrote.
 fn classify(err: anyhow::Error, plugin: &Plugin, output: &str) -> CallError {
     if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
         return CallError::Timeout(plugin.limits.timeout);
     }
-    let chain = format!("{err:#}");
-    if chain.contains("forcing trap when growing memory") {
-        return CallError::OutOfMemory(plugin.limits.memory_bytes);
-    }
     let cause = match err.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
-        None => chain,
+        None => format!("{err:#}"),
     };
     CallError::Trap {
         cause,
@@ -509,13 +513,7 @@ fn write_cache(dir: &Path, file: &Path, artifact: &[u8]) -> Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        std::process::id(),
-        file.file_name().unwrap().to_string_lossy()
-    ));
-    std::fs::write(&tmp, artifact)?;
-    std::fs::rename(&tmp, file)?;
+    crate::state::write_atomic(file, artifact)?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         include_str!("../../sdk/src/nginx/config.rs"),
     ),
     ("nginx/mod.rs", include_str!("../../sdk/src/nginx/mod.rs")),
+    ("poll.rs", include_str!("../../sdk/src/poll.rs")),
     ("release.rs", include_str!("../../sdk/src/release.rs")),
 ];
 const WIT: &str = include_str!("../../wit/slipway.wit");
@@ -83,19 +84,15 @@ pub fn command(name: &str, dir: Option<&Path>, json: bool) -> Result<ExitCode, A
     })?;
     if json {
         let doc = serde_json::to_string_pretty(&created).expect("serializes");
-        println!("{doc}");
+        crate::cli::out(&format!("{doc}\n"));
         return Ok(ExitCode::SUCCESS);
     }
     let d = created.dir.display();
-    println!(
-        "created plugin {} in {d}/ (slipway-sdk {} and slipway:plugin@{WIT_VERSION} vendored under vendor/)",
-        created.name, created.sdk_version
-    );
-    println!("next:");
-    println!("  cd {d}");
-    println!("  cargo test");
-    println!("  cargo build --release --target wasm32-wasip2");
-    println!("  slipway plugin inspect {}", created.wasm);
+    crate::cli::out(&format!(
+        "created plugin {} in {d}/ (slipway-sdk {} and slipway:plugin@{WIT_VERSION} vendored under vendor/)\n\
+         next:\n  cd {d}\n  cargo test\n  cargo build --release --target wasm32-wasip2\n  slipway plugin inspect {}\n",
+        created.name, created.sdk_version, created.wasm
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

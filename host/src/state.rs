@@ -41,6 +41,15 @@ impl PluginState {
         })
     }
 
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub fn get(&self, key: &str) -> Option<String> {
         self.entries.get(key).cloned()
     }
@@ -75,16 +84,28 @@ impl PluginState {
 }
 
 /// Replace `path` with `bytes` so that a reader, or a crash, sees the old
-/// content or the new, never a part: a synced temporary file, renamed.
+/// content or the new, never a part: a synced temporary file beside it,
+/// renamed over it. The host's one way to replace a file; the directory
+/// must exist.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Unique per process and per call, so concurrent writers never share one.
+    static N: AtomicU64 = AtomicU64::new(0);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
+    tmp.push(format!(
+        ".tmp{}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     let tmp = PathBuf::from(tmp);
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -115,6 +136,27 @@ mod tests {
                 .get("ip"),
             None
         );
+    }
+
+    #[test]
+    fn write_atomic_replaces_whole_files_and_leaves_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.json");
+        write_atomic(&file, b"one").unwrap();
+        write_atomic(&file, b"two, longer").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"two, longer");
+        // A failed write leaves the old content and no temporary file.
+        let missing = dir.path().join("no-such-dir/f.json");
+        assert!(write_atomic(&missing, b"x").is_err());
+        let over_a_dir = dir.path().join("a-dir");
+        std::fs::create_dir(&over_a_dir).unwrap();
+        assert!(write_atomic(&over_a_dir, b"x").is_err());
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a-dir", "f.json"]);
     }
 
     #[test]

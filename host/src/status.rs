@@ -8,6 +8,7 @@ use crate::deploy::Agent;
 use crate::docker::Docker;
 use crate::journal;
 use crate::manifest::FsMode;
+use crate::text::short_id;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -201,7 +202,7 @@ impl Status {
                 if r.stale {
                     note.push_str(&format!(
                         " STALE: the tag now points to {}; deploy to recreate",
-                        short(r.image_current.as_deref())
+                        short_id(r.image_current.as_deref().unwrap_or("-"))
                     ));
                 }
                 if !r.pending.is_empty() {
@@ -213,7 +214,7 @@ impl Status {
                 if r.drift {
                     note.push_str(&format!(
                         " DRIFT: the last deploy left {}; it was changed outside slipway",
-                        short(r.image_deployed.as_deref())
+                        short_id(r.image_deployed.as_deref().unwrap_or("-"))
                     ));
                 }
                 out.push_str(&format!(
@@ -221,7 +222,7 @@ impl Status {
                     r.service,
                     r.container.as_deref().unwrap_or("(no container)"),
                     r.health.as_deref().or(r.state.as_deref()).unwrap_or("-"),
-                    short(r.image_running.as_deref()),
+                    short_id(r.image_running.as_deref().unwrap_or("-")),
                 ));
             }
             for r in self.releases.iter().filter(|r| r.surface == s.name) {
@@ -288,7 +289,3 @@ fn pending(
 /// A container compose made, before slipway's first deploy: its spec is
 /// unknown, which is worth showing but is not a fault.
 const FOREIGN: &str = "spec (created outside slipway)";
-
-fn short(id: Option<&str>) -> &str {
-    crate::report::short_id(id.unwrap_or("-"))
-}

@@ -35,10 +35,9 @@ pub fn last_tick(state_dir: &Path, watcher: &str) -> Option<TickRecord> {
 
 fn record(state_dir: &Path, rec: &TickRecord) {
     let path = record_path(state_dir, &rec.watcher);
-    let tmp = path.with_extension("json.tmp");
-    let written = std::fs::create_dir_all(path.parent().expect("has a parent"))
-        .and_then(|()| std::fs::write(&tmp, serde_json::to_vec(rec).expect("serializes")))
-        .and_then(|()| std::fs::rename(&tmp, &path));
+    let written = std::fs::create_dir_all(path.parent().expect("has a parent")).and_then(|()| {
+        crate::state::write_atomic(&path, &serde_json::to_vec(rec).expect("serializes"))
+    });
     if let Err(e) = written {
         tracing::warn!("cannot record the tick of {}: {e}", rec.watcher);
     }
@@ -63,11 +62,13 @@ pub fn reset(state_dir: &Path, watcher: &str) -> std::io::Result<()> {
 /// the lock and the tick was skipped.
 async fn tick(agent: &Agent, watcher: &str) -> Result<Option<TickRecord>, AgentError> {
     let state_dir = agent.loaded.state_dir();
-    let _lock = match DeployLock::acquire(
+    let _lock = match DeployLock::acquire_async(
         &state_dir,
         &format!("slipway watch {watcher}"),
         Duration::ZERO,
-    ) {
+    )
+    .await
+    {
         Ok(lock) => lock,
         Err(LockError::Held { holder, .. }) => {
             tracing::info!(
@@ -162,8 +163,37 @@ pub async fn run(agent: &Agent, watchers: &[String]) -> Result<(), AgentError> {
         }
         let (watcher, due, interval) = &mut schedule[index];
         tick(agent, watcher).await?;
-        *due = (*due + *interval).max(Instant::now());
+        *due = next_due(*due, *interval, Instant::now());
     }
     tracing::info!("watch: stopping on signal");
     Ok(())
+}
+
+/// When a watcher that was due at `due` is due again: an interval later,
+/// or `now` when its tick overran the interval. An interval too long to
+/// add to an `Instant` (the manifest refuses more than a day) waits a year.
+fn next_due(due: Instant, interval: Duration, now: Instant) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 86_400);
+    due.checked_add(interval)
+        .or_else(|| now.checked_add(YEAR))
+        .unwrap_or(now)
+        .max(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_tick_is_an_interval_later_and_never_overflows() {
+        let now = Instant::now();
+        let second = Duration::from_secs(1);
+        assert_eq!(next_due(now, second, now), now + second);
+        // A tick that overran its interval: the next one is due at once.
+        assert_eq!(next_due(now, second, now + 3 * second), now + 3 * second);
+        let far = next_due(now, Duration::MAX, now);
+        assert!(far > now + Duration::from_secs(86_400), "{far:?}");
+        let far = next_due(now, Duration::from_millis(u64::MAX), now);
+        assert!(far > now + Duration::from_secs(86_400), "{far:?}");
+    }
 }

@@ -19,12 +19,20 @@
 //!         slipway_sdk::info!("hello from {}", ctx.surface);
 //!         Ok(Report::new("said hello"))
 //!     }
+//!     fn verify(_: Context) -> Result<Report, String> {
+//!         // A log line changes nothing users could see.
+//!         Ok(Report::new("nothing to verify: saying hello changes nothing"))
+//!     }
 //! }
 //! slipway_sdk::export_step!(Hello);
 //! ```
 //!
 //! The host imports are in [`docker`], [`probe`], [`state`] and the logging
 //! macros. The contract itself, function by function, is `wit/slipway.wit`.
+//! Shared plumbing: [`poll`] (wait until a URL answers, bounded), [`nginx`]
+//! (test, dump and reload nginx and wait for its old workers) and
+//! [`release`] (atomic static-site releases, and [`release::Site`], the
+//! publish, switch, reload and prune sequence of a site plugin).
 
 #[doc(hidden)]
 pub mod bindings {
@@ -56,6 +64,7 @@ pub mod bindings {
 }
 
 pub mod nginx;
+pub mod poll;
 pub mod release;
 
 use bindings::step_world::slipway::plugin as imports;
@@ -68,20 +77,17 @@ pub trait Plugin {
     fn describe() -> PluginInfo;
 }
 
-/// A deploy step. Only `apply` is required.
+/// A deploy step. `apply` and `verify` are required.
 pub trait Step: Plugin {
     /// Say what `apply` would do. Mutating host calls are refused here.
     fn plan(ctx: Context) -> Result<Report, String> {
         Ok(Report::new(format!("would run {}", step_label(&ctx))))
     }
     fn apply(ctx: Context) -> Result<Report, String>;
-    /// Prove the step took effect. The default trusts `apply`.
-    fn verify(ctx: Context) -> Result<Report, String> {
-        Ok(Report::new(format!(
-            "{} has nothing to verify",
-            step_label(&ctx)
-        )))
-    }
+    /// Prove the step took effect as users see it, e.g. a GET through nginx.
+    /// There is no default: a step that has nothing to verify says so, and
+    /// why, in its own report.
+    fn verify(ctx: Context) -> Result<Report, String>;
     fn rollback(ctx: Context) -> Result<Report, String> {
         Ok(Report::new(format!(
             "{} has nothing to undo",
@@ -101,7 +107,8 @@ pub trait Watcher: Plugin {
     fn tick(ctx: Context) -> Result<Report, String>;
 }
 
-/// Block for `ms` milliseconds, e.g. between polls of a readiness check.
+/// Block for `ms` milliseconds. To wait until something holds, use
+/// [`poll::until`] or [`poll::url`] rather than a loop around this.
 pub fn pause_ms(ms: u64) {
     std::thread::sleep(std::time::Duration::from_millis(ms));
 }

@@ -404,6 +404,147 @@ impl Releases {
     }
 }
 
+/// A static site served from releases, deployed the way every site plugin
+/// does it: publish the build, switch `current`, reload nginx and wait until
+/// its old workers are gone, prune. Then [`Site::live`] checks what nginx
+/// serves, and [`Site::roll_back`] undoes the switch the same way. The
+/// plugin keeps only its strategy: which files, replaced how, checked how.
+///
+/// ```no_run
+/// use slipway_sdk::release::{Options, Site};
+/// let site = Site::open("/site").nginx(Some("nginx")).keep(5);
+/// let deployed = site.deploy(std::path::Path::new("/build"), &Options::default())?;
+/// if !deployed.published.unchanged {
+///     slipway_sdk::info!("live: {}, pruned {}", deployed.published.id, deployed.pruned.len());
+/// }
+/// let live = site.live()?;
+/// let index = live.fetch("http://nginx:8081/index.html", "index.html")?;
+/// assert!(index.matches, "nginx does not serve release {}", live.id);
+/// # Ok::<(), String>(())
+/// ```
+pub struct Site {
+    releases: Releases,
+    nginx: Option<String>,
+    keep: usize,
+}
+
+/// What [`Site::deploy`] did.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    /// `unchanged` when the build equals the live release: then nothing
+    /// was switched, reloaded or pruned.
+    pub published: Published,
+    pub pruned: Vec<String>,
+}
+
+/// The live release, read for a check.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub id: String,
+    pub manifest: Manifest,
+}
+
+/// One GET of a URL that should serve a file of the live release.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub response: crate::probe::HttpResponse,
+    /// It answered 200 with exactly the file's bytes.
+    pub matches: bool,
+}
+
+impl Site {
+    /// The site under `root`, with no nginx to reload, keeping 5 releases.
+    pub fn open(root: impl Into<PathBuf>) -> Site {
+        Site {
+            releases: Releases::open(root),
+            nginx: None,
+            keep: 5,
+        }
+    }
+
+    /// The compose service running nginx, to reload after every switch
+    /// (needed with `open_file_cache`). It runs
+    /// [`crate::nginx::RELOAD_EXEC`]: declare them, e.g.
+    /// `exec: slipway_sdk::nginx::reload_exec_needs()`.
+    pub fn nginx(mut self, service: Option<&str>) -> Site {
+        self.nginx = service.map(str::to_owned);
+        self
+    }
+
+    /// Releases to keep; the live one and the one before it always stay.
+    pub fn keep(mut self, keep: usize) -> Site {
+        self.keep = keep;
+        self
+    }
+
+    pub fn releases(&self) -> &Releases {
+        &self.releases
+    }
+
+    /// The live release's id, or `(no live release)`, for a plan.
+    pub fn live_label(&self) -> Result<String, String> {
+        Ok(self
+            .releases
+            .current()?
+            .unwrap_or_else(|| "(no live release)".to_owned()))
+    }
+
+    /// Publish `build` as a release and, unless it equals the live one,
+    /// switch `current` to it, reload nginx (waiting until its old workers
+    /// are gone, so every answer from then on is the new release's) and
+    /// prune.
+    pub fn deploy(&self, build: &Path, options: &Options) -> Result<Deployed, String> {
+        let published = self.releases.publish(build, options)?;
+        if published.unchanged {
+            return Ok(Deployed {
+                published,
+                pruned: Vec::new(),
+            });
+        }
+        self.releases.switch(&published.id)?;
+        crate::nginx::reload_after_switch(self.nginx.as_deref())?;
+        let pruned = self.releases.prune(self.keep)?;
+        Ok(Deployed { published, pruned })
+    }
+
+    /// The live release and its manifest.
+    pub fn live(&self) -> Result<Live, String> {
+        let id = self.releases.current()?.ok_or("no live release")?;
+        let manifest = self
+            .releases
+            .manifest(&id)?
+            .ok_or_else(|| format!("release {id} has no manifest"))?;
+        Ok(Live { id, manifest })
+    }
+
+    /// Switch back to the release before the live one and reload nginx as
+    /// [`Site::deploy`] does. Returns the ids switched from and to.
+    pub fn roll_back(&self) -> Result<(String, String), String> {
+        let switched = self.releases.roll_back()?;
+        crate::nginx::reload_after_switch(self.nginx.as_deref())?;
+        Ok(switched)
+    }
+}
+
+impl Live {
+    /// `file` (relative to the build root) of this release.
+    pub fn entry(&self, file: &str) -> Result<&Entry, String> {
+        self.manifest
+            .files
+            .get(file)
+            .ok_or_else(|| format!("{file} is not in release {}", self.id))
+    }
+
+    /// GET `url` once (5 s) and compare the body with `file` of this
+    /// release. The plugin words the mismatch: it knows what it means.
+    pub fn fetch(&self, url: &str, file: &str) -> Result<Fetched, String> {
+        let expected = self.entry(file)?;
+        let response = crate::probe::http_get(url, 5_000)?;
+        let matches = response.status == 200 && hash_bytes(&response.body) == expected.hash;
+        Ok(Fetched { response, matches })
+    }
+}
+
 /// Every file of the build, relative and sorted. Refuses an empty or missing
 /// build and any symlink (a build is plain files; a link could point out).
 pub fn scan(build: &Path) -> Result<Vec<PathBuf>, String> {
@@ -830,9 +971,81 @@ mod tests {
     }
 
     #[test]
+    fn a_site_deploys_prunes_and_rolls_back() {
+        let root = tempfile::tempdir().unwrap();
+        let site = Site::open(root.path()).keep(2);
+        assert_eq!(site.live_label().unwrap(), "(no live release)");
+        assert_eq!(site.live().unwrap_err(), "no live release");
+        let mut ids = Vec::new();
+        for v in 1..=4 {
+            let b = build(&[("index.html", &format!("v{v}"))]);
+            let deployed = site.deploy(b.path(), &Options::default()).unwrap();
+            assert!(!deployed.published.unchanged);
+            assert_eq!(live_file(root.path(), "index.html"), format!("v{v}"));
+            ids.push(deployed.published.id);
+            match v {
+                1 | 2 => assert!(deployed.pruned.is_empty()),
+                _ => assert_eq!(deployed.pruned, [ids[v - 3].clone()]),
+            }
+            let again = site.deploy(b.path(), &Options::default()).unwrap();
+            assert!(again.published.unchanged && again.pruned.is_empty());
+        }
+        let live = site.live().unwrap();
+        assert_eq!(live.id, ids[3]);
+        assert_eq!(site.live_label().unwrap(), ids[3]);
+        assert_eq!(live.entry("index.html").unwrap().hash, hash_bytes(b"v4"));
+        assert_eq!(
+            live.entry("missing.html").unwrap_err(),
+            format!("missing.html is not in release {}", ids[3])
+        );
+        assert_eq!(site.roll_back().unwrap(), (ids[3].clone(), ids[2].clone()));
+        assert_eq!(live_file(root.path(), "index.html"), "v3");
+    }
+
+    #[test]
     fn stamps_sort_as_time() {
-        let s = utc_stamp();
-        assert_eq!(s.len(), 19, "{s}");
-        assert!(s.starts_with("20") && s.ends_with('Z'));
+        // Stamps taken one after another sort one after another.
+        let mut stamps = Vec::new();
+        for _ in 0..5 {
+            stamps.push(utc_stamp());
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+        let mut sorted = stamps.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, stamps, "stamps taken in turn must sort in turn");
+        // Across a second, a day or a year too: fixed width, most
+        // significant field first, digits only but for `T` and `Z`, so byte
+        // order is time order.
+        for s in &stamps {
+            assert_eq!(s.len(), 19, "{s}");
+            let layout_ok = s.bytes().enumerate().all(|(i, b)| match i {
+                8 => b == b'T',
+                18 => b == b'Z',
+                _ => b.is_ascii_digit(),
+            });
+            assert!(layout_ok, "{s}");
+            let field = |at: std::ops::Range<usize>| s[at].parse::<u64>().unwrap();
+            assert!((2025..2200).contains(&field(0..4)), "{s}");
+            assert!((1..=12).contains(&field(4..6)), "{s}");
+            assert!((1..=31).contains(&field(6..8)), "{s}");
+            assert!(
+                field(9..11) < 24 && field(11..13) < 60 && field(13..15) < 60,
+                "{s}"
+            );
+        }
+        // It is UTC: its time of day is the clock's.
+        let last = stamps.last().unwrap();
+        let of_day = |s: &str| {
+            let n = |at: std::ops::Range<usize>| s[at].parse::<u64>().unwrap();
+            n(9..11) * 3600 + n(11..13) * 60 + n(13..15)
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 86_400;
+        let behind = (now + 86_400 - of_day(last)) % 86_400;
+        assert!(behind <= 2, "{last} is {behind} s from the UTC clock");
     }
 }

@@ -4,12 +4,13 @@
 //! this file acts on services' containers during a deploy; a step that
 //! replaces them start-first is handed the services to replace.
 
-use super::{Agent, Stop, service_failed, short_id};
+use super::{Agent, Stop, service_failed};
 use crate::compose::UpdateOrder;
 use crate::docker::{Docker, Parked, Target};
 use crate::observed::SpecStore;
 use crate::reconcile::{Action, Desired, Verb};
 use crate::report::{ServiceReport, SurfaceReport};
+use crate::text::short_id;
 use std::time::{Duration, Instant};
 
 /// One service's decision, with the container it leads to.
@@ -58,7 +59,6 @@ impl Agent {
                 .await
                 .map_err(|e| fail("inspect", e))?;
             let desired = Desired {
-                service: service.clone(),
                 name: target.spec.name.clone(),
                 spec_hash: target.spec.hash(),
                 image_id: target.image_id.clone(),

@@ -4,12 +4,12 @@
 //! `plan` order (rule 3).
 
 use crate::bindings::{Context, Output};
+use crate::capability::Grants;
 use crate::docker::{Docker, Unreachable};
 use crate::lock::LockError;
-use crate::manifest::{HttpCheck, Loaded, ManifestError, StepSpec, interpolate};
-use crate::report::{
-    CallReport, CheckReport, RunReport, ServiceReport, StepReport, SurfaceReport, short_id,
-};
+use crate::manifest::{GrantSpec, HttpCheck, Loaded, ManifestError, StepSpec, interpolate};
+use crate::report::{CallReport, CheckReport, RunReport, ServiceReport, StepReport, SurfaceReport};
+
 use crate::runtime::{CallError, Limits, Phase, Plugin, Role, Runtime};
 use crate::sandbox::{Caller, HostServices};
 
@@ -76,7 +76,13 @@ pub struct Agent {
     runtime: Runtime,
     docker: Option<Arc<Docker>>,
     plugins: HashMap<String, Plugin>,
+    /// The grants of every loaded step and watcher, resolved once.
+    grants: HashMap<GrantsOf, Grants>,
 }
+
+/// Whose grants: a surface's step (`surface`, index) or a watcher
+/// (`watch.<name>`, 0).
+type GrantsOf = (String, usize);
 
 impl Agent {
     pub fn open(manifest: &Path, cache_dir: Option<PathBuf>) -> Result<Agent, AgentError> {
@@ -88,6 +94,7 @@ impl Agent {
             runtime,
             docker: None,
             plugins: HashMap::new(),
+            grants: HashMap::new(),
         })
     }
 
@@ -149,14 +156,29 @@ impl Agent {
 
     /// Load (from the cache when possible) every plugin the surfaces use.
     pub async fn load_plugins(&mut self, surfaces: &[String]) -> Result<(), AgentError> {
-        let keys: Vec<String> = surfaces
-            .iter()
-            .flat_map(|s| &self.loaded.manifest.surface[s].step)
-            .map(|step| step.plugin.clone())
-            .collect();
-        for key in keys {
-            self.load_plugin(&key, Role::Step).await?;
+        for surface in surfaces {
+            let steps = self.loaded.manifest.surface[surface].step.clone();
+            for (index, step) in steps.iter().enumerate() {
+                self.load_plugin(&step.plugin, Role::Step).await?;
+                let who = format!("surface.{surface}.step[{index}]");
+                self.resolve_grants((surface.clone(), index), &step.grants, &who)?;
+            }
         }
+        Ok(())
+    }
+
+    /// Resolve a step's or watcher's grants from the manifest, once.
+    fn resolve_grants(
+        &mut self,
+        of: GrantsOf,
+        spec: &GrantSpec,
+        key: &str,
+    ) -> Result<(), AgentError> {
+        let grants = self
+            .loaded
+            .grants(spec)
+            .map_err(|(k, e)| AgentError::Usage(format!("{key}.grants.{k}: {e}")))?;
+        self.grants.insert(of, grants);
         Ok(())
     }
 
@@ -180,12 +202,10 @@ impl Agent {
             true => watchers.keys().cloned().collect(),
             false => names.to_vec(),
         };
-        let keys: Vec<String> = selected
-            .iter()
-            .map(|n| watchers[n].plugin.clone())
-            .collect();
-        for key in keys {
-            self.load_plugin(&key, Role::Watcher).await?;
+        for name in &selected {
+            let spec = self.loaded.manifest.watch[name].clone();
+            self.load_plugin(&spec.plugin, Role::Watcher).await?;
+            self.resolve_grants(watcher_grants(name), &spec.grants, &format!("watch.{name}"))?;
         }
         // A watcher that moves a service hands it to the surfaces that
         // route to it (`reroute`): their steps must be ready too.
@@ -199,16 +219,15 @@ impl Agent {
 
     /// The surfaces holding a service the watcher may act on.
     fn watched_surfaces(&self, watcher: &str) -> Vec<String> {
-        let granted = self
-            .loaded
-            .grants(&self.loaded.manifest.watch[watcher].grants, false)
-            .map(|g| g.docker)
-            .unwrap_or_default();
+        let granted: Vec<&str> = self.grants[&watcher_grants(watcher)]
+            .docker
+            .names()
+            .collect();
         self.loaded
             .manifest
             .surface
             .iter()
-            .filter(|(_, s)| s.services.iter().any(|svc| granted.contains(svc)))
+            .filter(|(_, s)| s.services.iter().any(|svc| granted.contains(&svc.as_str())))
             .map(|(name, _)| name.clone())
             .collect()
     }
@@ -221,7 +240,10 @@ impl Agent {
         let path = self.loaded.dir.join(&spec.path);
         let limits = Limits {
             timeout: Duration::from_secs(spec.timeout_secs),
-            memory_bytes: (spec.memory_mb as usize) << 20,
+            memory_bytes: usize::try_from(spec.memory_mb)
+                .ok()
+                .and_then(|m| m.checked_mul(1 << 20))
+                .unwrap_or(usize::MAX),
         };
         let plugin = self
             .runtime
@@ -252,10 +274,7 @@ impl Agent {
             "watcher {name} (plugin {} {} from plugins.{})",
             plugin.info.name, plugin.info.version, spec.plugin
         );
-        let grants = self
-            .loaded
-            .grants(&spec.grants, false)
-            .map_err(|(key, e)| format!("{who}: grants.{key}: {e}"))?;
+        let grants = self.grants[&watcher_grants(name)].clone();
         let ctx = Context {
             surface: name.to_owned(),
             step: 0,
@@ -271,7 +290,7 @@ impl Agent {
         };
         let (result, effects) = self
             .runtime
-            .call_traced(plugin, Phase::Tick, ctx, caller, grants, self.services())
+            .call(plugin, Phase::Tick, ctx, caller, grants, self.services())
             .await;
         let mut report = result.map_err(|e| format!("{who}: {e}"))?;
         if !effects.moved.is_empty() {
@@ -735,10 +754,12 @@ impl Agent {
             phase.name()
         );
         let t = Instant::now();
-        let grants = self.loaded.grants(&step.grants, dry).map_err(|(key, e)| {
-            let call = call_report(phase, false, e.clone(), t);
-            (call, Stop::Failed(format!("{who}: grants.{key}: {e}")))
-        })?;
+        let grants = &self.grants[&(surface.to_owned(), index)];
+        let grants = if dry {
+            grants.planning()
+        } else {
+            grants.clone()
+        };
         let ctx = Context {
             surface: surface.to_owned(),
             step: index as u32,
@@ -759,7 +780,7 @@ impl Agent {
         ));
         let (result, effects) = self
             .runtime
-            .call_traced(plugin, phase, ctx, caller, grants, self.services())
+            .call(plugin, phase, ctx, caller, grants, self.services())
             .await;
         task.end(result.is_ok());
         match result {
@@ -847,7 +868,7 @@ impl Agent {
                 };
             }
         };
-        let deadline = Instant::now() + Duration::from_secs(check.timeout_secs);
+        let (start, timeout) = (Instant::now(), Duration::from_secs(check.timeout_secs));
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -884,7 +905,7 @@ impl Agent {
                 }
                 Err(e) => (None, format!("{e:#}")),
             };
-            if Instant::now() >= deadline {
+            if start.elapsed() >= timeout {
                 return CheckReport {
                     url: url.clone(),
                     ok: false,
@@ -905,6 +926,10 @@ impl Agent {
 /// watchers running one plugin keep separate memories.
 pub fn watch_state_key(watcher: &str) -> String {
     format!("watch-{watcher}")
+}
+
+fn watcher_grants(watcher: &str) -> GrantsOf {
+    (format!("watch.{watcher}"), 0)
 }
 
 /// From the decisions: the services the host creates or replaces, and

@@ -9,19 +9,10 @@ use std::time::{Duration, Instant};
 /// A project directory with a minimal compose file and the given manifest
 /// body (after a `[project]` table and a `hostile` plugin).
 fn project(body: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("docker-compose.yml"),
-        "services:\n  api:\n    image: busybox\n",
-    )
-    .unwrap();
-    let manifest = format!(
-        "[project]\nname = \"{}\"\n\n[plugins.hostile]\npath = \"{}\"\ntimeout_secs = 4\n\n{body}",
-        crate::harness::unique("slc"),
+    crate::harness::project(&format!(
+        "[plugins.hostile]\npath = \"{}\"\ntimeout_secs = 4\n\n{body}",
         plugin("hostile").display()
-    );
-    std::fs::write(dir.path().join("slipway.toml"), manifest).unwrap();
-    dir
+    ))
 }
 
 fn step(surface: &str, deps: &[&str], attempt: &str) -> String {
@@ -174,6 +165,23 @@ fn plugin_inspect_shows_contract_and_needs() {
         "{imports}"
     );
     assert!(doc["needs"].to_string().contains("docker"), "{doc}");
+    // The commands it declares, and the narrowed grant that allows exactly them.
+    assert_eq!(
+        doc["exec"][2],
+        serde_json::json!(["nginx", "-s", "reload"]),
+        "{doc}"
+    );
+    let grant = doc["exec_grant"].as_str().unwrap_or_default();
+    assert!(
+        grant.starts_with("{ service = \"<service>\", exec = [[\"nginx\", \"-t\"]")
+            && grant.contains("[\"nginx\", \"-s\", \"reload\"]"),
+        "{grant}"
+    );
+    let manifest: toml::Table = toml::from_str(&format!("g = {grant}")).expect("the grant is TOML");
+    assert_eq!(
+        manifest["g"]["exec"].as_array().map(Vec::len),
+        doc["exec"].as_array().map(Vec::len)
+    );
 }
 
 #[test]
@@ -264,4 +272,122 @@ fn bad_input_gets_a_clear_error_and_exit_code() {
     );
     assert_exit(&out, 4, "no Docker engine answered");
     assert_eq!(json(&out)["exit_code"], 4);
+}
+
+/// A journal of `n` entries longer than a pipe holds, with text that is not
+/// ASCII where people and CI put it.
+fn write_journal(dir: &Path, n: usize) {
+    let text = "déploiement-ü-日本語";
+    let id = "日本語-déploiement-ü";
+    let entry = serde_json::json!({"ts": "2026-12-01T00:00:00.000Z", "command": "deploy",
+        "project": text, "ok": true, "duration_ms": 1200,
+        "who": {"user": text, "ci": {"GITHUB_ACTOR": text}},
+        "surfaces": [{"name": text, "outcome": "ok", "duration_ms": 1200,
+            "services": [{"service": text, "image_before": format!("sha256:{id}"), "image_after": id}],
+            "steps": [{"plugin": text, "plugin_name": text, "plugin_version": text, "sha256": id,
+                "ok": true, "outputs": {"release": text}}]}]});
+    let state = dir.join(".slipway");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("journal.jsonl"), format!("{entry}\n").repeat(n)).unwrap();
+}
+
+fn assert_no_panic(what: &str, out: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && out.status.code() != Some(101),
+        "{what}: {}",
+        text(out)
+    );
+}
+
+/// `slipway … | head`: a reader that goes away early ends the output, with
+/// the command's own exit code and no panic.
+#[test]
+fn a_reader_that_closes_early_is_no_panic() {
+    let dir = project(&step("backend", &[], NOOP));
+    write_journal(dir.path(), 2000);
+    let hostile = plugin("hostile").display().to_string();
+    let commands: [&[&str]; 7] = [
+        &["log"],
+        &["log", "--json", "-n", "1"],
+        &["schema"],
+        &["schema", "report"],
+        &["plugin", "inspect", &hostile],
+        &["plugin", "inspect", &hostile, "--json"],
+        &["plan", "--all", "--json"],
+    ];
+    for args in commands {
+        // A pipe whose read end is closed before slipway writes a byte:
+        // every write fails with EPIPE, however fast slipway is.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = crate::harness::slipway_command(dir.path(), args, &[])
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let what = args.join(" ");
+        assert_no_panic(&what, &out);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out));
+    }
+
+    // `slipway log | head -1`: the reader takes a line, then closes while
+    // slipway still has most of the journal to write.
+    use std::io::BufRead as _;
+    for args in [&["log"][..], &["log", "--json"]] {
+        let mut child = crate::harness::slipway_command(dir.path(), args, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.contains("déploiement-ü-日本語"), "{first}");
+        let out = child.wait_with_output().unwrap();
+        assert_no_panic(&args.join(" "), &out);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+
+    // Output that cannot be written for another reason (a full disk) is
+    // an error, not a panic.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = crate::harness::slipway_command(dir.path(), &["schema"], &[])
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_no_panic("schema > /dev/full", &out);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("cannot write the output to stdout"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A manifest value that would overflow a deadline is refused up front,
+/// by its key, before anything runs.
+#[test]
+fn absurd_timeouts_are_refused_by_key() {
+    let dir = project(&step("backend", &[], NOOP));
+    let manifest = std::fs::read_to_string(dir.path().join("slipway.toml"))
+        .unwrap()
+        .replace("timeout_secs = 4", "timeout_secs = 18446744073709551615");
+    std::fs::write(dir.path().join("slipway.toml"), manifest).unwrap();
+    for command in ["plan", "deploy"] {
+        let out = slipway(dir.path(), &[command, "--all"], &[]);
+        assert_exit(
+            &out,
+            2,
+            "`plugins.hostile.timeout_secs`: 18446744073709551615 is out of range (1..=86400)",
+        );
+    }
+    let out = slipway(dir.path(), &["deploy", "--all", "--json"], &[]);
+    assert_exit(&out, 2, "plugins.hostile.timeout_secs");
+    assert_eq!(json(&out)["exit_code"], 2);
 }

@@ -13,17 +13,10 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// A plugin built by `scripts/build plugins`.
+/// A plugin built by the `slipway-fixtures` dev-dependency (rebuilt by cargo
+/// whenever a plugin, the SDK or the WIT changes).
 pub fn plugin(name: &str) -> PathBuf {
-    let path = repo_root()
-        .join("target/plugins")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `scripts/build plugins` before the tests",
-        path.display()
-    );
-    path
+    slipway_fixtures::plugin(name)
 }
 
 /// Compiled plugins shared by every test, so each compiles once.
@@ -47,6 +40,20 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A project directory with a one-service compose file (`api`, never
+/// started) and `slipway.toml`: a `[project]` table, then `manifest`.
+pub fn project(manifest: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        "services:\n  api:\n    image: busybox\n",
+    )
+    .unwrap();
+    let manifest = format!("[project]\nname = \"{}\"\n\n{manifest}", unique("slp"));
+    std::fs::write(dir.path().join("slipway.toml"), manifest).unwrap();
+    dir
 }
 
 pub fn slipway(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -160,7 +167,7 @@ impl Stack {
             .replace("name = \"honeychat\"", &format!("name = \"{project}\""))
             .replace(
                 "../../target/plugins",
-                &repo_root().join("target/plugins").display().to_string(),
+                &slipway_fixtures::plugins_dir().display().to_string(),
             );
         std::fs::write(dir.path().join("slipway.toml"), manifest).unwrap();
         edit(dir.path());

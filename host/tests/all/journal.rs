@@ -1,7 +1,7 @@
 //! The operator's view: the audit journal, rollback of images and releases,
 //! and drift in `slipway status`, against the real example stack.
 
-use crate::harness::{Stack, docker_inspect, http_get, json, text};
+use crate::harness::{Stack, docker_inspect, http_get, json, slipway, text, unique};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -193,4 +193,61 @@ fn rollback_brings_back_the_previous_image_through_nginx_and_status_sees_drift()
     assert_eq!(worker["drift"], false, "{worker}");
     let human = stack.slipway(&["status"], &[]);
     assert!(text(&human).contains("DRIFT"), "{}", text(&human));
+}
+
+/// `slipway log` prints a journal whose ids, users and names are not ASCII
+/// (a label, a CI variable or a plugin's output can hold any UTF-8), cutting
+/// ids short by character. No containers needed.
+#[test]
+fn log_prints_entries_whose_ids_and_users_are_not_ascii() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        "services:\n  api:\n    image: busybox\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("slipway.toml"),
+        format!("[project]\nname = \"{}\"\n", unique("slj")),
+    )
+    .unwrap();
+    let odd = "déploiement-ü-日本語";
+    // An id whose 12th byte falls inside a character.
+    let id = "日本語-déploiement-ü";
+    let entries = [
+        serde_json::json!({"ts": "2026-12-01T00:00:00.000Z", "command": "deploy", "project": odd,
+            "ok": false, "error": odd, "duration_ms": 1200, "who": {"user": odd},
+            "surfaces": [{"name": odd, "outcome": "failed", "duration_ms": 1200,
+                "services": [{"service": odd, "image_before": format!("sha256:{id}"),
+                    "image_after": id}],
+                "steps": [{"plugin": odd, "plugin_name": odd, "plugin_version": odd,
+                    "sha256": id, "ok": false, "outputs": {"release": odd}}]}]}),
+        serde_json::json!({"ts": "2026-12-01T00:01:00.000Z", "command": "watch", "project": odd,
+            "ok": true, "duration_ms": 0, "who": {"ci": {"GITHUB_ACTOR": odd}},
+            "watcher": odd, "action": odd}),
+    ];
+    let state = dir.path().join(".slipway");
+    std::fs::create_dir_all(&state).unwrap();
+    let lines: String = entries.iter().map(|e| format!("{e}\n")).collect();
+    std::fs::write(state.join("journal.jsonl"), lines).unwrap();
+
+    let out = slipway(dir.path(), &["log"], &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(!all.contains("panicked"), "{all}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for expected in [
+        format!("by {odd}"),
+        format!("by ci:{odd}"),
+        "日本語-déploiem -> 日本語-déploiem".to_owned(),
+        format!("sha256:日本語-déploiem release={odd}"),
+        format!("error: {odd}"),
+    ] {
+        assert!(stdout.contains(&expected), "`{expected}` in:\n{stdout}");
+    }
+
+    let out = slipway(dir.path(), &["log", "--json", "-n", "1"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let last: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(last, entries[1]);
 }

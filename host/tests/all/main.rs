@@ -3,6 +3,7 @@
 
 mod astro;
 mod browser;
+mod caps;
 mod ci_report;
 mod cli;
 mod converge;

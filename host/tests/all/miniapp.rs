@@ -4,7 +4,7 @@
 
 use crate::browser::{Chromium, after, close, wait_for};
 use crate::harness::{Stack, http_get, json, repo_root, sh, text};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Make miniapp/dist release `version` (the example ships "v1").
 fn set_release(stack: &Stack, version: &str) {
@@ -68,6 +68,46 @@ fn v(s: &str) -> Option<String> {
 }
 
 const QUIET: Duration = Duration::from_secs(2);
+
+/// PIDs of the nginx workers in the stack's nginx container.
+fn nginx_workers(stack: &Stack) -> Vec<String> {
+    let ps = sh(
+        &format!("docker exec {} ps -o pid,args", stack.container("nginx")),
+        stack.path(),
+        &[],
+    );
+    ps.lines()
+        .filter(|l| l.contains("nginx: worker process"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// `nginx -s reload`, then wait until every worker from before it is gone,
+/// as the plugins do (`slipway_sdk::nginx::reload_gracefully`): the command
+/// returns before the master acts on it, and until an old worker exits it
+/// may still answer by the old config.
+fn reload_nginx(stack: &Stack) {
+    let old = nginx_workers(stack);
+    assert!(!old.is_empty(), "nginx runs no workers");
+    sh(
+        &format!("docker exec {} nginx -s reload", stack.container("nginx")),
+        stack.path(),
+        &[],
+    );
+    let start = Instant::now();
+    loop {
+        let alive = nginx_workers(stack);
+        if !old.iter().any(|pid| alive.contains(pid)) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nginx's old workers {old:?} still run 30 s after `nginx -s reload` (workers now: \
+             {alive:?}); is the new nginx.conf valid?"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 #[test]
 fn first_time_returning_and_open_tab_users_each_see_a_deploy_once() {
@@ -254,10 +294,28 @@ fn stamping_changes_only_the_version_line_and_failures_name_their_fix() {
     );
     assert!(!stack.path().join("frontend/miniapp/current").exists());
 
-    // The correct listener passes; sw.js differs from the build only in its stamp.
+    // The correct listener passes; sw.js differs from the build only in its
+    // stamp. The step reloads nginx after the switch (granted exactly the
+    // commands it declares) and waits for the old workers before `verify`
+    // checks the headers.
+    use_step(
+        &stack,
+        "miniapp-sw",
+        "{ url = \"http://nginx:8082/\", nginx = \"nginx\" }",
+    );
+    stack.edit_manifest(
+        "probe = [\"nginx:8082\"] }",
+        "probe = [\"nginx:8082\"], docker = [{ service = \"nginx\", exec = [[\"nginx\", \"-t\"], [\"nginx\", \"-s\", \"reload\"], [\"ps\", \"-o\", \"pid,args\"]] }] }",
+    );
     set_release(&stack, "v1");
+    let workers = nginx_workers(&stack);
     let stamp = deploy(&stack);
     assert_eq!(stamp.len(), 16);
+    let now = nginx_workers(&stack);
+    assert!(
+        !workers.iter().any(|pid| now.contains(pid)),
+        "the deploy did not reload nginx and wait for its old workers: {workers:?} -> {now:?}"
+    );
     let (status, served) = http_get(stack.app_port, "/sw.js");
     assert_eq!(status, 200);
     assert_eq!(served.replace(&stamp, "dev"), build_sw);
@@ -274,21 +332,17 @@ fn stamping_changes_only_the_version_line_and_failures_name_their_fix() {
     std::fs::write(&conf, cached).unwrap();
     let nginx = stack.container("nginx");
     sh(
-        &format!(
-            "docker cp nginx/nginx.conf {nginx}:/etc/nginx/nginx.conf && docker exec {nginx} nginx -s reload"
-        ),
+        &format!("docker cp nginx/nginx.conf {nginx}:/etc/nginx/nginx.conf"),
         stack.path(),
         &[],
     );
-    // `nginx -s reload` returns before the new workers answer.
-    stack.wait_until(|| {
-        sh(
-            &format!("curl -sI http://127.0.0.1:{}/sw.js", stack.app_port),
-            stack.path(),
-            &[],
-        )
-        .contains("max-age=86400")
-    });
+    reload_nginx(&stack);
+    let headers = sh(
+        &format!("curl -sI http://127.0.0.1:{}/sw.js", stack.app_port),
+        stack.path(),
+        &[],
+    );
+    assert!(headers.contains("max-age=86400"), "{headers}");
     set_release(&stack, "v2");
     let out = stack.slipway(&["deploy", "miniapp"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

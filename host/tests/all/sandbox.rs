@@ -5,7 +5,10 @@
 use crate::harness::{cache_dir, plugin};
 use serde_json::json;
 use slipway::bindings::Context;
-use slipway::grants::{FsGrant, Grants, ProbeGrant};
+use slipway::capability::docker::DockerGrant;
+use slipway::capability::fs::FsGrant;
+use slipway::capability::probe::ProbeGrant;
+use slipway::capability::{Grants, Mode};
 use slipway::runtime::{CallError, Limits, Phase, Plugin, Runtime};
 use slipway::sandbox::{Caller, HostServices};
 use std::path::Path;
@@ -54,6 +57,7 @@ async fn attempt_with(
     runtime
         .call(plugin, Phase::Apply, ctx, caller, grants, services)
         .await
+        .0
         .map(|r| r.summary)
 }
 
@@ -294,7 +298,7 @@ async fn docker_reaches_only_granted_services() {
         state_dir: None,
     };
     let grants = Grants {
-        docker: vec!["api".into()],
+        docker: DockerGrant::services(["api"]),
         ..Grants::default()
     };
     // Control: the granted service can be inspected (it has no containers).
@@ -323,13 +327,9 @@ async fn docker_reaches_only_granted_services() {
     }
     // A narrowed exec grant: `sh -c` is refused before anything runs,
     // and the message names the grant to change.
-    let narrowed = Grants {
-        exec: vec![(
-            "api".into(),
-            vec![vec!["nginx".into(), "-s".into(), "reload".into()]],
-        )],
-        ..grants.clone()
-    };
+    let mut narrowed = grants.clone();
+    narrowed.docker.services[0].exec =
+        Some(vec![vec!["nginx".into(), "-s".into(), "reload".into()]]);
     let config = json!({ "attempt": "exec", "service": "api",
         "command": ["sh", "-c", "wget -qO- http://api:8000/"] });
     let msg = denied(attempt_with(&rt, &p, narrowed, services.clone(), config).await);
@@ -337,9 +337,17 @@ async fn docker_reaches_only_granted_services() {
         msg.contains("not granted") && msg.contains("grants.docker") && msg.contains("\"reload\""),
         "{msg}"
     );
+    // A command the plugin's describe does not declare is refused whatever
+    // the grant says.
+    let config = json!({ "attempt": "exec", "service": "api", "command": ["wget", "http://api/"] });
+    let msg = denied(attempt_with(&rt, &p, grants.clone(), services.clone(), config).await);
+    assert!(
+        msg.contains("the plugin does not declare it") && msg.contains("[\"sh\"]"),
+        "{msg}"
+    );
     // During `slipway plan` even a granted service cannot be changed.
     let plan_grants = Grants {
-        read_only: true,
+        mode: Mode::Plan,
         ..grants
     };
     let config = json!({ "attempt": "docker-restart", "service": "api" });
@@ -519,7 +527,7 @@ async fn state_written_during_a_plan_is_dropped() {
         state_dir: Some(dir.path().to_owned()),
     };
     let plan = Grants {
-        read_only: true,
+        mode: Mode::Plan,
         ..Grants::default()
     };
     let config = json!({ "attempt": "state-round-trip", "key": "ip", "value": "10.0.0.7" });

@@ -2,7 +2,7 @@
 //! crates.io alone (offline, from cargo's cache), passes its own tests, and
 //! the plugin loads, pins and runs as a deploy step against a real endpoint.
 
-use crate::harness::{json, repo_root, sh, slipway, text, unique};
+use crate::harness::{json, repo_root, sh, slipway, text};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -61,20 +61,11 @@ fn serve(body: &'static str) -> (u16, Arc<AtomicUsize>) {
 /// A project whose only surface, `check`, has no services and one step: the
 /// scaffolded plugin.
 fn project(wasm: &Path, pin: &str, config: &str, grants: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("docker-compose.yml"),
-        "services:\n  api:\n    image: busybox\n",
-    )
-    .unwrap();
-    let manifest = format!(
-        "[project]\nname = \"{}\"\n\n[plugins.demo]\npath = \"{}\"\nsha256 = \"{pin}\"\n\n\
+    crate::harness::project(&format!(
+        "[plugins.demo]\npath = \"{}\"\nsha256 = \"{pin}\"\n\n\
          [surface.check]\n[[surface.check.step]]\nplugin = \"demo\"\nconfig = {config}\ngrants = {grants}\n",
-        unique("sls"),
         wasm.display()
-    );
-    std::fs::write(dir.path().join("slipway.toml"), manifest).unwrap();
-    dir
+    ))
 }
 
 fn assert_exit(out: &Output, code: i32, needle: &str) {

@@ -1,11 +1,13 @@
 //! Rule 4: copying a static build over the served directory is not atomic.
 //! Publish each build as a release directory, hard-linking what did not
 //! change, then switch `current` with one rename; keep the last few releases
-//! for an instant rollback. nginx serves `<site>/current`.
+//! for an instant rollback. nginx serves `<site>/current`. The sequence
+//! (publish, switch, reload, prune) is the SDK's `release::Site`; this step
+//! says what to publish: the build as it is, carrying hashed assets.
 
 use serde::Deserialize;
-use slipway_sdk::release::{Options, Releases};
-use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, probe, state};
+use slipway_sdk::release::{Options, Site};
+use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, state};
 use std::path::Path;
 
 struct Astro;
@@ -60,14 +62,25 @@ fn default_carry_releases() -> u64 {
     2
 }
 
+impl Config {
+    fn site(&self) -> Site {
+        Site::open(&self.site)
+            .nginx(self.nginx.as_deref())
+            .keep(self.keep)
+    }
+}
+
 impl Plugin for Astro {
     fn describe() -> PluginInfo {
-        slipway_sdk::plugin_info!(needs: [
-            "fs (ro): the build output, at `build` (default /build)",
-            "fs (rw): the served root, at `site` (default /site); nginx serves <site>/current",
-            "docker: the nginx service, if `nginx` is set (exec nginx -s reload)",
-            "probe: the host:port of each `verify` URL",
-        ])
+        PluginInfo {
+            exec: slipway_sdk::nginx::reload_exec_needs(),
+            ..slipway_sdk::plugin_info!(needs: [
+                "fs (ro): the build output, at `build` (default /build)",
+                "fs (rw): the served root, at `site` (default /site); nginx serves <site>/current",
+                "docker: the nginx service, if `nginx` is set (exec: the commands below, to reload and wait for the old workers)",
+                "probe: the host:port of each `verify` URL",
+            ])
+        }
     }
 }
 
@@ -75,25 +88,26 @@ impl Step for Astro {
     fn plan(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
         let files = slipway_sdk::release::scan(Path::new(&config.build))?;
-        let live = Releases::open(&config.site).current()?;
         Ok(Report::new(format!(
             "would publish {} files from {} as a new release next to {}, switch current, keep {}",
             files.len(),
             config.build,
-            live.as_deref().unwrap_or("(no live release)"),
+            config.site().live_label()?,
             config.keep
         )))
     }
 
+    /// The strategy: the build as it is, with the hashed assets of the last
+    /// releases carried over.
     fn apply(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
-        let releases = Releases::open(&config.site);
         let options = Options {
             carry: config.carry.clone(),
             carry_releases: config.carry_releases,
             ..Options::default()
         };
-        let published = releases.publish(Path::new(&config.build), &options)?;
+        let deployed = config.site().deploy(Path::new(&config.build), &options)?;
+        let published = deployed.published;
         if published.unchanged {
             return Ok(Report::new(format!(
                 "the build equals the live release {}; nothing published",
@@ -101,9 +115,6 @@ impl Step for Astro {
             ))
             .with_output("release", published.id));
         }
-        releases.switch(&published.id)?;
-        slipway_sdk::nginx::reload_after_switch(config.nginx.as_deref())?;
-        let pruned = releases.prune(config.keep)?;
         Ok(Report::new(format!(
             "published and switched to {}: {} files ({} copied, {} linked, {} carried, {} bytes written); pruned {}",
             published.id,
@@ -112,42 +123,33 @@ impl Step for Astro {
             published.linked,
             published.carried,
             published.bytes_copied,
-            pruned.len()
+            deployed.pruned.len()
         ))
         .with_output("release", published.id))
     }
 
     fn verify(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
-        let releases = Releases::open(&config.site);
-        let live = releases.current()?.ok_or("no live release")?;
-        let manifest = releases
-            .manifest(&live)?
-            .ok_or_else(|| format!("release {live} has no manifest"))?;
+        let live = config.site().live()?;
         for check in &config.verify {
-            let expected = manifest
-                .files
-                .get(&check.file)
-                .ok_or_else(|| format!("{} is not in release {live}", check.file))?;
-            let response = probe::http_get(&check.url, 5_000)?;
-            let got = slipway_sdk::release::hash_bytes(&response.body);
-            if response.status != 200 || got != expected.hash {
+            let fetched = live.fetch(&check.url, &check.file)?;
+            if !fetched.matches {
                 return Err(format!(
-                    "{} answered {} with content that is not {} of release {live}; nginx does not serve the new build",
-                    check.url, response.status, check.file
+                    "{} answered {} with content that is not {} of release {}; nginx does not serve the new build",
+                    check.url, fetched.response.status, check.file, live.id
                 ));
             }
         }
         Ok(Report::new(format!(
-            "{} URLs serve release {live}",
-            config.verify.len()
+            "{} URLs serve release {}",
+            config.verify.len(),
+            live.id
         )))
     }
 
     fn rollback(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
-        let (live, previous) = Releases::open(&config.site).roll_back()?;
-        slipway_sdk::nginx::reload_after_switch(config.nginx.as_deref())?;
+        let (live, previous) = config.site().roll_back()?;
         if let Err(e) = state::set("last_rollback", &format!("{live} -> {previous}")) {
             slipway_sdk::warn!("cannot record the rollback in plugin state: {e}");
         }

@@ -2,7 +2,8 @@
 //! changes bytes, and the open page shows the new bundle only if it reloads.
 //! Stamp sw.js from the bundle's content hash, check the client's reload
 //! listener and the cache headers, and publish sw.js together with the
-//! bundle it caches through one atomic release switch.
+//! bundle it caches through one atomic release switch (the SDK's
+//! `release::Site`: publish, switch, reload, prune).
 
 mod headers;
 mod lint;
@@ -10,7 +11,7 @@ mod stamp;
 
 use lint::Level;
 use serde::Deserialize;
-use slipway_sdk::release::{self, Options, Releases};
+use slipway_sdk::release::{self, Fetched, Options, Site};
 use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, probe};
 use stamp::VersionLine;
 use std::collections::BTreeMap;
@@ -75,6 +76,12 @@ struct Bundle {
 }
 
 impl Config {
+    fn site(&self) -> Site {
+        Site::open(&self.site)
+            .nginx(self.nginx.as_deref())
+            .keep(self.keep)
+    }
+
     fn url_of(&self, file: &str) -> String {
         format!("{}/{}", self.url.trim_end_matches('/'), file)
     }
@@ -131,7 +138,9 @@ impl Config {
         })
     }
 
-    /// Check the cache headers nginx serves for sw.js and the page.
+    /// Check the cache headers nginx serves for sw.js and the page. After
+    /// a reload this step made, the SDK has waited until nginx's old workers
+    /// were gone, so no answer comes from the old configuration.
     fn check_headers(&self) -> Result<(), String> {
         let sw_url = self.url_of(&self.sw);
         let sw = probe::http_get(&sw_url, 5_000)?;
@@ -159,12 +168,15 @@ fn cache_control(response: &probe::HttpResponse) -> Option<&str> {
 
 impl Plugin for MiniappSw {
     fn describe() -> PluginInfo {
-        slipway_sdk::plugin_info!(needs: [
-            "fs (ro): the build output, at `build` (default /build)",
-            "fs (rw): the served root, at `site` (default /site); nginx serves <site>/current",
-            "probe: the host:port of `url` (nginx)",
-            "docker: the nginx service, if `nginx` is set (exec nginx -s reload)",
-        ])
+        PluginInfo {
+            exec: slipway_sdk::nginx::reload_exec_needs(),
+            ..slipway_sdk::plugin_info!(needs: [
+                "fs (ro): the build output, at `build` (default /build)",
+                "fs (rw): the served root, at `site` (default /site); nginx serves <site>/current",
+                "probe: the host:port of `url` (nginx)",
+                "docker: the nginx service, if `nginx` is set (exec: the commands below, to reload and wait for the old workers)",
+            ])
+        }
     }
 }
 
@@ -172,42 +184,41 @@ impl Step for MiniappSw {
     fn plan(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
         let bundle = config.bundle()?;
-        let live = Releases::open(&config.site).current()?;
         Ok(Report::new(format!(
             "would stamp {} with {} and publish it with its bundle next to {}{}",
             config.sw,
             bundle.stamp,
-            live.as_deref().unwrap_or("(no live release)"),
+            config.site().live_label()?,
             warning_count(&bundle.warnings)
         )))
     }
 
+    /// The strategy: the build with its service worker stamped, after the
+    /// lint and the live site's cache headers passed.
     fn apply(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
         let bundle = config.bundle()?;
         for warning in &bundle.warnings {
             slipway_sdk::warn!("{warning}");
         }
-        let releases = Releases::open(&config.site);
+        let site = config.site();
         // Fail before anything changes when the live site already shows
         // headers that would hide the new service worker.
-        if releases.current()?.is_some() {
+        if site.releases().current()?.is_some() {
             config.check_headers()?;
         }
         let options = Options {
             replace: BTreeMap::from([(config.sw.clone(), bundle.stamped_sw)]),
             ..Options::default()
         };
-        let published = releases.publish(Path::new(&config.build), &options)?;
+        let deployed = site.deploy(Path::new(&config.build), &options)?;
+        let published = deployed.published;
         let report = if published.unchanged {
             Report::new(format!(
                 "the bundle equals the live release {} (stamp {}); nothing published, no client reloads",
                 published.id, bundle.stamp
             ))
         } else {
-            releases.switch(&published.id)?;
-            slipway_sdk::nginx::reload_after_switch(config.nginx.as_deref())?;
-            let pruned = releases.prune(config.keep)?;
             Report::new(format!(
                 "stamped {} with {} and switched to {}: {} files ({} copied, {} linked); pruned {}{}",
                 config.sw,
@@ -216,7 +227,7 @@ impl Step for MiniappSw {
                 published.files,
                 published.copied,
                 published.linked,
-                pruned.len(),
+                deployed.pruned.len(),
                 warning_count(&bundle.warnings)
             ))
         };
@@ -227,18 +238,11 @@ impl Step for MiniappSw {
 
     fn verify(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
-        let releases = Releases::open(&config.site);
-        let live = releases.current()?.ok_or("no live release")?;
-        let manifest = releases
-            .manifest(&live)?
-            .ok_or_else(|| format!("release {live} has no manifest"))?;
-        let expected = manifest
-            .files
-            .get(&config.sw)
-            .ok_or_else(|| format!("{} is not in release {live}", config.sw))?;
+        let live = config.site().live()?;
         let url = config.url_of(&config.sw);
-        let response = probe::http_get(&url, 5_000)?;
-        if response.status != 200 || release::hash_bytes(&response.body) != expected.hash {
+        let Fetched { response, matches } = live.fetch(&url, &config.sw)?;
+        let live = live.id;
+        if !matches {
             return Err(format!(
                 "{url} answered {} with bytes that are not the stamped {} of release {live}; \
                  browsers will not see this deploy",
@@ -257,8 +261,7 @@ impl Step for MiniappSw {
 
     fn rollback(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
-        let (live, previous) = Releases::open(&config.site).roll_back()?;
-        slipway_sdk::nginx::reload_after_switch(config.nginx.as_deref())?;
+        let (live, previous) = config.site().roll_back()?;
         Ok(
             Report::new(format!("rolled back from {live} to {previous}"))
                 .with_output("release", previous),

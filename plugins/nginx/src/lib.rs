@@ -12,11 +12,13 @@
 //!   file, reload, drain, retire the old. Refuses a config without the file.
 //!
 //! Where nginx routes comes from `nginx -T`, parsed as nginx parses it.
-//! Whenever a service nginx might reach has moved, nginx reloads.
+//! Whenever a service nginx might reach has moved, nginx reloads. The nginx
+//! commands themselves (test, dump, reload, wait for the old workers) are
+//! the SDK's `slipway_sdk::nginx`; this crate keeps the strategies.
 
 use serde::Deserialize;
-use slipway_sdk::nginx::config::{Routes, parse_dump, routes};
-use slipway_sdk::{Context, Report, docker, probe};
+use slipway_sdk::nginx::{self, config::Routes};
+use slipway_sdk::{Context, Report, docker, poll};
 
 #[cfg(feature = "overlap")]
 mod overlap;
@@ -81,67 +83,12 @@ fn default_drain_ms() -> u32 {
     30_000
 }
 
-/// Run a command in the nginx container.
-fn nginx(service: &str, command: &[&str]) -> Result<docker::ExecOutput, String> {
-    let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
-    docker::exec(service, &command)
-        .map_err(|e| format!("cannot run `{}` in {service}: {e}", command.join(" ")))
-}
-
-/// `nginx -t`; the error quotes nginx.
-fn test_config(service: &str) -> Result<(), String> {
-    let test = nginx(service, &["nginx", "-t"])?;
-    if test.exit_code != 0 {
-        return Err(format!(
-            "`nginx -t` failed in {service}: {}",
-            test.stderr.trim()
-        ));
+impl Config {
+    /// `nginx -t`, reload, and wait (up to `drain_timeout_ms`) until the old
+    /// workers are gone; see `slipway_sdk::nginx::reload_gracefully`.
+    fn reload_gracefully(&self) -> Result<(), String> {
+        nginx::reload_gracefully(&self.service, self.drain_timeout_ms)
     }
-    Ok(())
-}
-
-/// PIDs of the nginx worker processes running now.
-fn worker_pids(service: &str) -> Result<Vec<String>, String> {
-    let ps = nginx(service, &["ps", "-o", "pid,args"])?;
-    Ok(ps
-        .stdout
-        .lines()
-        .filter(|l| l.contains("nginx: worker process"))
-        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        .collect())
-}
-
-/// Wait until the given workers have exited. `nginx -s reload` returns
-/// before the master acts on it; old workers exit only once the new ones run
-/// and they have finished their requests, so their exit is the drain. Until
-/// then an old worker may still accept connections and route them by the
-/// old config.
-fn wait_drained(service: &str, old_workers: &[String], timeout_ms: u32) -> Result<(), String> {
-    let rounds = (timeout_ms / 100).max(1);
-    for _ in 0..rounds {
-        let alive = worker_pids(service)?;
-        if !old_workers.iter().any(|pid| alive.contains(pid)) {
-            return Ok(());
-        }
-        slipway_sdk::pause_ms(100);
-    }
-    Err(format!(
-        "old nginx workers in {service} were still busy after {timeout_ms} ms"
-    ))
-}
-
-/// Where nginx routes, from its own parsed config (`nginx -T`).
-fn nginx_routes(service: &str) -> Result<Routes, String> {
-    let dump = nginx(service, &["nginx", "-T"])?;
-    if dump.exit_code != 0 {
-        return Err(format!(
-            "`nginx -T` failed in {service}: {}",
-            dump.stderr.trim()
-        ));
-    }
-    let config = parse_dump(&dump.stdout)
-        .map_err(|e| format!("cannot parse the config `nginx -T` printed in {service}: {e}"))?;
-    Ok(routes(&config))
 }
 
 /// The names a service answers to on its networks: its compose name and
@@ -196,7 +143,9 @@ fn reload_for(
             )
         })?;
     }
-    reload_gracefully(config).map_err(|e| format!("{e}; nginx was not reloaded"))?;
+    config
+        .reload_gracefully()
+        .map_err(|e| format!("{e}; nginx was not reloaded"))?;
     let names: Vec<&str> = reached.iter().map(|s| s.as_str()).collect();
     Ok(format!(
         "reloaded {} for {}",
@@ -213,7 +162,7 @@ fn reload_moved(ctx: &Context) -> Result<Report, String> {
     if moved.is_empty() {
         return Ok(Report::new("no service moved; nginx keeps its addresses"));
     }
-    let routes = nginx_routes(&config.service)
+    let routes = nginx::routes(&config.service)
         .inspect_err(|e| slipway_sdk::warn!("{e}; reloading anyway"))
         .ok();
     let summary = reload_for(&config, &moved, routes.as_ref())?;
@@ -221,42 +170,19 @@ fn reload_moved(ctx: &Context) -> Result<Report, String> {
     Ok(Report::new(summary))
 }
 
-/// `nginx -t`, `nginx -s reload`, then wait until the old workers have
-/// finished their requests. A drain that runs out of time is logged, not
-/// failed: the new config is already serving.
-fn reload_gracefully(config: &Config) -> Result<(), String> {
-    test_config(&config.service)?;
-    let old_workers = worker_pids(&config.service)?;
-    slipway_sdk::nginx::reload(&config.service)?;
-    if let Err(e) = wait_drained(&config.service, &old_workers, config.drain_timeout_ms) {
-        slipway_sdk::warn!("{e}; continuing, the new config is live");
-    }
-    Ok(())
-}
-
 /// Poll `url` until it answers 200 (with `expect` in the body, if set).
 fn verify_through(url: &str, expect: Option<&str>, timeout_ms: u32) -> Result<String, String> {
-    let mut last = String::new();
-    let rounds = (timeout_ms / 100).max(1);
-    for attempt in 1..=rounds {
-        match probe::http_get(url, 2_000) {
-            Ok(r) => {
-                let body = String::from_utf8_lossy(&r.body);
-                let first = body.lines().next().unwrap_or_default().to_owned();
-                if r.status == 200 && expect.is_none_or(|e| body.contains(e)) {
-                    return Ok(format!(
-                        "{url} answered 200 through nginx (attempt {attempt}): {first}"
-                    ));
-                }
-                last = format!("{} {first}", r.status);
-            }
-            Err(e) => last = e,
-        }
-        slipway_sdk::pause_ms(100);
+    match poll::url(url).timeout_ms(timeout_ms).answers(200, expect) {
+        Ok(answer) => Ok(format!(
+            "{url} answered 200 through nginx (attempt {}): {}",
+            answer.attempt,
+            poll::first_line(&answer.value.body)
+        )),
+        Err(gave_up) => Err(format!(
+            "{url} did not answer 200 through nginx: last answer `{}`",
+            gave_up.last
+        )),
     }
-    Err(format!(
-        "{url} did not answer 200 through nginx: last answer `{last}`"
-    ))
 }
 
 /// The `verify` phase of both strategies: the route answers through nginx.

@@ -13,7 +13,7 @@
 //! bot or a beat never runs twice.
 
 use crate::start_first::{Begun, Fresh, abandon, begin, dns_settled, retire_old, service_list};
-use crate::{Config, nginx_routes, reload_for, reload_gracefully};
+use crate::{Config, reload_for};
 use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step};
 
 struct NginxOverlap;
@@ -47,7 +47,7 @@ impl Step for NginxOverlap {
 
     fn apply(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
-        let routes = nginx_routes(&config.service)?;
+        let routes = slipway_sdk::nginx::routes(&config.service)?;
         let Begun {
             fresh,
             stop_first,
@@ -84,14 +84,14 @@ impl Step for NginxOverlap {
 /// Steps 2–4 for the started replacements. If the first reload fails,
 /// nginx still runs its old config and the replacements are removed.
 fn overlap(config: &Config, fresh: &[Fresh]) -> Result<(), String> {
-    if let Err(e) = reload_gracefully(config) {
+    if let Err(e) = config.reload_gracefully() {
         return Err(abandon(fresh, format!("{e}; nginx kept its old config")));
     }
     retire_old(fresh)?;
     if let Err(e) = dns_settled(&config.service, fresh) {
         slipway_sdk::warn!("{e}; reloading anyway");
     }
-    reload_gracefully(config).map_err(|e| {
+    config.reload_gracefully().map_err(|e| {
         format!(
             "the old {} are retired, but the second reload failed: {e}; nginx retries refused connects on the new containers until it reloads",
             service_list(fresh)

@@ -144,24 +144,23 @@ pub(crate) fn dns_settled(nginx: &str, fresh: &[Fresh]) -> Result<(), String> {
 }
 
 fn resolves_only_to(nginx: &str, service: &str, ips: &[String]) -> bool {
-    for _ in 0..50 {
+    let settled = slipway_sdk::poll::until(5_000, 100, |_| {
         let command = vec!["nslookup".to_owned(), service.to_owned()];
-        if let Ok(out) = docker::exec(nginx, &command) {
-            // `Address: 1.2.3.4` lines; the resolver's own line carries a port.
-            let answers: Vec<&str> = out
-                .stdout
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("Address:"))
-                .map(str::trim)
-                .filter(|a| !a.contains(':') || a.matches(':').count() > 1 && !a.contains('#'))
-                .collect();
-            if !answers.is_empty() && answers.iter().all(|a| ips.iter().any(|ip| ip == a)) {
-                return true;
-            }
-        }
-        slipway_sdk::pause_ms(100);
-    }
-    false
+        let Ok(out) = docker::exec(nginx, &command) else {
+            return Ok(None);
+        };
+        // `Address: 1.2.3.4` lines; the resolver's own line carries a port.
+        let answers: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Address:"))
+            .map(str::trim)
+            .filter(|a| !a.contains(':') || a.matches(':').count() > 1 && !a.contains('#'))
+            .collect();
+        let only = !answers.is_empty() && answers.iter().all(|a| ips.iter().any(|ip| ip == a));
+        Ok(only.then_some(()))
+    });
+    matches!(settled, Ok(Some(())))
 }
 
 pub(crate) fn service_list(fresh: &[Fresh]) -> String {

@@ -17,12 +17,9 @@
 //! restored before anything else.
 
 use crate::start_first::{Begun, Fresh, abandon, begin, dns_settled, retire_old, service_list};
-use crate::{
-    Config, names_of, nginx_routes, reload_for, reload_gracefully, verify_through, wait_drained,
-    worker_pids,
-};
+use crate::{Config, names_of, reload_for, verify_through};
 use serde::{Deserialize, Serialize};
-use slipway_sdk::nginx::config::Routes;
+use slipway_sdk::nginx::{self, config::Routes};
 use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, docker, refuse, state};
 
 struct NginxZeroDowntime;
@@ -69,7 +66,7 @@ impl Step for NginxZeroDowntime {
     fn apply(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
         restore_leftover_pins(&config)?;
-        let routes = nginx_routes(&config.service)?;
+        let routes = nginx::routes(&config.service)?;
         let check = |service: &str| pinnable(&config, &routes, service).map_err(refuse);
         let Begun {
             fresh,
@@ -79,7 +76,7 @@ impl Step for NginxZeroDowntime {
         if fresh.is_empty() {
             return reload_for(&config, &moved, Some(&routes)).map(Report::new);
         }
-        let old_workers = worker_pids(&config.service)?;
+        let old_workers = nginx::worker_pids(&config.service)?;
         let pins = match switch(&config, &fresh) {
             Ok(pins) => pins,
             Err(e) => return Err(abandon(&fresh, e)),
@@ -93,7 +90,8 @@ impl Step for NginxZeroDowntime {
         {
             return Err(hand_back(&config, &pins, &fresh, e));
         }
-        if let Err(e) = wait_drained(&config.service, &old_workers, config.drain_timeout_ms) {
+        if let Err(e) = nginx::wait_drained(&config.service, &old_workers, config.drain_timeout_ms)
+        {
             slipway_sdk::warn!(
                 "{e}; retiring the old containers anyway, the new ones are verified"
             );
@@ -246,7 +244,7 @@ fn switch(config: &Config, fresh: &[Fresh]) -> Result<Vec<Pin>, String> {
             return Err(format!("{e}{}", restore_files(&pins)));
         }
     }
-    if let Err(e) = reload_gracefully(config) {
+    if let Err(e) = config.reload_gracefully() {
         let restored = restore_files(&pins);
         return Err(format!("{e}; nginx kept its old config{restored}"));
     }
@@ -261,11 +259,11 @@ fn switch(config: &Config, fresh: &[Fresh]) -> Result<Vec<Pin>, String> {
 fn hand_back(config: &Config, pins: &[Pin], fresh: &[Fresh], why: String) -> String {
     let mut message = why;
     message.push_str(&restore_files(pins));
-    if let Err(e) = reload_gracefully(config) {
+    if let Err(e) = config.reload_gracefully() {
         message.push_str(&format!("; reloading the restored config failed: {e}"));
     }
     let message = abandon(fresh, message);
-    match reload_gracefully(config) {
+    match config.reload_gracefully() {
         Ok(()) => message,
         Err(e) => format!("{message}; the last reload failed: {e}"),
     }
@@ -278,7 +276,9 @@ fn unpin(config: &Config, pins: &[Pin]) -> Result<(), String> {
     if !restored.is_empty() {
         return Err(restored.trim_start_matches("; ").to_owned());
     }
-    reload_gracefully(config).map_err(|e| format!("reloading the restored config failed: {e}"))
+    config
+        .reload_gracefully()
+        .map_err(|e| format!("reloading the restored config failed: {e}"))
 }
 
 /// Write the originals back and forget the pins. Returns "" on success, or
@@ -308,7 +308,7 @@ fn restore_leftover_pins(config: &Config) -> Result<(), String> {
     if !failed.is_empty() {
         return Err(failed.trim_start_matches("; ").to_owned());
     }
-    reload_gracefully(config)
+    config.reload_gracefully()
 }
 
 /// Replace the host of every `server host:port ...;` line with `ip`.

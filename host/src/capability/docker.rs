@@ -1,0 +1,439 @@
+//! The `docker` import: compose services named in `grants.docker`, and
+//! `exec` only of commands the plugin declares and the grant allows.
+
+use super::Sandbox;
+use super::{Denied, Mode, host_err};
+use crate::bindings::slipway::plugin::docker;
+use crate::docker::{ContainerInfo, Docker};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{HasSelf, Linker};
+
+/// `grants.docker` of one step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DockerGrant {
+    pub services: Vec<ServiceGrant>,
+}
+
+/// One granted service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceGrant {
+    pub service: String,
+    /// `None`: any command the plugin declares. `Some`: only commands that
+    /// start with one of these argv prefixes.
+    pub exec: Option<Vec<Vec<String>>>,
+}
+
+impl DockerGrant {
+    /// Every operation on each of `services`, exec of any declared command.
+    pub fn services<S: Into<String>>(services: impl IntoIterator<Item = S>) -> DockerGrant {
+        DockerGrant {
+            services: services
+                .into_iter()
+                .map(|s| ServiceGrant {
+                    service: s.into(),
+                    exec: None,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.services.iter().map(|g| g.service.as_str())
+    }
+
+    fn service(&self, op: Op, service: &str) -> Result<&ServiceGrant, Denied> {
+        self.services
+            .iter()
+            .find(|g| g.service == service)
+            .ok_or_else(|| {
+                Denied(format!(
+                    "docker {} of service `{service}` is not granted; add \"{service}\" to this step's grants.docker in slipway.toml",
+                    op.name()
+                ))
+            })
+    }
+
+    /// `op` on `service`: granted, and during a plan only if it changes
+    /// nothing.
+    pub fn check(&self, mode: Mode, op: Op, service: &str) -> Result<(), Denied> {
+        self.service(op, service)?;
+        if op.mutates() {
+            mode.allow_change(format_args!("docker {} of service `{service}`", op.name()))?;
+        }
+        Ok(())
+    }
+
+    /// `exec` of `argv` in `service`: granted, declared by the plugin
+    /// (`declared`, from its `describe`), and where the grant narrows exec,
+    /// one of its commands. An exec grant is otherwise a shell on every
+    /// network the service can see.
+    pub fn check_exec(
+        &self,
+        mode: Mode,
+        declared: &[Vec<String>],
+        service: &str,
+        argv: &[String],
+    ) -> Result<(), Denied> {
+        self.check(mode, Op::Exec, service)?;
+        if !declared
+            .iter()
+            .any(|p| !p.is_empty() && argv.starts_with(p))
+        {
+            return Err(Denied(format!(
+                "exec of {argv:?} in service `{service}` is refused: the plugin does not declare it (its describe declares [{}]); a plugin runs only the commands it declares",
+                argv_list(declared)
+            )));
+        }
+        match &self.service(Op::Exec, service)?.exec {
+            Some(prefixes) if !prefixes.iter().any(|p| argv.starts_with(p)) => {
+                Err(Denied(format!(
+                    "exec of {argv:?} in service `{service}` is not granted: grants.docker narrows its exec to [{}]; add the command to that `exec` list in slipway.toml if the step really needs it",
+                    argv_list(prefixes)
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `["nginx", "-t"], ["nginx", "-T"]`, as in slipway.toml.
+pub fn argv_list(prefixes: &[Vec<String>]) -> String {
+    let quoted: Vec<String> = prefixes.iter().map(|p| format!("{p:?}")).collect();
+    quoted.join(", ")
+}
+
+/// Docker operations, split by whether they change anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Inspect,
+    WaitReady,
+    Build,
+    Recreate,
+    StartReplacement,
+    Retire,
+    Discard,
+    Restart,
+    Signal,
+    Exec,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Inspect => "inspect",
+            Op::WaitReady => "wait-ready",
+            Op::Build => "build",
+            Op::Recreate => "recreate",
+            Op::StartReplacement => "start-replacement",
+            Op::Retire => "retire",
+            Op::Discard => "discard",
+            Op::Restart => "restart",
+            Op::Signal => "signal",
+            Op::Exec => "exec",
+        }
+    }
+
+    /// Exec counts: the host cannot tell `nginx -T` from a write.
+    pub fn mutates(self) -> bool {
+        !matches!(self, Op::Inspect | Op::WaitReady)
+    }
+
+    /// Whether the op can give the service's containers new addresses.
+    pub fn moves(self) -> bool {
+        matches!(
+            self,
+            Op::Recreate | Op::StartReplacement | Op::Retire | Op::Discard | Op::Restart
+        )
+    }
+}
+
+/// What a call did to containers through this import, as the host saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// A call that changes containers or images was let through. `exec` is
+    /// not counted: a strategy reads its config through it (`nginx -T`)
+    /// before it may refuse.
+    pub mutated: bool,
+    /// Services whose containers the plugin replaced, started, stopped or
+    /// restarted: their addresses may have changed, so whatever routes to
+    /// them must resolve them again.
+    pub moved: Vec<String>,
+}
+
+impl Effects {
+    fn record(&mut self, op: Op, service: &str) {
+        if op.mutates() && op != Op::Exec {
+            self.mutated = true;
+        }
+        if op.moves() && !self.moved.iter().any(|s| s == service) {
+            self.moved.push(service.to_owned());
+        }
+    }
+}
+
+/// The import's state during one call.
+pub struct DockerCtx {
+    grant: DockerGrant,
+    mode: Mode,
+    /// The plugin's declared exec prefixes.
+    declared: Vec<Vec<String>>,
+    engine: Option<Arc<Docker>>,
+    pub(crate) effects: Effects,
+}
+
+impl DockerCtx {
+    pub fn new(
+        grant: DockerGrant,
+        mode: Mode,
+        declared: Vec<Vec<String>>,
+        engine: Option<Arc<Docker>>,
+    ) -> DockerCtx {
+        DockerCtx {
+            grant,
+            mode,
+            declared,
+            engine,
+            effects: Effects::default(),
+        }
+    }
+
+    fn engine(&mut self, op: Op, service: &str) -> Result<&Docker, String> {
+        self.grant.check(self.mode, op, service)?;
+        self.effects.record(op, service);
+        self.engine
+            .as_deref()
+            .ok_or_else(|| "no Docker engine is connected to this run".to_owned())
+    }
+}
+
+pub(super) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
+    docker::add_to_linker::<_, HasSelf<DockerCtx>>(linker, |s| &mut s.docker)
+}
+
+impl From<ContainerInfo> for docker::Container {
+    fn from(c: ContainerInfo) -> Self {
+        docker::Container {
+            id: c.id,
+            name: c.name,
+            service: c.service,
+            image_id: c.image_id,
+            state: c.state,
+            health: c.health,
+            networks: c
+                .networks
+                .into_iter()
+                .map(|n| docker::NetworkAttachment {
+                    network: n.network,
+                    ip_address: n.ip_address,
+                    aliases: n.aliases,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl docker::Host for DockerCtx {
+    async fn inspect(&mut self, service: String) -> Result<Vec<docker::Container>, String> {
+        let d = self.engine(Op::Inspect, &service)?;
+        let containers = d.containers(&service).await.map_err(host_err)?;
+        Ok(containers.into_iter().map(Into::into).collect())
+    }
+
+    async fn build(&mut self, service: String) -> Result<String, String> {
+        let d = self.engine(Op::Build, &service)?;
+        d.build(&service).await.map_err(host_err)
+    }
+
+    async fn recreate(&mut self, service: String) -> Result<docker::Container, String> {
+        let d = self.engine(Op::Recreate, &service)?;
+        d.recreate(&service).await.map(Into::into).map_err(host_err)
+    }
+
+    async fn start_replacement(&mut self, service: String) -> Result<docker::Container, String> {
+        let d = self.engine(Op::StartReplacement, &service)?;
+        let started = d.start_replacement(&service).await;
+        started.map(Into::into).map_err(host_err)
+    }
+
+    async fn retire(&mut self, service: String, keep: String) -> Result<(), String> {
+        let d = self.engine(Op::Retire, &service)?;
+        d.retire(&service, &keep).await.map_err(host_err)
+    }
+
+    async fn discard(&mut self, service: String, container: String) -> Result<(), String> {
+        let d = self.engine(Op::Discard, &service)?;
+        d.discard(&service, &container).await.map_err(host_err)
+    }
+
+    async fn restart(&mut self, service: String) -> Result<(), String> {
+        let d = self.engine(Op::Restart, &service)?;
+        d.restart(&service).await.map_err(host_err)
+    }
+
+    async fn signal(&mut self, service: String, signal: String) -> Result<(), String> {
+        let d = self.engine(Op::Signal, &service)?;
+        d.signal(&service, &signal).await.map_err(host_err)
+    }
+
+    async fn exec(
+        &mut self,
+        service: String,
+        command: Vec<String>,
+    ) -> Result<docker::ExecOutput, String> {
+        self.grant
+            .check_exec(self.mode, &self.declared, &service, &command)?;
+        let d = self.engine(Op::Exec, &service)?;
+        let out = d.exec(&service, &command).await.map_err(host_err)?;
+        Ok(docker::ExecOutput {
+            exit_code: out.exit_code,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    async fn wait_ready(&mut self, service: String, timeout_ms: u32) -> Result<(), String> {
+        let d = self.engine(Op::WaitReady, &service)?;
+        let timeout = Duration::from_millis(timeout_ms.into());
+        d.wait_ready(&service, timeout, Duration::ZERO)
+            .await
+            .map_err(host_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    const ALL: [Op; 10] = [
+        Op::Inspect,
+        Op::WaitReady,
+        Op::Build,
+        Op::Recreate,
+        Op::StartReplacement,
+        Op::Retire,
+        Op::Discard,
+        Op::Restart,
+        Op::Signal,
+        Op::Exec,
+    ];
+
+    #[test]
+    fn nothing_is_granted_by_default() {
+        for op in ALL {
+            assert!(
+                DockerGrant::default()
+                    .check(Mode::Apply, op, "api")
+                    .is_err()
+            );
+        }
+    }
+
+    /// (mode, op, service, allowed) against a grant of nginx and api.
+    #[test]
+    fn grant_table() {
+        let g = DockerGrant::services(["nginx", "api"]);
+        let cases = [
+            (Mode::Apply, Op::Inspect, "api", true),
+            (Mode::Apply, Op::Exec, "nginx", true),
+            (Mode::Apply, Op::Recreate, "api", true),
+            (Mode::Apply, Op::Inspect, "postgres", false),
+            (Mode::Apply, Op::Restart, "API", false),
+            (Mode::Apply, Op::Exec, "", false),
+            (Mode::Apply, Op::Exec, "nginx ", false),
+            (Mode::Plan, Op::Inspect, "api", true),
+            (Mode::Plan, Op::WaitReady, "api", true),
+            (Mode::Plan, Op::Inspect, "postgres", false),
+        ];
+        for (mode, op, svc, ok) in cases {
+            assert_eq!(
+                g.check(mode, op, svc).is_ok(),
+                ok,
+                "{mode:?} {op:?} {svc:?}"
+            );
+        }
+        for op in ALL.into_iter().filter(|op| op.mutates()) {
+            let msg = g.check(Mode::Plan, op, "api").unwrap_err().0;
+            assert!(msg.contains("slipway plan"), "{msg}");
+        }
+        let msg = g.check(Mode::Apply, Op::Restart, "postgres").unwrap_err().0;
+        assert!(
+            msg.contains("grants.docker") && msg.contains("postgres"),
+            "{msg}"
+        );
+    }
+
+    /// Exec runs only what the plugin declares and, where the grant narrows
+    /// it, what the grant lists.
+    #[test]
+    fn exec_table() {
+        let declared = vec![argv(&["nginx"]), argv(&["sh"])];
+        let mut g = DockerGrant::services(["nginx", "api"]);
+        g.services[0].exec = Some(vec![
+            argv(&["nginx", "-t"]),
+            argv(&["nginx", "-s", "reload"]),
+        ]);
+        let cases: [(&str, &[&str], bool); 9] = [
+            ("nginx", &["nginx", "-t"], true),
+            ("nginx", &["nginx", "-s", "reload"], true),
+            ("nginx", &["nginx", "-s", "stop"], false),
+            ("nginx", &["nginx"], false),
+            ("nginx", &["sh", "-c", "wget -qO- http://api:8000/"], false),
+            ("nginx", &[], false),
+            ("api", &["sh", "-c", "anything declared"], true),
+            ("api", &["python", "-c", "undeclared"], false),
+            ("postgres", &["nginx", "-t"], false),
+        ];
+        for (service, command, ok) in cases {
+            let got = g.check_exec(Mode::Apply, &declared, service, &argv(command));
+            assert_eq!(got.is_ok(), ok, "{service} {command:?}: {got:?}");
+        }
+        let shell = argv(&["sh", "-c", "id"]);
+        let msg = g
+            .check_exec(Mode::Apply, &declared, "nginx", &shell)
+            .unwrap_err()
+            .0;
+        assert!(
+            msg.contains("grants.docker") && msg.contains("\"nginx\", \"-t\""),
+            "{msg}"
+        );
+        let python = argv(&["python"]);
+        let msg = g
+            .check_exec(Mode::Apply, &declared, "api", &python)
+            .unwrap_err()
+            .0;
+        assert!(
+            msg.contains("does not declare") && msg.contains("[\"sh\"]"),
+            "{msg}"
+        );
+        let msg = g
+            .check_exec(Mode::Apply, &[], "api", &python)
+            .unwrap_err()
+            .0;
+        assert!(msg.contains("declares []"), "{msg}");
+        let reload = argv(&["nginx", "-t"]);
+        let msg = g
+            .check_exec(Mode::Plan, &declared, "nginx", &reload)
+            .unwrap_err()
+            .0;
+        assert!(msg.contains("slipway plan"), "{msg}");
+    }
+
+    #[test]
+    fn effects_count_container_changes_and_the_services_that_moved() {
+        let mut e = Effects::default();
+        for op in [Op::Inspect, Op::WaitReady, Op::Exec] {
+            e.record(op, "nginx");
+        }
+        assert_eq!(e, Effects::default(), "reads and exec change no container");
+        e.record(Op::Recreate, "api");
+        e.record(Op::Retire, "api");
+        e.record(Op::Signal, "bot");
+        assert!(e.mutated);
+        assert_eq!(e.moved, ["api"], "a signal keeps the address; api once");
+    }
+}
