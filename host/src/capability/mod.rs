@@ -1,7 +1,9 @@
 //! What a plugin can reach, one module per capability. Each module holds the
 //! capability's grant (resolved from slipway.toml once, when the step's
 //! plugin is loaded), its per-call context, its `Host` impl and its linker
-//! registration. Adding an import touches the WIT and one module here.
+//! registration. Adding an import touches the WIT, a new module here, four
+//! lines of this file (the module, the `Sandbox` field, its constructor and
+//! its linker line) and the SDK's binding list.
 //!
 //! Every check returns a [`Denied`] that the plugin receives as `err`, never
 //! a trap, and that says which grant would allow the call.
