@@ -20,8 +20,9 @@ pub const LOG_CAP: usize = 1 << 20;
 /// A stdio line longer than this is logged in pieces, so a plugin that never
 /// writes a newline cannot make the host buffer without bound.
 const MAX_LINE: usize = 16 << 10;
-/// Lines kept for the message of a trapping plugin (see `last_words`).
-const TAIL_LINES: usize = 16;
+/// Lines kept for the message of a trapping plugin (see `last_words`):
+/// enough for the whole of a deep Python traceback.
+const TAIL_LINES: usize = 64;
 const TAIL_LINE_BYTES: usize = 1024;
 
 /// Where one call's log lines go. Cloned into the WASI stdout and stderr.
@@ -270,6 +271,7 @@ mod tests {
             tail.lines().all(|l| l.len() <= TAIL_LINE_BYTES),
             "cut on a char boundary"
         );
-        assert!(tail.starts_with("84 "), "{}", &tail[..10]);
+        let first = format!("{} ", 100 - TAIL_LINES);
+        assert!(tail.starts_with(&first), "{}", &tail[..10]);
     }
 }
