@@ -45,12 +45,13 @@ pub fn free_port() -> u16 {
 /// A project directory with a one-service compose file (`api`, never
 /// started) and `slipway.toml`: a `[project]` table, then `manifest`.
 pub fn project(manifest: &str) -> tempfile::TempDir {
+    project_with("services:\n  api:\n    image: busybox\n", manifest)
+}
+
+/// [`project`] with the given compose file.
+pub fn project_with(compose: &str, manifest: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("docker-compose.yml"),
-        "services:\n  api:\n    image: busybox\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("docker-compose.yml"), compose).unwrap();
     let manifest = format!("[project]\nname = \"{}\"\n\n{manifest}", unique("slp"));
     std::fs::write(dir.path().join("slipway.toml"), manifest).unwrap();
     dir

@@ -488,15 +488,10 @@ fn plugin_inspect_shows_the_python_plugin() {
 /// A project whose compose file has an `api` (never started) and a
 /// `postgres`, and a manifest with `[project]` plus `body`.
 fn project(body: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("docker-compose.yml"),
+    crate::harness::project_with(
         "services:\n  api:\n    image: busybox\n  postgres:\n    image: busybox\n",
+        body,
     )
-    .unwrap();
-    let manifest = format!("[project]\nname = \"{}\"\n\n{body}", unique("slpy"));
-    std::fs::write(dir.path().join("slipway.toml"), manifest).unwrap();
-    dir
 }
 
 /// Serves `<dir>/STAMP` over HTTP, as users would see the release, or a
