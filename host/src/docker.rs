@@ -12,15 +12,17 @@ use bollard::models::{
     VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, InspectNetworkOptions, KillContainerOptions,
-    ListContainersOptions, ListImagesOptions, RemoveContainerOptions, RemoveImageOptions,
-    RenameContainerOptions, RestartContainerOptions, StopContainerOptions, TagImageOptions,
+    CreateContainerOptions, InspectNetworkOptions, KillContainerOptions, ListContainersOptions,
+    ListImagesOptions, RemoveContainerOptions, RemoveImageOptions, RenameContainerOptions,
+    RestartContainerOptions, StopContainerOptions, TagImageOptions,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
+
+mod build;
+pub use build::{Builder, Built, shared_builds};
 
 const PROJECT_LABEL: &str = "com.docker.compose.project";
 const SERVICE_LABEL: &str = "com.docker.compose.service";
@@ -90,6 +92,10 @@ pub struct Docker {
     /// ignore them. (A killed agent forgets them; the next deploy finds
     /// them as leftovers.)
     parked: std::sync::Mutex<std::collections::HashSet<String>>,
+    builder: build::BuilderChoice,
+    /// Held while networks and volumes are created: services created side
+    /// by side must not race to create the same network.
+    resources: tokio::sync::Mutex<()>,
 }
 
 /// A container a stop-first replacement stopped and moved out of the way.
@@ -124,6 +130,8 @@ impl Docker {
             client,
             compose,
             parked: Default::default(),
+            builder: Default::default(),
+            resources: Default::default(),
         })
     }
 
@@ -284,58 +292,6 @@ impl Docker {
         Ok(())
     }
 
-    /// Build the service's image from its compose build context, honouring
-    /// `.dockerignore`, tagged as compose tags it. Returns the image ID.
-    pub async fn build(&self, service: &str) -> Result<String> {
-        let def = self
-            .compose
-            .service(service)
-            .ok_or_else(|| anyhow!("unknown service `{service}`"))?;
-        let build = def.build.as_ref().ok_or_else(|| {
-            anyhow!(
-                "service `{service}` has no `build:` in the compose file; it runs a pulled image"
-            )
-        })?;
-        let tag = self.image_tag(service).await?;
-        let context = build.context.clone();
-        let dockerfile = build.dockerfile.clone();
-        let tar = tokio::task::spawn_blocking(move || context_tar(&context, &dockerfile))
-            .await
-            .context("tar task panicked")??;
-        let options = BuildImageOptions {
-            dockerfile: build.dockerfile.clone(),
-            t: Some(tag.clone()),
-            rm: true,
-            forcerm: true,
-            buildargs: Some(build.args.clone()),
-            target: build.target.clone().unwrap_or_default(),
-            labels: Some(HashMap::from([
-                (PROJECT_LABEL.to_owned(), self.compose.name.clone()),
-                (SERVICE_LABEL.to_owned(), service.to_owned()),
-            ])),
-            ..Default::default()
-        };
-        let mut stream =
-            self.client
-                .build_image(options, None, Some(bollard::body_full(tar.into())));
-        let mut log = String::new();
-        while let Some(item) = stream.next().await {
-            let info = item.with_context(|| format!("building `{tag}` failed"))?;
-            if let Some(line) = &info.stream {
-                log.push_str(line);
-                tracing::debug!("build {service}: {}", line.trim_end());
-            }
-            if let Some(detail) = info.error_detail {
-                bail!(
-                    "building `{tag}` failed: {}\n{}",
-                    detail.message.unwrap_or_default(),
-                    tail(&log, 20)
-                );
-            }
-        }
-        self.image_id(&tag).await
-    }
-
     /// What the service should run now: its spec from the compose model
     /// and the image its tag points at (just built, or resolved).
     pub async fn desired(&self, service: &str) -> Result<Target> {
@@ -489,6 +445,7 @@ impl Docker {
     /// The networks and named volumes a spec uses, created as compose
     /// creates them when missing. External ones must exist already.
     async fn ensure_resources(&self, spec: &crate::desired::ContainerSpec) -> Result<()> {
+        let _one_at_a_time = self.resources.lock().await;
         for network in spec.network_names() {
             self.ensure_network(&network).await?;
         }
@@ -1147,7 +1104,11 @@ pub fn container_info(service: &str, c: &ContainerInspectResponse) -> ContainerI
         .is_some_and(|t| t.first().map(String::as_str) != Some("NONE"));
     ContainerInfo {
         spec_hash,
-        created: c.created.clone().unwrap_or_default(),
+        // Docker's own format, to the nanosecond, so that it sorts by time.
+        created: c
+            .created
+            .map(|t| humantime::format_rfc3339_nanos(t.into()).to_string())
+            .unwrap_or_default(),
         restart_count: c.restart_count.unwrap_or_default(),
         has_healthcheck,
         id: c.id.clone().unwrap_or_default(),
@@ -1176,57 +1137,6 @@ fn volume_mounts(c: &ContainerInspectResponse) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The build context as a tar, minus what `.dockerignore` excludes. The
-/// patterns are anchored at the context root, as Docker anchors them; the
-/// Dockerfile is always sent.
-fn context_tar(context: &Path, dockerfile: &str) -> Result<Vec<u8>> {
-    use ignore::gitignore::GitignoreBuilder;
-    if !context.is_dir() {
-        bail!("build context {} is not a directory", context.display());
-    }
-    let mut rules = GitignoreBuilder::new(context);
-    if let Ok(text) = std::fs::read_to_string(context.join(".dockerignore")) {
-        for line in text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
-            let (neg, pattern) = match line.strip_prefix('!') {
-                Some(p) => ("!", p),
-                None => ("", line),
-            };
-            let pattern = pattern.trim_start_matches("./").trim_start_matches('/');
-            rules
-                .add_line(None, &format!("{neg}/{pattern}"))
-                .with_context(|| format!("bad .dockerignore pattern `{line}`"))?;
-        }
-    }
-    let rules = rules.build()?;
-    let mut tar = tar::Builder::new(Vec::new());
-    tar.follow_symlinks(false);
-    let walker = ignore::WalkBuilder::new(context)
-        .standard_filters(false)
-        .hidden(false)
-        .sort_by_file_name(|a, b| a.cmp(b))
-        .build();
-    for entry in walker {
-        let entry = entry?;
-        let path = entry.path();
-        let rel = path.strip_prefix(context)?;
-        if rel.as_os_str().is_empty() {
-            continue;
-        }
-        let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
-        let always = rel == Path::new(dockerfile) || rel == Path::new(".dockerignore");
-        if !always && rules.matched_path_or_any_parents(rel, is_dir).is_ignore() {
-            continue;
-        }
-        tar.append_path_with_name(path, rel)
-            .with_context(|| format!("cannot add {} to the build context", path.display()))?;
-    }
-    Ok(tar.into_inner()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1237,60 +1147,5 @@ mod tests {
         assert_eq!(split_reference("proj_api:v2"), ("proj_api", "v2"));
         assert_eq!(split_reference("reg:5000/api"), ("reg:5000/api", "latest"));
         assert_eq!(split_reference("reg:5000/api:v2"), ("reg:5000/api", "v2"));
-    }
-
-    fn names_in(tar: &[u8]) -> Vec<String> {
-        let mut archive = tar::Archive::new(tar);
-        let mut names: Vec<String> = archive
-            .entries()
-            .unwrap()
-            .map(|e| {
-                e.unwrap()
-                    .path()
-                    .unwrap()
-                    .to_string_lossy()
-                    .trim_end_matches('/')
-                    .to_owned()
-            })
-            .collect();
-        names.sort();
-        names
-    }
-
-    #[test]
-    fn dockerignore_is_honoured_and_anchored() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path();
-        for f in [
-            "Dockerfile",
-            "app.py",
-            "secret.env",
-            "node_modules/x.js",
-            "src/secret.env",
-            "logs/a.log",
-            "logs/keep.log",
-        ] {
-            let path = p.join(f);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, f).unwrap();
-        }
-        std::fs::write(
-            p.join(".dockerignore"),
-            "# comment\nsecret.env\nnode_modules\nlogs/*.log\n!logs/keep.log\nDockerfile\n",
-        )
-        .unwrap();
-        let names = names_in(&context_tar(p, "Dockerfile").unwrap());
-        assert_eq!(
-            names,
-            [
-                ".dockerignore",
-                "Dockerfile",
-                "app.py",
-                "logs",
-                "logs/keep.log",
-                "src",
-                "src/secret.env"
-            ]
-        );
     }
 }

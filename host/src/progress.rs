@@ -1,13 +1,15 @@
 //! Progress of long host operations (a build, a recreate, a wait until
 //! ready, a plugin call), on stderr so `--json` stdout stays clean.
 //!
-//! On a terminal a spinner runs while the operation does; in CI (stderr not
-//! a terminal, or `CI` set) nothing animates and each operation ends with
-//! one timestamped line. Colour only on a terminal, and never with NO_COLOR.
+//! On a terminal a spinner runs while the operation does, one line per
+//! operation in flight (builds and replacements run side by side), showing
+//! its latest output; in CI (stderr not a terminal, or `CI` set) nothing
+//! animates and each operation ends with one timestamped line. Colour only
+//! on a terminal, and never with NO_COLOR.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Clone, Copy)]
@@ -30,8 +32,20 @@ fn mode() -> Mode {
     })
 }
 
-/// The spinner on screen, which log lines must lift off while they print.
-static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+/// The spinners on screen, which log lines must lift off while they print.
+fn spinners() -> &'static MultiProgress {
+    static SPINNERS: OnceLock<MultiProgress> = OnceLock::new();
+    SPINNERS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
+
+/// Write to stderr without tearing a spinner. Errors are ignored, as the
+/// log ignores a closed stderr.
+fn write_stderr(buf: &[u8]) -> std::io::Result<()> {
+    match mode() {
+        Mode::Spinner { .. } => spinners().suspend(|| std::io::stderr().write_all(buf)),
+        Mode::Plain => std::io::stderr().write_all(buf),
+    }
+}
 
 /// An operation in progress; [`Task::end`] prints how it ended.
 pub struct Task {
@@ -46,14 +60,13 @@ pub fn start(label: impl Into<String>) -> Task {
     let bar = match mode() {
         Mode::Plain => None,
         Mode::Spinner { .. } => {
-            let bar = ProgressBar::new_spinner().with_message(label.clone());
+            let bar = spinners().add(ProgressBar::new_spinner().with_message(label.clone()));
             bar.set_style(
                 ProgressStyle::with_template("{spinner} {msg} {elapsed}")
                     .expect("a valid template"),
             );
             bar.tick();
             bar.enable_steady_tick(Duration::from_millis(100));
-            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
             Some(bar)
         }
     };
@@ -65,6 +78,14 @@ pub fn start(label: impl Into<String>) -> Task {
 }
 
 impl Task {
+    /// Show the operation's latest output (a build step, say) on its line.
+    pub fn say(&self, detail: &str) {
+        if let Some(bar) = &self.bar {
+            let detail: String = detail.trim().chars().take(100).collect();
+            bar.set_message(format!("{} · {detail}", self.label));
+        }
+    }
+
     pub fn end(mut self, ok: bool) {
         self.clear();
         let color = matches!(mode(), Mode::Spinner { color: true });
@@ -75,14 +96,13 @@ impl Task {
             SystemTime::now(),
             color,
         );
-        // Ignored on a closed stderr, like the log.
-        let _ = writeln!(std::io::stderr(), "{line}");
+        let _ = write_stderr(format!("{line}\n").as_bytes());
     }
 
     fn clear(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
-            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            spinners().remove(&bar);
         }
     }
 }
@@ -110,7 +130,7 @@ fn line(label: &str, ok: bool, elapsed: Duration, at: SystemTime, color: bool) -
     )
 }
 
-/// The log's writer (for `tracing_subscriber`): stderr, with the spinner
+/// The log's writer (for `tracing_subscriber`): stderr, with the spinners
 /// lifted off while a line prints, so the two never share a line.
 pub fn log_writer() -> LogWriter {
     LogWriter
@@ -120,11 +140,7 @@ pub struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let bar = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        match bar {
-            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
-            None => std::io::stderr().write_all(buf)?,
-        }
+        write_stderr(buf)?;
         Ok(buf.len())
     }
 

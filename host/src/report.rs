@@ -52,12 +52,36 @@ pub struct RunReport {
     /// before changing anything (exit code 2); the error says what to change.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refused: bool,
+    /// The images this deploy built, before any surface ran: one entry per
+    /// distinct compose `build:`, shared by the services it lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builds: Vec<BuildReport>,
     /// In run order. Empty when the run failed before any surface ran.
     pub surfaces: Vec<SurfaceReport>,
     /// Set when the run failed; names the surface, step and plugin.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Wall time of the whole run.
+    pub duration_ms: u64,
+}
+
+/// One image build. Services whose compose `build:` is the same (context,
+/// Dockerfile, args, target) share it; independent builds run at once.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct BuildReport {
+    /// The services that run this image, in manifest order.
+    pub services: Vec<String>,
+    /// The image ID; absent when the build failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// `buildkit`, or `classic` where the engine has no BuildKit (or
+    /// `DOCKER_BUILDKIT=0`).
+    #[schemars(extend("enum" = ["buildkit", "classic"]))]
+    pub builder: String,
+    pub ok: bool,
+    /// RFC 3339 times, to the millisecond.
+    pub started: String,
+    pub finished: String,
     pub duration_ms: u64,
 }
 
@@ -136,7 +160,8 @@ pub struct ServiceReport {
     /// Hash of the desired spec (label `dev.slipway.spec-hash`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec_after: Option<String>,
-    /// Time to build the image (or resolve it, for image-only services).
+    /// Time of the build that made its image (shared by the services in the
+    /// same `builds` entry), or to resolve it for an image-only service.
     pub build_ms: u64,
     /// Time to create or replace the container; 0 when it was skipped or a
     /// step replaced it.
@@ -215,6 +240,7 @@ impl RunReport {
             project,
             ok: false,
             refused: false,
+            builds: Vec::new(),
             surfaces: Vec::new(),
             error: Some(error),
             duration_ms: 0,

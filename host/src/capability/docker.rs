@@ -242,7 +242,10 @@ impl docker::Host for DockerCtx {
 
     async fn build(&mut self, service: String) -> Result<String, String> {
         let d = self.engine(Op::Build, &service)?;
-        d.build(&service).await.map_err(host_err)
+        let task = crate::progress::start(format!("build {service}"));
+        let built = d.build(std::slice::from_ref(&service), &task).await;
+        task.end(built.is_ok());
+        built.map(|b| b.image_id).map_err(host_err)
     }
 
     async fn recreate(&mut self, service: String) -> Result<docker::Container, String> {

@@ -195,6 +195,15 @@ impl ComposeProject {
 }
 
 impl ServiceDef {
+    /// The services this one `depends_on`, in either of compose's forms.
+    pub fn depends_on(&self) -> Vec<String> {
+        use docker_compose_types::DependsOnOptions;
+        match &self.service.depends_on {
+            DependsOnOptions::Simple(names) => names.clone(),
+            DependsOnOptions::Conditional(map) => map.keys().cloned().collect(),
+        }
+    }
+
     /// The tag compose gives the service's image: `image:` when set, otherwise
     /// `<project>-<service>` (compose v2) or `<project>_<service>` (compose
     /// v1, which `legacy_separator` selects).

@@ -23,6 +23,26 @@ pub(super) struct Decision {
     pub order: Option<UpdateOrder>,
 }
 
+/// What `converge` did: the services it created, replaced or cleaned
+/// up, the containers it parked, and the first failure.
+#[derive(Default)]
+pub(super) struct Converged {
+    pub acted: Vec<String>,
+    pub parked: Vec<Parked>,
+    pub failed: Option<String>,
+}
+
+/// What carrying out one decision did.
+#[derive(Default)]
+struct Executed {
+    container: Option<String>,
+    image_running: Option<String>,
+    parked: Option<Parked>,
+    recreate_ms: u64,
+    /// It created, replaced or cleaned up a container.
+    acted: bool,
+}
+
 /// Who replaces a service, in which order, and why, for `plan` and the log.
 struct Ordering {
     order: Option<UpdateOrder>,
@@ -97,86 +117,130 @@ impl Agent {
     /// Carry out the decisions: discard leftovers, then create, replace
     /// (stop-first, the old container parked until `settle_parked`) or
     /// skip. With `step_replaces`, replacements are left to the step.
-    /// Returns the services this call created, replaced or cleaned up, and
-    /// the parked containers.
+    /// Independent services go side by side, in `depends_on` order as
+    /// compose starts them. A failure stops before the next wave; what was
+    /// parked until then is in the result, for `settle_parked` to put back.
     pub(super) async fn converge(
         &self,
         surface: &str,
         decisions: &[Decision],
         step_replaces: bool,
         report: &mut SurfaceReport,
-    ) -> Result<(Vec<String>, Vec<Parked>), String> {
-        let docker = self.docker_for(surface)?;
-        let mut acted = Vec::new();
-        let mut parked = Vec::new();
-        for d in decisions {
-            let service = &d.service;
-            let fail = |what: &str, e| service_failed(surface, service, what, e);
-            self.specs()
-                .save(&d.target.spec)
-                .map_err(|e| fail("save spec", e))?;
-            for (leftover, why) in &d.action.discard {
-                tracing::warn!("[{surface}] {service}: removing {why}");
-                docker
-                    .discard(service, &leftover.id)
-                    .await
-                    .map_err(|e| fail("remove leftover", e))?;
+    ) -> Converged {
+        let mut done = Converged::default();
+        let docker = match self.docker_for(surface) {
+            Ok(docker) => docker,
+            Err(why) => {
+                done.failed = Some(why);
+                return done;
             }
-            let t = Instant::now();
-            let container = match (&d.action.verb, &d.action.keep) {
-                (Verb::Skip, Some(keep)) => {
-                    adopt(docker, keep, &d.target.spec.name)
-                        .await
-                        .map_err(|e| fail("adopt", e))?;
-                    // Recorded as running, so that status and the journal
-                    // still know what this deploy left in place.
-                    let svc = entry(report, service);
-                    svc.image_running = Some(keep.image_id.clone());
-                    svc.container = Some(d.target.spec.name.clone());
-                    // Removing leftovers changed the addresses behind the
-                    // service's name: whatever routes to it resolves again.
-                    if !d.action.discard.is_empty() {
-                        acted.push(service.clone());
+        };
+        for wave in waves(&self.loaded.compose, decisions) {
+            let runs = wave
+                .iter()
+                .map(|d| self.execute(surface, docker, d, step_replaces));
+            let outcomes = futures_util::future::join_all(runs).await;
+            for (d, outcome) in wave.iter().zip(outcomes) {
+                let executed = match outcome {
+                    Ok(executed) => executed,
+                    Err(e) => {
+                        done.failed.get_or_insert(e);
+                        continue;
                     }
-                    continue;
+                };
+                done.parked.extend(executed.parked);
+                let svc = entry(report, &d.service);
+                svc.container = executed.container.or(svc.container.take());
+                svc.image_running = executed.image_running.or(svc.image_running.take());
+                svc.recreate_ms = executed.recreate_ms;
+                if executed.acted {
+                    done.acted.push(d.service.clone());
                 }
-                // The step replaces services itself, in its order.
-                (Verb::Replace, Some(_)) if step_replaces => continue,
-                (Verb::Replace, Some(keep)) => {
-                    let task = crate::progress::start(format!("{surface}: replace {service}"));
-                    let old = docker
-                        .containers(service)
-                        .await
-                        .map_err(|e| fail("inspect", e))?;
-                    let old = old.into_iter().find(|c| c.id == keep.id);
-                    let result = match old {
-                        Some(old) => {
-                            docker
-                                .replace_parked(&old, &d.target)
-                                .await
-                                .map(|(new, p)| {
-                                    parked.push(p);
-                                    new
-                                })
-                        }
-                        None => docker.create(&d.target, &d.target.spec.name, None).await,
-                    };
-                    task.end(result.is_ok());
-                    result.map_err(|e| fail("replace", e))?
-                }
-                _ => {
-                    let task = crate::progress::start(format!("{surface}: create {service}"));
-                    let result = docker.create(&d.target, &d.target.spec.name, None).await;
-                    task.end(result.is_ok());
-                    result.map_err(|e| fail("create", e))?
-                }
-            };
-            let svc = entry(report, service);
-            svc.recreate_ms = t.elapsed().as_millis() as u64;
-            svc.container = Some(container.name.clone());
-            acted.push(service.clone());
+            }
+            if done.failed.is_some() {
+                break;
+            }
         }
-        Ok((acted, parked))
+        done
+    }
+
+    /// One decision carried out.
+    async fn execute(
+        &self,
+        surface: &str,
+        docker: &Docker,
+        d: &Decision,
+        step_replaces: bool,
+    ) -> Result<Executed, String> {
+        let service = &d.service;
+        let fail = |what: &str, e| service_failed(surface, service, what, e);
+        self.specs()
+            .save(&d.target.spec)
+            .map_err(|e| fail("save spec", e))?;
+        for (leftover, why) in &d.action.discard {
+            tracing::warn!("[{surface}] {service}: removing {why}");
+            docker
+                .discard(service, &leftover.id)
+                .await
+                .map_err(|e| fail("remove leftover", e))?;
+        }
+        let t = Instant::now();
+        let mut done = Executed::default();
+        match (&d.action.verb, &d.action.keep) {
+            (Verb::Skip, Some(keep)) => {
+                adopt(docker, keep, &d.target.spec.name)
+                    .await
+                    .map_err(|e| fail("adopt", e))?;
+                // Recorded as running, so that status and the journal still
+                // know what this deploy left in place.
+                done.image_running = Some(keep.image_id.clone());
+                done.container = Some(d.target.spec.name.clone());
+                // Removing leftovers changed the addresses behind the
+                // service's name: whatever routes to it resolves again.
+                done.acted = !d.action.discard.is_empty();
+                return Ok(done);
+            }
+            // The step replaces services itself, in its order.
+            (Verb::Replace, Some(_)) if step_replaces => return Ok(done),
+            (Verb::Replace, Some(keep)) => {
+                let task = crate::progress::start(format!("{surface}: replace {service}"));
+                let result = self.replace(docker, d, &keep.id).await;
+                task.end(result.is_ok());
+                let (container, parked) = result.map_err(|e| fail("replace", e))?;
+                done.container = Some(container);
+                done.parked = parked;
+            }
+            _ => {
+                let task = crate::progress::start(format!("{surface}: create {service}"));
+                let result = docker.create(&d.target, &d.target.spec.name, None).await;
+                task.end(result.is_ok());
+                done.container = Some(result.map_err(|e| fail("create", e))?.name);
+            }
+        }
+        done.recreate_ms = t.elapsed().as_millis() as u64;
+        done.acted = true;
+        Ok(done)
+    }
+
+    /// Stop-first: park the old container and start the new one; create it
+    /// when the old one is already gone.
+    async fn replace(
+        &self,
+        docker: &Docker,
+        d: &Decision,
+        old_id: &str,
+    ) -> anyhow::Result<(String, Option<Parked>)> {
+        let old = docker.containers(&d.service).await?;
+        match old.into_iter().find(|c| c.id == old_id) {
+            Some(old) => {
+                let (new, parked) = docker.replace_parked(&old, &d.target).await?;
+                Ok((new.name, Some(parked)))
+            }
+            None => {
+                let new = docker.create(&d.target, &d.target.spec.name, None).await?;
+                Ok((new.name, None))
+            }
+        }
     }
 
     /// Once the replacements are ready (`ready` is Ok), remove the parked
@@ -428,6 +492,36 @@ impl Agent {
 pub(super) struct Restored {
     pub host: Vec<String>,
     pub step: Vec<String>,
+}
+
+/// The decisions in `depends_on` order: each wave depends only on earlier
+/// ones (services outside the surface are already running). A cycle,
+/// which compose itself refuses, ends up in one last wave.
+fn waves<'a>(
+    compose: &crate::compose::ComposeProject,
+    decisions: &'a [Decision],
+) -> Vec<Vec<&'a Decision>> {
+    let mut left: Vec<&Decision> = decisions.iter().collect();
+    let mut waves = Vec::new();
+    while !left.is_empty() {
+        let waiting = |d: &Decision| {
+            let deps = compose
+                .service(&d.service)
+                .map(|s| s.depends_on())
+                .unwrap_or_default();
+            deps.iter()
+                .any(|dep| dep != &d.service && left.iter().any(|l| &l.service == dep))
+        };
+        let (blocked, ready): (Vec<&Decision>, Vec<&Decision>) =
+            left.iter().partition(|d| waiting(d));
+        if ready.is_empty() {
+            waves.push(blocked);
+            break;
+        }
+        waves.push(ready);
+        left = blocked;
+    }
+    waves
 }
 
 /// The report entry of a service, created on first use.

@@ -8,11 +8,12 @@ use crate::capability::Grants;
 use crate::docker::{Docker, Unreachable};
 use crate::lock::LockError;
 use crate::manifest::{GrantSpec, HttpCheck, Loaded, ManifestError, StepSpec, interpolate};
-use crate::report::{CallReport, CheckReport, RunReport, ServiceReport, StepReport, SurfaceReport};
+use crate::report::{CallReport, CheckReport, RunReport, StepReport, SurfaceReport};
 
 use crate::runtime::{CallError, Limits, Phase, Plugin, Role, Runtime};
 use crate::sandbox::{Caller, HostServices};
 
+mod build;
 mod converge;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -419,6 +420,7 @@ impl Agent {
             ok: report.error.is_none(),
             refused: false,
             error: report.error.clone(),
+            builds: Vec::new(),
             surfaces: vec![report],
             duration_ms: start.elapsed().as_millis() as u64,
         }
@@ -431,9 +433,21 @@ impl Agent {
             project: self.loaded.manifest.project.name.clone(),
             ok: true,
             refused: false,
+            builds: Vec::new(),
             surfaces: Vec::new(),
             error: None,
             duration_ms: 0,
+        };
+        let images = match dry {
+            true => build::Images::default(),
+            false => {
+                let (images, builds) = self.build_all(surfaces).await;
+                report.builds = builds;
+                match images {
+                    Ok(images) => images,
+                    Err(failed) => return build_failed(report, surfaces, failed, start),
+                }
+            }
         };
         for name in surfaces {
             if !report.ok {
@@ -441,7 +455,7 @@ impl Agent {
                 continue;
             }
             tracing::info!("[{name}] {}", if dry { "planning" } else { "deploying" });
-            let surface = self.run_surface(name, dry).await;
+            let surface = self.run_surface(name, dry, &images).await;
             if let Some(e) = &surface.error {
                 report.ok = false;
                 report.refused = surface.outcome == "refused";
@@ -453,10 +467,10 @@ impl Agent {
         report
     }
 
-    async fn run_surface(&self, name: &str, dry: bool) -> SurfaceReport {
+    async fn run_surface(&self, name: &str, dry: bool, images: &build::Images) -> SurfaceReport {
         let start = Instant::now();
         let mut report = SurfaceReport::new(name, "");
-        let result = self.surface_inner(name, dry, &mut report).await;
+        let result = self.surface_inner(name, dry, images, &mut report).await;
         report.outcome = match (&result, dry) {
             (Ok(()), true) => "planned",
             (Ok(()), false) => "ok",
@@ -476,13 +490,14 @@ impl Agent {
         &self,
         name: &str,
         dry: bool,
+        images: &build::Images,
         report: &mut SurfaceReport,
     ) -> Result<(), Stop> {
         let surface = &self.loaded.manifest.surface[name];
         let step_replaces = self.step_replaces(name);
         let mut outputs = match surface.services.is_empty() {
             true => Vec::new(),
-            false => self.converge_services(name, dry, report).await?,
+            false => self.converge_services(name, dry, images, report).await?,
         };
         let touched = !dry && !list_output(&outputs, "recreated").is_empty();
         self.run_steps(name, dry, touched, &mut outputs, report)
@@ -513,6 +528,7 @@ impl Agent {
         &self,
         name: &str,
         dry: bool,
+        images: &build::Images,
         report: &mut SurfaceReport,
     ) -> Result<Vec<Output>, Stop> {
         let services = &self.loaded.manifest.surface[name].services;
@@ -521,16 +537,18 @@ impl Agent {
             self.plan_services(name, services, report).await?;
             (planned(report, step_replaces).0, None)
         } else {
-            self.build_services(name, services, report).await?;
+            self.record_images(name, services, images, report).await?;
             self.keep_previous_images(name, report).await;
             let decisions = self.decide(name, services, false, report).await?;
             self.release(name, report).await?;
-            let (acted, parked) = self
-                .converge(name, &decisions, step_replaces, report)
+            let done = self.converge(name, &decisions, step_replaces, report).await;
+            let ready = match done.failed {
+                Some(why) => Err(why),
+                None => self.prove_running(name, &done.acted, report).await,
+            };
+            self.settle_parked(name, &done.parked, ready, report)
                 .await?;
-            let ready = self.prove_running(name, &acted, report).await;
-            self.settle_parked(name, &parked, ready, report).await?;
-            (acted, Some(decisions))
+            (done.acted, Some(decisions))
         };
         let to_replace = planned(report, step_replaces).1;
         let order = decisions
@@ -655,51 +673,6 @@ impl Agent {
         self.docker
             .as_deref()
             .ok_or_else(|| format!("surface {surface}: its services need a Docker engine"))
-    }
-
-    /// Build each service's image (or resolve it, for image-only services).
-    async fn build_services(
-        &self,
-        surface: &str,
-        services: &[String],
-        report: &mut SurfaceReport,
-    ) -> Result<(), String> {
-        let docker = self.docker_for(surface)?;
-        for service in services {
-            let mut svc = ServiceReport {
-                service: service.clone(),
-                ..Default::default()
-            };
-            svc.image_before = docker
-                .containers(service)
-                .await
-                .ok()
-                .and_then(|c| c.first().map(|c| c.image_id.clone()));
-            let t = Instant::now();
-            let has_build = self
-                .loaded
-                .compose
-                .service(service)
-                .is_some_and(|s| s.build.is_some());
-            let built = if has_build {
-                tracing::info!("[{surface}] building {service}");
-                let task = crate::progress::start(format!("{surface}: build {service}"));
-                let built = docker.build(service).await;
-                task.end(built.is_ok());
-                built
-            } else {
-                match docker.image_tag(service).await {
-                    Ok(tag) => docker.image_id(&tag).await,
-                    Err(e) => Err(e),
-                }
-            };
-            svc.build_ms = t.elapsed().as_millis() as u64;
-            let built = built.map_err(|e| service_failed(surface, service, "build", e));
-            svc.image_built = built.as_ref().ok().cloned();
-            report.services.push(svc);
-            built?;
-        }
-        Ok(())
     }
 
     /// Keep the images this deploy replaces, so `slipway rollback` can
@@ -920,6 +893,29 @@ impl Agent {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+}
+
+/// The run's report when a build failed: nothing ran; the surface holding
+/// the build failed, the others were skipped.
+fn build_failed(
+    mut report: RunReport,
+    surfaces: &[String],
+    failed: build::BuildFailed,
+    start: Instant,
+) -> RunReport {
+    tracing::error!("[{}] {}", failed.surface, failed.message);
+    for name in surfaces {
+        let mut surface = SurfaceReport::new(name, "skipped");
+        if *name == failed.surface {
+            surface.outcome = "failed".into();
+            surface.error = Some(failed.message.clone());
+        }
+        report.surfaces.push(surface);
+    }
+    report.ok = false;
+    report.error = Some(failed.message);
+    report.duration_ms = start.elapsed().as_millis() as u64;
+    report
 }
 
 /// The plugin-state name of a watcher: state belongs to the watcher, so two

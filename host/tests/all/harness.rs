@@ -133,9 +133,10 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// A copy of examples/honeychat, brought up under a unique compose project
-/// on a free port, and torn down (containers, networks, volumes and every
-/// image it built) when dropped.
+/// A copy of a stack (host/tests/fixtures/stack, the example at test scale,
+/// or the seed-scale example), brought up under a unique compose project on
+/// free ports, and torn down (containers, networks, volumes and every image
+/// it built) when dropped.
 pub struct Stack {
     pub dir: tempfile::TempDir,
     pub project: String,
@@ -153,13 +154,25 @@ impl Stack {
 
     /// [`Stack::up`], with `edit` applied to the copy before anything builds.
     pub fn up_with(edit: impl FnOnce(&Path)) -> Stack {
+        Stack::up_from("host/tests/fixtures/stack", edit)
+    }
+
+    /// examples/honeychat, the seed-scale stack of 14 services.
+    pub fn seed_scale() -> Stack {
+        Stack::up_from("examples/honeychat", |_| {})
+    }
+
+    /// A copy of the stack in `source` (relative to the repository). An
+    /// image the compose file names (`image: honeychat/…`) is renamed after
+    /// the project, so that stacks never share a tag.
+    fn up_from(source: &str, edit: impl FnOnce(&Path)) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let project = unique("slt");
         let port = free_port();
         let site_port = free_port();
         let app_port = free_port();
         sh(
-            &format!("cp -r {}/examples/honeychat/. .", repo_root().display()),
+            &format!("cp -r {}/{source}/. .", repo_root().display()),
             dir.path(),
             &[],
         );
@@ -171,6 +184,10 @@ impl Stack {
                 &slipway_fixtures::plugins_dir().display().to_string(),
             );
         std::fs::write(dir.path().join("slipway.toml"), manifest).unwrap();
+        let compose = dir.path().join("docker-compose.yml");
+        let text = std::fs::read_to_string(&compose).unwrap();
+        let text = text.replace("image: honeychat/", &format!("image: {project}/"));
+        std::fs::write(compose, text).unwrap();
         edit(dir.path());
         let stack = Stack {
             dir,
@@ -286,7 +303,7 @@ impl Drop for Stack {
         let _ = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' --filter reference='{p}_*' | xargs -r docker rmi --no-prune; \
+                "docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' --filter reference='{p}_*' --filter reference='{p}/*' | xargs -r docker rmi --no-prune; \
                  docker images -q --filter label=com.docker.compose.project={p} | xargs -r docker rmi -f --no-prune",
                 p = self.project,
             ))

@@ -11,7 +11,7 @@ fn set_release(stack: &Stack, version: &str) {
     for file in ["index.html", "app.js"] {
         let original = std::fs::read_to_string(
             repo_root()
-                .join("examples/honeychat/miniapp/dist")
+                .join("host/tests/fixtures/stack/miniapp/dist")
                 .join(file),
         )
         .unwrap();

@@ -58,10 +58,13 @@ pub(crate) fn begin(
     })
 }
 
-/// Stop-first replacements, as the host does them, each waited for.
+/// Stop-first replacements, as the host does them: all of them first,
+/// then the waits, so that their readiness windows overlap.
 fn replace_stop_first(services: &[String], ready_timeout_ms: u32) -> Result<(), String> {
     for service in services {
         docker::recreate(service).map_err(|e| format!("cannot replace {service}: {e}"))?;
+    }
+    for service in services {
         docker::wait_ready(service, ready_timeout_ms)
             .map_err(|e| format!("the new {service} never became ready: {e}"))?;
     }
