@@ -135,7 +135,16 @@ impl Agent {
                 return done;
             }
         };
-        for wave in waves(&self.loaded.compose, decisions) {
+        let names: Vec<&str> = decisions.iter().map(|d| d.service.as_str()).collect();
+        let compose = &self.loaded.compose;
+        let deps = |s: &str| {
+            compose
+                .service(s)
+                .map(|s| s.depends_on())
+                .unwrap_or_default()
+        };
+        for wave in waves(&names, deps) {
+            let wave: Vec<&Decision> = wave.into_iter().map(|i| &decisions[i]).collect();
             let runs = wave
                 .iter()
                 .map(|d| self.execute(surface, docker, d, step_replaces));
@@ -494,31 +503,25 @@ pub(super) struct Restored {
     pub step: Vec<String>,
 }
 
-/// The decisions in `depends_on` order: each wave depends only on earlier
-/// ones (services outside the surface are already running). A cycle,
-/// which compose itself refuses, ends up in one last wave.
-fn waves<'a>(
-    compose: &crate::compose::ComposeProject,
-    decisions: &'a [Decision],
-) -> Vec<Vec<&'a Decision>> {
-    let mut left: Vec<&Decision> = decisions.iter().collect();
+/// The indexes of `services` in `depends_on` order (`deps` gives a
+/// service's): each wave depends only on earlier ones; services outside
+/// the list are already running. A cycle, which compose itself refuses,
+/// ends up in one last wave.
+fn waves(services: &[&str], deps: impl Fn(&str) -> Vec<String>) -> Vec<Vec<usize>> {
+    let mut left: Vec<usize> = (0..services.len()).collect();
     let mut waves = Vec::new();
     while !left.is_empty() {
-        let waiting = |d: &Decision| {
-            let deps = compose
-                .service(&d.service)
-                .map(|s| s.depends_on())
-                .unwrap_or_default();
-            deps.iter()
-                .any(|dep| dep != &d.service && left.iter().any(|l| &l.service == dep))
+        let waits = |i: &usize| {
+            deps(services[*i])
+                .iter()
+                .any(|d| d != services[*i] && left.iter().any(|l| services[*l] == d))
         };
-        let (blocked, ready): (Vec<&Decision>, Vec<&Decision>) =
-            left.iter().partition(|d| waiting(d));
-        if ready.is_empty() {
+        let (blocked, free): (Vec<usize>, Vec<usize>) = left.iter().partition(|i| waits(i));
+        if free.is_empty() {
             waves.push(blocked);
             break;
         }
-        waves.push(ready);
+        waves.push(free);
         left = blocked;
     }
     waves
@@ -625,5 +628,33 @@ fn log_action(surface: &str, service: &str, action: &Action, order: Option<&str>
     }
     for (c, reason) in &action.discard {
         tracing::info!("[{surface}] {service}: will remove {} ({reason})", c.name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::waves;
+
+    #[test]
+    fn independent_services_share_a_wave_and_dependents_follow() {
+        let services = ["nextjs", "api", "bot", "worker", "beat"];
+        let deps = |s: &str| match s {
+            "nextjs" => vec!["api".to_owned()],
+            "worker" => vec!["postgres".to_owned(), "redis".to_owned()],
+            "beat" => vec!["worker".to_owned(), "beat".to_owned()],
+            _ => vec![],
+        };
+        assert_eq!(waves(&services, deps), vec![vec![1, 2, 3], vec![0, 4]]);
+    }
+
+    #[test]
+    fn a_cycle_ends_in_one_last_wave() {
+        let services = ["a", "b", "c"];
+        let deps = |s: &str| match s {
+            "a" => vec!["b".to_owned()],
+            "b" => vec!["a".to_owned()],
+            _ => vec![],
+        };
+        assert_eq!(waves(&services, deps), vec![vec![2], vec![0, 1]]);
     }
 }

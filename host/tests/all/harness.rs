@@ -400,16 +400,26 @@ pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<std::thread::JoinHandle<Tally>>,
     started: Instant,
+    first_seen: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl Load {
     pub fn start(port: u16, per_second: u32) -> Load {
+        Load::watching(port, per_second, None)
+    }
+
+    /// [`Load::start`], noting when a response first carries `marker` (a
+    /// new version's banner): see [`Load::first_seen`]. For the benches.
+    #[allow(dead_code)]
+    pub fn watching(port: u16, per_second: u32, marker: Option<String>) -> Load {
+        let first_seen = std::sync::Arc::new(std::sync::Mutex::new(None));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let threads = 4;
         let interval = Duration::from_secs_f64(threads as f64 / per_second as f64);
         let handles = (0..threads)
             .map(|t| {
                 let stop = stop.clone();
+                let (marker, first_seen) = (marker.clone(), first_seen.clone());
                 std::thread::spawn(move || {
                     let mut tally = Tally::default();
                     let mut next = Instant::now() + interval.mul_f64(t as f64 / threads as f64);
@@ -423,8 +433,14 @@ impl Load {
                         n += 1;
                         let post = n.is_multiple_of(2);
                         match request(port, post) {
-                            Ok(status) if (200..300).contains(&status) => tally.ok += 1,
-                            Ok(status) => {
+                            Ok((status, body)) if (200..300).contains(&status) => {
+                                tally.ok += 1;
+                                if marker.as_deref().is_some_and(|m| body.contains(m)) {
+                                    let mut seen = first_seen.lock().unwrap();
+                                    seen.get_or_insert_with(Instant::now);
+                                }
+                            }
+                            Ok((status, _)) => {
                                 tally.non_2xx += 1;
                                 tally.failed_posts += u64::from(post);
                                 if tally.failures.len() < 5 {
@@ -454,7 +470,14 @@ impl Load {
             stop,
             threads: handles,
             started: Instant::now(),
+            first_seen,
         }
+    }
+
+    /// When a response first carried the marker given to [`Load::watching`].
+    #[allow(dead_code)]
+    pub fn first_seen(&self) -> Option<Instant> {
+        *self.first_seen.lock().unwrap()
     }
 
     pub fn stop(self) -> (Tally, Duration) {
@@ -472,7 +495,8 @@ impl Load {
     }
 }
 
-fn request(port: u16, post: bool) -> std::io::Result<u16> {
+/// One request; its status and body.
+fn request(port: u16, post: bool) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
@@ -496,7 +520,7 @@ fn request(port: u16, post: bool) -> std::io::Result<u16> {
         Some(200) if !complete => Err(std::io::Error::other(format!(
             "truncated or foreign body: {text:?}"
         ))),
-        Some(code) => Ok(code),
+        Some(code) => Ok((code, text.into_owned())),
         None => Err(std::io::Error::other(format!("no status line in {text:?}"))),
     }
 }

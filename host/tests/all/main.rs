@@ -16,4 +16,5 @@ mod rule1;
 mod rule2;
 mod sandbox;
 mod scaffold;
+mod seed;
 mod watch;

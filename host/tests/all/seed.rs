@@ -1,0 +1,154 @@
+//! The seed-scale example (examples/honeychat, 14 services): `deploy --all`
+//! ships a change of the shared Python image to all eight Python services
+//! and a change of the web app, builds each distinct image once with
+//! independent builds side by side, and never touches the stateful services.
+
+use crate::harness::{Stack, docker_inspect, http_get, json, sh, text};
+use serde_json::Value;
+
+const PYTHON: [&str; 8] = [
+    "api",
+    "bot",
+    "celery_worker",
+    "celery_beat",
+    "gen_worker",
+    "lora_worker",
+    "cleanup_worker",
+    "retention_email_worker",
+];
+const UNTOUCHED: [&str; 5] = ["postgres", "redis", "chromadb", "certbot", "nginx"];
+
+/// A container's ID and start time: a restart changes the one, a
+/// recreate both.
+fn identity(stack: &Stack, service: &str) -> (String, String) {
+    let c = docker_inspect(&stack.container(service));
+    (
+        c["Id"].as_str().unwrap().to_owned(),
+        c["State"]["StartedAt"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn project_images(stack: &Stack) -> Vec<String> {
+    let ids = sh(
+        &format!(
+            "docker images -q --no-trunc --filter label=com.docker.compose.project={}",
+            stack.project
+        ),
+        stack.path(),
+        &[],
+    );
+    ids.lines().map(str::to_owned).collect()
+}
+
+fn build_of<'a>(builds: &'a [Value], service: &str) -> &'a Value {
+    builds
+        .iter()
+        .find(|b| {
+            b["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s == service)
+        })
+        .unwrap_or_else(|| panic!("no build lists {service}: {builds:?}"))
+}
+
+#[test]
+fn deploy_all_ships_the_shared_image_to_every_python_service_and_leaves_state_alone() {
+    let stack = Stack::seed_scale();
+    let before: Vec<(String, String)> = UNTOUCHED.iter().map(|s| identity(&stack, s)).collect();
+    std::fs::write(stack.path().join("backend/VERSION"), "v2\n").unwrap();
+    std::fs::write(stack.path().join("web/VERSION"), "v2\n").unwrap();
+    let images_before = project_images(&stack);
+
+    let out = stack.slipway(
+        &["--json", "deploy", "--all"],
+        &[("APP_VERSION", "v2"), ("WEB_VERSION", "v2")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let report = json(&out);
+    let surfaces: Vec<(&str, &str)> = report["surfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        surfaces,
+        [
+            ("backend", "ok"),
+            ("web", "ok"),
+            ("website", "ok"),
+            ("miniapp", "ok")
+        ],
+        "the seed's order"
+    );
+
+    // One build for the eight Python services, one for the web app.
+    let builds = report["builds"].as_array().unwrap();
+    assert_eq!(builds.len(), 2, "{builds:?}");
+    let python = build_of(builds, "api");
+    assert_eq!(python["services"].as_array().unwrap().len(), PYTHON.len());
+    let web = build_of(builds, "nextjs");
+    for build in [python, web] {
+        assert_eq!(build["ok"], true);
+        assert!(["buildkit", "classic"].contains(&build["builder"].as_str().unwrap()));
+    }
+    // Independent builds overlap (RFC 3339 UTC to the millisecond sorts as
+    // time does).
+    let t = |b: &Value, k: &str| b[k].as_str().unwrap().to_owned();
+    assert!(
+        t(python, "started") < t(web, "finished") && t(web, "started") < t(python, "finished"),
+        "the two builds ran one after the other: {builds:?}"
+    );
+    // Counted by the engine, not the report: the images labelled with the
+    // project that the deploy added.
+    let made: Vec<String> = project_images(&stack)
+        .into_iter()
+        .filter(|id| !images_before.contains(id))
+        .collect();
+    assert_eq!(made.len(), 2, "images built: {made:?}");
+    for build in [python, web] {
+        assert!(made.iter().any(|id| *id == build["image"]), "{build}");
+    }
+
+    // The eight replacements and their readiness waits overlapped: the
+    // surface took well under their sum.
+    let backend = &report["surfaces"][0];
+    let ms = |v: &Value| v.as_u64().unwrap();
+    let serial: u64 = backend["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| ms(&s["recreate_ms"]) + ms(&s["ready_ms"]))
+        .sum();
+    assert!(
+        ms(&backend["duration_ms"]) * 2 < serial,
+        "backend took {} ms, its services {serial} ms one after another",
+        backend["duration_ms"]
+    );
+
+    // Every Python service runs the one new image, and its code.
+    let image = python["image"].as_str().unwrap();
+    for service in PYTHON {
+        let c = docker_inspect(&stack.container(service));
+        assert_eq!(c["Image"], image, "{service} runs another image");
+        let version = sh(
+            &format!("docker exec {} cat /app/VERSION", stack.container(service)),
+            stack.path(),
+            &[],
+        );
+        assert_eq!(version.trim(), "v2", "{service}");
+    }
+    let (status, body) = http_get(stack.port, "/version");
+    assert_eq!(status, 200);
+    assert!(body.starts_with("honeychat-api v2 "), "{body}");
+    let (status, body) = http_get(stack.port, "/web/version");
+    assert_eq!(status, 200);
+    assert!(body.starts_with("honeychat-web v2 "), "{body}");
+
+    let after: Vec<(String, String)> = UNTOUCHED.iter().map(|s| identity(&stack, s)).collect();
+    for ((service, b), a) in UNTOUCHED.iter().zip(&before).zip(&after) {
+        assert_eq!(b, a, "{service} was recreated or restarted");
+    }
+}
