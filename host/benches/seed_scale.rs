@@ -33,6 +33,14 @@ enum Way {
     SlipwayAll,
 }
 
+const ALL: [Way; 5] = [
+    Way::SeedDeploy,
+    Way::SlipwayReload,
+    Way::SlipwayZeroDowntime,
+    Way::SeedDeployAll,
+    Way::SlipwayAll,
+];
+
 impl Way {
     fn label(self) -> &'static str {
         match self {
@@ -48,6 +56,8 @@ impl Way {
 /// What one run measured.
 struct Run {
     failed: u64,
+    /// The first few failures, as the load saw them.
+    failures: Vec<String>,
     wall: Duration,
     /// Deploy start to the first response from the new api.
     to_new: Option<Duration>,
@@ -90,7 +100,8 @@ fn seed_frontends(stack: &Stack) {
 fn run(way: Way, round: usize) -> Run {
     let stack = Stack::seed_scale();
     if matches!(way, Way::SlipwayZeroDowntime | Way::SlipwayAll) {
-        stack.edit_manifest("nginx-reload.wasm", "nginx-zero-downtime.wasm");
+        // The path, not the comment above it that names the builds.
+        stack.edit_manifest("nginx-reload.wasm\"", "nginx-zero-downtime.wasm\"");
     }
     let version = format!("v{}", round + 2);
     std::fs::write(stack.path().join("backend/VERSION"), format!("{version}\n")).unwrap();
@@ -146,6 +157,7 @@ fn run(way: Way, round: usize) -> Run {
     let (tally, _) = load.stop();
     Run {
         failed: tally.non_2xx + tally.errors,
+        failures: tally.failures,
         wall,
         to_new,
         rss_kib,
@@ -197,6 +209,9 @@ fn measure(way: Way) -> (f64, f64) {
             r.failed,
             r.wall.as_secs_f64()
         );
+        if !r.failures.is_empty() {
+            println!("    first failures: {}", r.failures.join("; "));
+        }
         if let Some(kib) = r.rss_kib {
             println!(
                 "    agent peak RSS {:.1} MB   goal <= 40 MB",
@@ -222,6 +237,14 @@ fn measure(way: Way) -> (f64, f64) {
 }
 
 fn main() {
+    // `cargo bench … -- WORD` runs only the ways whose label has WORD.
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if let Some(word) = only {
+        for way in ALL.into_iter().filter(|w| w.label().contains(&word)) {
+            measure(way);
+        }
+        return;
+    }
     println!("== backend: make deploy vs slipway deploy backend (100 req/s)");
     let seed = measure(Way::SeedDeploy);
     for way in [Way::SlipwayReload, Way::SlipwayZeroDowntime] {

@@ -154,6 +154,11 @@ pub struct ServiceReport {
     /// port, a static address).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order: Option<String>,
+    /// Its replacement is fixed stop-first, so the host does it even under
+    /// a step that replaces services (not in the JSON: `order` says why).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub stop_first: bool,
     /// Hash of the spec the replaced container was created from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec_before: Option<String>,

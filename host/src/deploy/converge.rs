@@ -102,6 +102,9 @@ impl Agent {
             };
             if action.verb == Verb::Replace {
                 svc.order = ordering.as_ref().map(|o| o.why.clone());
+                svc.stop_first = ordering
+                    .as_ref()
+                    .is_some_and(|o| o.order == Some(UpdateOrder::StopFirst));
             }
             log_action(surface, service, &action, svc.order.as_deref());
             decisions.push(Decision {
@@ -209,8 +212,13 @@ impl Agent {
                 done.acted = !d.action.discard.is_empty();
                 return Ok(done);
             }
-            // The step replaces services itself, in its order.
-            (Verb::Replace, Some(_)) if step_replaces => return Ok(done),
+            // The step replaces services itself, in its order; only a fixed
+            // stop-first replacement is the host's, side by side with others.
+            (Verb::Replace, Some(_))
+                if step_replaces && d.order != Some(UpdateOrder::StopFirst) =>
+            {
+                return Ok(done);
+            }
             (Verb::Replace, Some(keep)) => {
                 let task = crate::progress::start(format!("{surface}: replace {service}"));
                 let result = self.replace(docker, d, &keep.id).await;

@@ -929,13 +929,17 @@ fn watcher_grants(watcher: &str) -> GrantsOf {
 }
 
 /// From the decisions: the services the host creates or replaces, and
-/// those a step that replaces services (`step_replaces`) is handed.
+/// those a step that replaces services (`step_replaces`) is handed: all
+/// replacements but the fixed stop-first ones, which the host does side by
+/// side before the steps run.
 fn planned(report: &SurfaceReport, step_replaces: bool) -> (Vec<String>, Vec<String>) {
     use crate::reconcile::Verb;
     let (mut host, mut step) = (Vec::new(), Vec::new());
     for svc in &report.services {
         match svc.action {
-            Some(Verb::Replace) if step_replaces => step.push(svc.service.clone()),
+            Some(Verb::Replace) if step_replaces && !svc.stop_first => {
+                step.push(svc.service.clone())
+            }
             Some(Verb::Create | Verb::Replace) => host.push(svc.service.clone()),
             _ => {}
         }
