@@ -124,16 +124,17 @@ impl Agent {
         report: &mut SurfaceReport,
     ) -> Result<(), String> {
         let docker = self.docker_for(surface)?;
-        for service in services {
+        let running = services.iter().map(|service| async move {
+            let containers = docker.containers(service).await.ok();
+            containers.and_then(|c| c.first().map(|c| c.image_id.clone()))
+        });
+        let before = futures_util::future::join_all(running).await;
+        for (service, image_before) in services.iter().zip(before) {
             let mut svc = ServiceReport {
                 service: service.clone(),
+                image_before,
                 ..Default::default()
             };
-            svc.image_before = docker
-                .containers(service)
-                .await
-                .ok()
-                .and_then(|c| c.first().map(|c| c.image_id.clone()));
             let image = match images.0.get(service) {
                 Some((image, build_ms)) => {
                     svc.build_ms = *build_ms;

@@ -66,18 +66,21 @@ impl Agent {
         let step_replaces = self.step_replaces(surface);
         let docker = self.docker_for(surface)?;
         let specs = self.specs();
-        let mut decisions = Vec::new();
-        for service in services {
-            let fail = |what: &str, e| service_failed(surface, service, what, e);
+        // What each service should run and what runs, asked for all of them
+        // at once: each is a few engine round trips.
+        let observe = services.iter().map(|service| async move {
             let target = match dry {
                 true => docker.desired_unbuilt(service).await,
                 false => docker.desired(service).await,
-            }
-            .map_err(|e| fail("desired spec", e))?;
-            let containers = docker
-                .containers(service)
-                .await
-                .map_err(|e| fail("inspect", e))?;
+            };
+            (target, docker.containers(service).await)
+        });
+        let observed = futures_util::future::join_all(observe).await;
+        let mut decisions = Vec::new();
+        for (service, (target, containers)) in services.iter().zip(observed) {
+            let fail = |what: &str, e| service_failed(surface, service, what, e);
+            let target = target.map_err(|e| fail("desired spec", e))?;
+            let containers = containers.map_err(|e| fail("inspect", e))?;
             let desired = Desired {
                 name: target.spec.name.clone(),
                 spec_hash: target.spec.hash(),
