@@ -149,7 +149,7 @@ fn real_runs_print_reports_that_match_the_schema() {
 
     let stderr = String::from_utf8_lossy(&out.stderr);
     for label in [
-        "backend: build api",
+        "build api",
         "backend: replace api",
         "backend: wait until api is ready",
         "backend: step 0 nginx-reload apply",
