@@ -4,6 +4,11 @@
 //! - `cp -r` of the tree, the baseline;
 //! - the first `slipway deploy website` (astro plugin) of the same tree;
 //! - a second deploy after 1% of the files changed;
+//! - a third deploy of the same build, which must find it unchanged;
+//! - `slipway plan website`: the agent's start, loading the compiled
+//!   plugin and scanning the build, which every deploy above includes;
+//! - `cp -al` of the tree: a release of hard links, the floor of any
+//!   publish that keeps unchanged files in a complete directory;
 //! - the switch itself (symlink + rename), on a small and on this site;
 //! - disk used by two releases versus two full copies.
 //!
@@ -39,17 +44,24 @@ fn files(dist: &Path) -> usize {
     slipway_sdk::release::scan(dist).unwrap().len()
 }
 
-/// Time a command, after flushing earlier writes so they are not billed to it.
-fn run(cmd: &mut Command) -> Duration {
+/// Time a command, after flushing earlier writes so they are not billed to
+/// it. Returns its stderr too.
+fn run(cmd: &mut Command) -> (Duration, String) {
     let _ = Command::new("sync").status();
     let start = Instant::now();
     let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    start.elapsed()
+    let took = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (took, stderr)
+}
+
+/// The summary the astro step logged for its apply.
+fn summary(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find_map(|l| l.split_once("astro apply: ").map(|(_, s)| s))
+        .unwrap_or("(no summary)")
 }
 
 fn du_kib(path: &Path) -> u64 {
@@ -81,10 +93,14 @@ fn main() {
     let size = du_kib(&dist);
 
     // Baseline: the seed's copy.
-    let copy = run(Command::new("cp")
+    let (copy, _) = run(Command::new("cp")
         .arg("-r")
         .arg(&dist)
         .arg(root.join("copy")));
+    let (links, _) = run(Command::new("cp")
+        .arg("-al")
+        .arg(root.join("copy"))
+        .arg(root.join("links")));
 
     std::fs::create_dir_all(root.join("site")).unwrap();
     std::fs::write(
@@ -110,12 +126,16 @@ fn main() {
             .env("SLIPWAY_CACHE_DIR", &cache))
     };
     // Compile the plugin into the cache first: that is not publishing.
-    let _ = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .current_dir(root)
-        .args(["plan", "website"])
-        .env("SLIPWAY_CACHE_DIR", &cache)
-        .output();
-    let first = deploy();
+    let plan = || {
+        run(Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .current_dir(root)
+            .args(["plan", "website"])
+            .env("SLIPWAY_CACHE_DIR", &cache))
+        .0
+    };
+    plan();
+    let start = plan();
+    let (first, first_log) = deploy();
     let first_id = Releases::open(root.join("site"))
         .current()
         .unwrap()
@@ -129,10 +149,24 @@ fn main() {
         html.push_str("<!-- edited -->\n");
         std::fs::write(page, html).unwrap();
     }
-    let second = deploy();
+    let (second, second_log) = deploy();
     let site = Releases::open(root.join("site"));
     let second_id = site.current().unwrap().unwrap();
     let two_releases = du_kib(&root.join("site/releases"));
+
+    // The same build again: recognised, nothing published.
+    let (third, third_log) = deploy();
+    assert!(
+        summary(&third_log).contains("nothing published"),
+        "{third_log}"
+    );
+    assert_eq!(site.current().unwrap().unwrap(), second_id);
+    // The baseline again: on a filesystem whose inode allocation depends on
+    // what was deleted in the last minutes, it says how far to trust a ratio.
+    let (copy_again, _) = run(Command::new("cp")
+        .arg("-r")
+        .arg(&dist)
+        .arg(root.join("copy-again")));
 
     let big_switch = switch_cost(&root.join("site"), &first_id, &second_id);
     let small = root.join("small");
@@ -158,14 +192,36 @@ fn main() {
         copy.as_secs_f64()
     );
     println!(
+        "cp -al (hard links only)      {:>8.3} s   {:.2}x cp -r",
+        links.as_secs_f64(),
+        ratio(links)
+    );
+    println!(
+        "plan (start, load, scan)      {:>8.3} s   {:.2}x cp -r",
+        start.as_secs_f64(),
+        ratio(start)
+    );
+    println!(
         "first publish                 {:>8.3} s   {:.2}x cp -r   goal <= 1.0x",
         first.as_secs_f64(),
         ratio(first)
     );
+    println!("  {}", summary(&first_log));
     println!(
         "publish with 1% changed ({changed:>3})  {:>8.3} s   {:.2}x cp -r   goal <= 0.2x",
         second.as_secs_f64(),
         ratio(second)
+    );
+    println!("  {}", summary(&second_log));
+    println!(
+        "unchanged redeploy            {:>8.3} s   {:.2}x cp -r   goal <= 0.05x",
+        third.as_secs_f64(),
+        ratio(third)
+    );
+    println!("  {}", summary(&third_log));
+    println!(
+        "cp -r again, after the above  {:>8.3} s",
+        copy_again.as_secs_f64()
     );
     println!(
         "switch (symlink + rename)     {:>8.1} us on this site, {:.1} us on a 1-file site",

@@ -27,8 +27,9 @@
 //! slipway_sdk::export_step!(Hello);
 //! ```
 //!
-//! The host imports are in [`docker`], [`probe`], [`state`] and the logging
-//! macros. The contract itself, function by function, is `wit/slipway.wit`.
+//! The host imports are in [`docker`], [`probe`], [`state`], [`files`] (bulk
+//! file work in the granted directories) and the logging macros. The
+//! contract itself, function by function, is `wit/slipway.wit`.
 //! Shared plumbing: [`poll`] (wait until a URL answers, bounded), [`nginx`]
 //! (test, dump and reload nginx and wait for its old workers) and
 //! [`release`] (atomic static-site releases, and [`release::Site`], the
@@ -53,16 +54,18 @@ pub mod bindings {
             export_macro_name: "__export_watch",
             default_bindings_module: "slipway_sdk::bindings::watch_world",
             with: {
-                "slipway:plugin/types@0.2.0": crate::bindings::step_world::slipway::plugin::types,
-                "slipway:plugin/docker@0.2.0": crate::bindings::step_world::slipway::plugin::docker,
-                "slipway:plugin/probe@0.2.0": crate::bindings::step_world::slipway::plugin::probe,
-                "slipway:plugin/log@0.2.0": crate::bindings::step_world::slipway::plugin::log,
-                "slipway:plugin/state@0.2.0": crate::bindings::step_world::slipway::plugin::state,
+                "slipway:plugin/types@0.2.1": crate::bindings::step_world::slipway::plugin::types,
+                "slipway:plugin/docker@0.2.1": crate::bindings::step_world::slipway::plugin::docker,
+                "slipway:plugin/probe@0.2.1": crate::bindings::step_world::slipway::plugin::probe,
+                "slipway:plugin/log@0.2.1": crate::bindings::step_world::slipway::plugin::log,
+                "slipway:plugin/state@0.2.1": crate::bindings::step_world::slipway::plugin::state,
+                "slipway:plugin/files@0.2.1": crate::bindings::step_world::slipway::plugin::files,
             },
         });
     }
 }
 
+pub mod files;
 pub mod nginx;
 pub mod poll;
 pub mod release;

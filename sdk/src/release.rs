@@ -12,9 +12,9 @@
 //! place and only then is `current` switched, so a crash at any point leaves
 //! the site serving a whole release. The next publish sweeps the leftovers.
 
+use crate::files;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 use xxhash_rust::xxh3::Xxh3;
@@ -23,8 +23,14 @@ use xxhash_rust::xxh3::Xxh3;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
     pub size: u64,
-    /// Modification time of the build file it came from, in nanoseconds.
-    pub mtime_ns: u128,
+    /// The build file's `mtime` and `ctime` when it was published, in
+    /// nanoseconds. Absent in manifests from before they were recorded, for
+    /// replaced files, and for a file whose times cannot vouch for what was
+    /// read (see [`racy`]): then the next publish reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctime_ns: Option<u64>,
     /// XXH3-128 of the content, hex.
     pub hash: String,
     /// Sequence number of the release whose build produced this content.
@@ -41,7 +47,22 @@ pub struct Manifest {
     pub seq: u64,
     /// Hash of the build (own files only): equal builds, equal hashes.
     pub content: String,
+    /// A digest of every own file's path, size, `mtime` and `ctime` (see
+    /// [`stats_digest`]), absent when one has no times. A build with the
+    /// same digest is this release, known without reading `files`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<String>,
     pub files: BTreeMap<String, Entry>,
+}
+
+/// The part of a manifest that orders the releases, read without its list
+/// of files (which for a big site is most of a megabyte per release).
+#[derive(Deserialize)]
+struct Head {
+    id: String,
+    seq: u64,
+    #[serde(default)]
+    stats: Option<String>,
 }
 
 /// How to publish.
@@ -81,6 +102,9 @@ pub struct Published {
     pub linked: usize,
     pub carried: usize,
     pub bytes_copied: u64,
+    /// Files whose content was read to tell whether they changed: those
+    /// whose size, `mtime` or `ctime` differ from the live release's entry.
+    pub checked: usize,
 }
 
 /// The releases under one served root.
@@ -90,6 +114,73 @@ pub struct Releases {
 
 const CURRENT: &str = "current";
 const NEXT: &str = "current.next";
+
+/// Where a published file's bytes come from.
+enum Source<'a> {
+    /// The live release has them: hard-link its file.
+    Live,
+    /// Copy the build's file.
+    Build,
+    /// Write these (a replaced file).
+    Bytes(&'a [u8]),
+}
+
+/// A build file, where its bytes come from, and its entry so far.
+type Planned<'a> = (&'a files::FileStat, Source<'a>, Entry);
+
+/// Where each build file's bytes come from, judged by size and times
+/// against `live`; and which files those leave in doubt, to be read and
+/// compared by hash (indices into the plan).
+fn plan<'a>(
+    sources: &'a [files::FileStat],
+    live: Option<&Manifest>,
+    options: &'a Options,
+) -> (Vec<Planned<'a>>, Vec<usize>) {
+    let mut plan = Vec::new();
+    let mut check = Vec::new();
+    // Both are in path order: walk them side by side, not a lookup apiece.
+    let mut recorded = live.iter().flat_map(|m| &m.files).peekable();
+    for stat in sources {
+        let previous = loop {
+            match recorded.peek() {
+                Some((key, _)) if key.as_str() < stat.path.as_str() => recorded.next(),
+                Some((key, entry)) if **key == stat.path => break Some(*entry),
+                _ => break None,
+            };
+        };
+        let entry = Entry {
+            size: stat.size,
+            mtime_ns: stat.modified_ns,
+            ctime_ns: stat.changed_ns,
+            hash: String::new(),
+            born: 0,
+            own: true,
+        };
+        if let Some(bytes) = options.replace.get(&stat.path) {
+            let entry = Entry {
+                size: bytes.len() as u64,
+                mtime_ns: None,
+                ctime_ns: None,
+                hash: hash_bytes(bytes),
+                ..entry
+            };
+            match previous.filter(|p| p.hash == entry.hash) {
+                Some(p) => plan.push((stat, Source::Live, kept(p, entry))),
+                None => plan.push((stat, Source::Bytes(bytes), entry)),
+            }
+        } else if let Some(p) = previous {
+            if same_stat(p, stat) {
+                plan.push((stat, Source::Live, kept(p, entry)));
+            } else {
+                check.push(plan.len());
+                plan.push((stat, Source::Build, entry));
+            }
+        } else {
+            plan.push((stat, Source::Build, entry));
+        }
+    }
+    (plan, check)
+}
 
 impl Releases {
     pub fn open(root: impl Into<PathBuf>) -> Releases {
@@ -120,27 +211,70 @@ impl Releases {
 
     /// Complete releases (directory and manifest), oldest first.
     pub fn list(&self) -> Result<Vec<Manifest>, String> {
+        let mut releases = Vec::new();
+        for id in self.order()? {
+            if let Some(m) = self.manifest(&id)? {
+                releases.push(m);
+            }
+        }
+        Ok(releases)
+    }
+
+    /// The ids of the complete releases, oldest first.
+    fn order(&self) -> Result<Vec<String>, String> {
+        Ok(self.heads()?.into_iter().map(|h| h.id).collect())
+    }
+
+    fn heads(&self) -> Result<Vec<Head>, String> {
         let dir = self.releases_dir();
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
         };
-        let mut releases = Vec::new();
+        let mut heads = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(id) = name.strip_suffix(".json")
                 && dir.join(id).is_dir()
-                && let Some(m) = self.manifest(id)?
+                && let Some(head) = self.head(id)?
             {
-                releases.push(m);
+                heads.push(head);
             }
         }
-        releases.sort_by_key(|m| m.seq);
-        Ok(releases)
+        heads.sort_by_key(|h| h.seq);
+        Ok(heads)
     }
 
     pub fn manifest(&self, id: &str) -> Result<Option<Manifest>, String> {
+        self.read(id)
+    }
+
+    /// A manifest's head. [`Manifest`] writes `files` last, and for a big
+    /// site that list is nearly all of the file, so the head is parsed from
+    /// the bytes before it; a manifest laid out otherwise is read whole.
+    fn head(&self, id: &str) -> Result<Option<Head>, String> {
+        use std::io::Read;
+        let path = self.releases_dir().join(format!("{id}.json"));
+        let mut start = Vec::with_capacity(4096);
+        match std::fs::File::open(&path) {
+            Ok(file) => file.take(4096).read_to_end(&mut start),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let files = start.windows(9).position(|w| w == b",\"files\":");
+        if let Some(at) = files {
+            let mut head = start[..at].to_vec();
+            head.push(b'}');
+            if let Ok(head) = serde_json::from_slice(&head) {
+                return Ok(Some(head));
+            }
+        }
+        self.read(id)
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(&self, id: &str) -> Result<Option<T>, String> {
         let path = self.releases_dir().join(format!("{id}.json"));
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -152,42 +286,126 @@ impl Releases {
     }
 
     /// Copy `build` into a new release, hard-linking what is unchanged since
-    /// the live release. Does not switch `current`.
+    /// the live release. Does not switch `current`. A build equal to the
+    /// live release touches nothing and comes back `unchanged`.
+    ///
+    /// A file is taken as unchanged without reading it when its size,
+    /// `mtime` and `ctime` equal the live release's entry, as rsync (size
+    /// and `mtime`) and git (both times) decide. Every other file is read
+    /// and compared by hash, so a rebuild that rewrote every file still
+    /// links those with the same bytes. `ctime` is the kernel's: a tool that
+    /// rewrites a file and sets its `mtime` back (`touch -d`, `tar -x`, a
+    /// fixed `SOURCE_DATE_EPOCH`) still changes it. The one rewrite times
+    /// cannot show is one within the same timestamp tick as the read that
+    /// recorded them, so files are read only once that tick has passed
+    /// ([`settle`]). What stays unseen is a tool that forges `ctime` (it
+    /// takes changing the clock) or a filesystem whose times do not change.
     pub fn publish(&self, build: &Path, options: &Options) -> Result<Published, String> {
-        let sources = scan(build)?;
+        let sources = scan_stats(build)?;
+        let live_id = self.current()?;
+        // The common redeploy: every file as the live release recorded it.
+        let digest = stats_digest(
+            sources
+                .iter()
+                .map(|s| (s.path.as_str(), s.size, s.modified_ns, s.changed_ns)),
+        );
+        if let (Some(id), Some(digest), true) = (&live_id, &digest, options.replace.is_empty())
+            && self
+                .head(id)?
+                .is_some_and(|h| h.stats.as_ref() == Some(digest))
+        {
+            return Ok(Published {
+                id: id.clone(),
+                unchanged: true,
+                files: sources.len(),
+                ..Published::default()
+            });
+        }
+        let live = match &live_id {
+            Some(id) => self.manifest(id)?,
+            None => None,
+        };
+        let previous = |key: &str| live.as_ref().and_then(|m| m.files.get(key));
+        let mut stats = Published {
+            files: sources.len(),
+            ..Published::default()
+        };
+        let (mut plan, check) = plan(&sources, live.as_ref(), options);
+        // The files to read from the build carry their times into the
+        // manifest only if those will tell a later rewrite (see `racy`).
+        let read_from = settle(
+            plan.iter()
+                .filter(|p| matches!(p.1, Source::Build))
+                .map(|p| p.0),
+        );
+        for (stat, source, entry) in &mut plan {
+            if matches!(source, Source::Build) && racy(stat, read_from) {
+                (entry.mtime_ns, entry.ctime_ns) = (None, None);
+            }
+        }
+        // Size or times differ: read those files, and link the ones whose
+        // bytes did not change after all.
+        let paths: Vec<String> = check
+            .iter()
+            .map(|&i| files::text(&build.join(&plan[i].0.path)))
+            .collect::<Result<_, _>>()?;
+        let hashes =
+            files::hash(&paths).map_err(|e| format!("{e}; the live site was not touched"))?;
+        stats.checked = check.len();
+        for (&i, hash) in check.iter().zip(hashes) {
+            let (stat, source, entry) = &mut plan[i];
+            if let Some(p) = previous(&stat.path).filter(|p| p.hash == hash) {
+                *entry = kept(p, entry.clone());
+                *source = Source::Live;
+            }
+        }
+        if let Some(live) = &live
+            && plan
+                .iter()
+                .all(|(_, source, _)| matches!(source, Source::Live))
+        {
+            let own: BTreeMap<String, Entry> = plan
+                .iter()
+                .map(|(stat, _, entry)| (stat.path.clone(), entry.clone()))
+                .collect();
+            if content_hash(&own) == live.content {
+                stats.id = live.id.clone();
+                stats.unchanged = true;
+                return Ok(stats);
+            }
+        }
+
         std::fs::create_dir_all(self.releases_dir())
             .map_err(|e| format!("cannot create {}: {e}", self.releases_dir().display()))?;
         self.sweep()?;
-        let live = match self.current()? {
-            Some(id) => self.manifest(&id)?.map(|m| (id, m)),
-            None => None,
-        };
-        let seq = self.list()?.last().map_or(1, |m| m.seq + 1);
+        let seq = self.heads()?.last().map_or(1, |h| h.seq + 1);
         let partial = self.releases_dir().join(format!(".partial-{seq}"));
         std::fs::create_dir(&partial)
             .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
-        let result = self.fill(build, &partial, &sources, live.as_ref(), seq, options);
-        let (files, mut published) = match result {
-            Ok(done) => done,
+        let filled = self.fill(
+            build,
+            &partial,
+            plan,
+            live.as_ref(),
+            seq,
+            options,
+            &mut stats,
+        );
+        let files = match filled {
+            Ok(files) => files,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&partial);
                 return Err(format!("{e}; the live site was not touched"));
             }
         };
         let content = content_hash(&files);
-        if let Some((id, live)) = &live
-            && live.content == content
-        {
-            let _ = std::fs::remove_dir_all(&partial);
-            published.id = id.clone();
-            published.unchanged = true;
-            return Ok(published);
-        }
         let id = format!("{}-{}", utc_stamp(), &content[..12]);
+        let own = files.iter().filter(|(_, e)| e.own);
         let manifest = Manifest {
             id: id.clone(),
             seq,
             content,
+            stats: stats_digest(own.map(|(k, e)| (k.as_str(), e.size, e.mtime_ns, e.ctime_ns))),
             files,
         };
         let json = self.releases_dir().join(format!("{id}.json"));
@@ -204,110 +422,90 @@ impl Releases {
             let _ = std::fs::remove_file(&json);
             return Err(format!("{e}; the live site was not touched"));
         }
-        published.id = id;
-        Ok(published)
+        stats.id = id;
+        Ok(stats)
     }
 
+    /// Put the planned files and the carried ones into `partial`: links and
+    /// copies in one call each.
+    #[allow(clippy::too_many_arguments)]
     fn fill(
         &self,
         build: &Path,
         partial: &Path,
-        sources: &[PathBuf],
-        live: Option<&(String, Manifest)>,
+        plan: Vec<Planned>,
+        live: Option<&Manifest>,
         seq: u64,
         options: &Options,
-    ) -> Result<(BTreeMap<String, Entry>, Published), String> {
+        stats: &mut Published,
+    ) -> Result<BTreeMap<String, Entry>, String> {
+        let live_dir = live.map(|m| self.releases_dir().join(&m.id));
+        let into = |key: &str| files::text(&partial.join(key));
+        let from_live = |key: &str| match &live_dir {
+            Some(dir) => files::text(&dir.join(key)),
+            None => Err(format!("{key} has no live release to link from")),
+        };
         let mut files = BTreeMap::new();
-        let mut stats = Published::default();
-        let live_dir = live.map(|(id, _)| self.releases_dir().join(id));
-        let mut made = std::collections::HashSet::new();
-        for rel in sources {
-            let key = rel.to_string_lossy().into_owned();
-            let src = build.join(rel);
-            let dst = partial.join(rel);
-            make_parent(&dst, &mut made)?;
-            let meta = std::fs::metadata(&src)
-                .map_err(|e| format!("cannot stat {}: {e}", src.display()))?;
-            let mtime_ns = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
-            let previous = live.and_then(|(_, m)| m.files.get(&key));
-            let replaced = options.replace.get(&key);
-            let size = replaced.map_or(meta.len(), |bytes| bytes.len() as u64);
-            // Quick check, as rsync: same size and mtime means same file.
-            let quick = previous
-                .filter(|p| replaced.is_none() && p.size == meta.len() && p.mtime_ns == mtime_ns);
-            let linked = match (quick, &live_dir) {
-                (Some(p), Some(dir)) => std::fs::hard_link(dir.join(rel), &dst)
-                    .ok()
-                    .map(|()| p.clone()),
-                _ => None,
-            };
-            let entry = match linked {
-                Some(p) => {
+        let mut links = Vec::new();
+        let mut copies = Vec::new();
+        for (stat, source, mut entry) in plan {
+            let key = stat.path.clone();
+            match source {
+                Source::Live => {
+                    links.push((from_live(&key)?, into(&key)?));
                     stats.linked += 1;
-                    Entry { mtime_ns, ..p }
                 }
-                None => {
-                    let hash = match replaced {
-                        Some(bytes) => write_hashing(bytes, &dst)?,
-                        None => copy_hashing(&src, &dst)?,
-                    };
-                    // A rebuild rewrites every file: same bytes still link.
-                    let same = previous.filter(|p| p.hash == hash);
-                    match (same, &live_dir) {
-                        (Some(p), Some(dir)) if relink(&dir.join(rel), &dst) => {
-                            stats.linked += 1;
-                            Entry {
-                                mtime_ns,
-                                ..p.clone()
-                            }
-                        }
-                        _ => {
-                            stats.copied += 1;
-                            stats.bytes_copied += size;
-                            Entry {
-                                size,
-                                mtime_ns,
-                                hash,
-                                born: seq,
-                                own: true,
-                            }
-                        }
+                Source::Build => {
+                    copies.push((key.clone(), (files::text(&build.join(&key))?, into(&key)?)));
+                    stats.copied += 1;
+                    stats.bytes_copied += entry.size;
+                    entry.born = seq;
+                }
+                Source::Bytes(bytes) => {
+                    let dst = partial.join(&key);
+                    if let Some(dir) = dst.parent() {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                     }
+                    std::fs::write(&dst, bytes)
+                        .map_err(|e| format!("cannot write {}: {e}", dst.display()))?;
+                    stats.copied += 1;
+                    stats.bytes_copied += entry.size;
+                    entry.born = seq;
                 }
-            };
-            files.insert(key, Entry { own: true, ..entry });
+            }
+            files.insert(key, entry);
         }
-        stats.files = files.len();
-        if let (Some((_, live)), Some(dir)) = (live, &live_dir) {
-            for (key, entry) in &live.files {
-                let carried = !files.contains_key(key)
-                    && options
-                        .carry
-                        .iter()
-                        .any(|c| key.starts_with(&format!("{}/", c.trim_matches('/'))))
-                    && seq.saturating_sub(entry.born) <= options.carry_releases;
-                if !carried {
-                    continue;
-                }
-                let dst = partial.join(key);
-                make_parent(&dst, &mut made)?;
-                std::fs::hard_link(dir.join(key), &dst)
-                    .map_err(|e| format!("cannot carry {key}: {e}"))?;
-                files.insert(
+        // Carried: earlier builds' assets the new build dropped.
+        let mut carried = Vec::new();
+        for (key, entry) in live.iter().flat_map(|m| &m.files) {
+            let carry = !files.contains_key(key)
+                && options
+                    .carry
+                    .iter()
+                    .any(|c| key.starts_with(&format!("{}/", c.trim_matches('/'))))
+                && seq.saturating_sub(entry.born) <= options.carry_releases;
+            if carry {
+                links.push((from_live(key)?, into(key)?));
+                carried.push((
                     key.clone(),
                     Entry {
                         own: false,
                         ..entry.clone()
                     },
-                );
-                stats.carried += 1;
+                ));
             }
         }
-        Ok((files, stats))
+        stats.carried = carried.len();
+        files.extend(carried);
+        files::link(&links)?;
+        let (keys, pairs): (Vec<String>, Vec<(String, String)>) = copies.into_iter().unzip();
+        for (key, hash) in keys.iter().zip(files::copy(&pairs)?) {
+            if let Some(entry) = files.get_mut(key) {
+                entry.hash = hash;
+            }
+        }
+        Ok(files)
     }
 
     /// Point `current` at `id` with one atomic rename of a fresh symlink.
@@ -333,11 +531,7 @@ impl Releases {
         let Some(current) = self.current()? else {
             return Ok(None);
         };
-        let list = self.list()?;
-        let Some(pos) = list.iter().position(|m| m.id == current) else {
-            return Ok(None);
-        };
-        Ok(pos.checked_sub(1).map(|p| list[p].id.clone()))
+        Ok(before(&self.order()?, &current))
     }
 
     /// Switch back to the release before the live one. Returns the ids
@@ -356,19 +550,19 @@ impl Releases {
     /// Keep the newest `keep` releases, and always the live one and the one
     /// before it. Returns the pruned ids.
     pub fn prune(&self, keep: usize) -> Result<Vec<String>, String> {
-        let list = self.list()?;
+        let order = self.order()?;
         let current = self.current()?;
-        let previous = self.previous()?;
+        let previous = current.as_ref().and_then(|c| before(&order, c));
         let mut pruned = Vec::new();
-        let cut = list.len().saturating_sub(keep);
-        for m in &list[..cut] {
-            if Some(&m.id) == current.as_ref() || Some(&m.id) == previous.as_ref() {
+        let cut = order.len().saturating_sub(keep);
+        for id in &order[..cut] {
+            if Some(id) == current.as_ref() || Some(id) == previous.as_ref() {
                 continue;
             }
-            std::fs::remove_dir_all(self.releases_dir().join(&m.id))
-                .map_err(|e| format!("cannot prune release {}: {e}", m.id))?;
-            let _ = std::fs::remove_file(self.releases_dir().join(format!("{}.json", m.id)));
-            pruned.push(m.id.clone());
+            std::fs::remove_dir_all(self.releases_dir().join(id))
+                .map_err(|e| format!("cannot prune release {id}: {e}"))?;
+            let _ = std::fs::remove_file(self.releases_dir().join(format!("{id}.json")));
+            pruned.push(id.clone());
         }
         Ok(pruned)
     }
@@ -548,6 +742,16 @@ impl Live {
 /// Every file of the build, relative and sorted. Refuses an empty or missing
 /// build and any symlink (a build is plain files; a link could point out).
 pub fn scan(build: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files: Vec<PathBuf> = scan_stats(build)?
+        .into_iter()
+        .map(|f| PathBuf::from(f.path))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// [`scan`], with each file's size and times.
+fn scan_stats(build: &Path) -> Result<Vec<files::FileStat>, String> {
     let meta = std::fs::metadata(build).map_err(|e| {
         format!(
             "the build output {} is missing ({e}); run the build first",
@@ -560,48 +764,31 @@ pub fn scan(build: &Path) -> Result<Vec<PathBuf>, String> {
             build.display()
         ));
     }
-    let mut files = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = build.join(&rel);
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-            let path = rel.join(entry.file_name());
-            let kind = entry
-                .file_type()
-                .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
-            if kind.is_symlink() {
-                // The sandbox will not even read a link that leaves it.
-                let (target, escapes) = match std::fs::read_link(build.join(&path)) {
-                    Ok(t) => (t.display().to_string(), escapes(&path, &t)),
-                    Err(_) => ("(unreadable)".to_owned(), true),
-                };
-                return Err(format!(
-                    "the build contains a symlink {} -> {target}{}; refusing to publish it",
-                    path.display(),
-                    if escapes {
-                        ", which points outside the build"
-                    } else {
-                        ""
-                    }
-                ));
-            } else if kind.is_dir() {
-                stack.push(path);
+    let found = files::scan(build)?;
+    if let Some(link) = found.iter().find(|f| f.symlink) {
+        let path = Path::new(&link.path);
+        // The sandbox will not even read a link that leaves it.
+        let (target, escapes) = match std::fs::read_link(build.join(path)) {
+            Ok(t) => (t.display().to_string(), escapes(path, &t)),
+            Err(_) => ("(unreadable)".to_owned(), true),
+        };
+        return Err(format!(
+            "the build contains a symlink {} -> {target}{}; refusing to publish it",
+            path.display(),
+            if escapes {
+                ", which points outside the build"
             } else {
-                files.push(path);
+                ""
             }
-        }
+        ));
     }
-    if files.is_empty() {
+    if found.is_empty() {
         return Err(format!(
             "the build output {} is empty; run the build first",
             build.display()
         ));
     }
-    files.sort();
-    Ok(files)
+    Ok(found)
 }
 
 /// Whether a symlink at `link` (relative to the build root) with `target`
@@ -624,57 +811,102 @@ fn escapes(link: &Path, target: &Path) -> bool {
     false
 }
 
-/// Create the parent directory of `path` once per directory.
-fn make_parent(path: &Path, made: &mut std::collections::HashSet<PathBuf>) -> Result<(), String> {
-    if let Some(parent) = path.parent()
-        && !made.contains(parent)
-    {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-        made.insert(parent.to_owned());
-    }
-    Ok(())
+/// Whether the build file is, by its size and times, the one `previous`
+/// recorded.
+fn same_stat(previous: &Entry, stat: &files::FileStat) -> bool {
+    previous.size == stat.size
+        && previous.mtime_ns.is_some()
+        && previous.mtime_ns == stat.modified_ns
+        && previous.ctime_ns.is_some()
+        && previous.ctime_ns == stat.changed_ns
 }
 
-fn copy_hashing(src: &Path, dst: &Path) -> Result<String, String> {
-    let mut input =
-        std::fs::File::open(src).map_err(|e| format!("cannot read {}: {e}", src.display()))?;
-    let mut output =
-        std::fs::File::create(dst).map_err(|e| format!("cannot write {}: {e}", dst.display()))?;
-    let mut hasher = Xxh3::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = input
-            .read(&mut buf)
-            .map_err(|e| format!("cannot read {}: {e}", src.display()))?;
-        if n == 0 {
-            break;
+/// `entry` (this build's file) with the content of the live release's
+/// `previous`.
+fn kept(previous: &Entry, entry: Entry) -> Entry {
+    Entry {
+        hash: previous.hash.clone(),
+        born: previous.born,
+        ..entry
+    }
+}
+
+/// How long after a file's last change its times vouch for its content:
+/// a rewrite within the same timestamp tick keeps both times, so what was
+/// read in that tick may not be what is there later (git's "racily clean"
+/// files). Twice the coarsest kernel tick (10 ms, at `HZ=100`), which is
+/// how finely Linux stamps a write; or 2 s where times carry no fraction of
+/// a second (FAT, some network filesystems).
+fn tick_ns(time_ns: u64) -> u64 {
+    if time_ns.is_multiple_of(1_000_000_000) {
+        2_000_000_000
+    } else {
+        20_000_000
+    }
+}
+
+/// Wait until each of `files` is a tick older than now, so that reading it
+/// from then on reads content its times vouch for; returns when reading may
+/// start. A build that just finished costs this wait once, instead of
+/// leaving its newest files unrecorded and read again on every redeploy.
+fn settle<'a>(files: impl Iterator<Item = &'a files::FileStat>) -> u64 {
+    let now = now_ns();
+    let ready = files
+        .filter_map(|f| f.changed_ns.max(f.modified_ns))
+        .filter(|&t| t <= now)
+        .map(|t| t + tick_ns(t))
+        .max();
+    if let Some(ready) = ready.filter(|&r| r > now) {
+        std::thread::sleep(std::time::Duration::from_nanos(ready - now));
+    }
+    now_ns()
+}
+
+/// Whether a file read from `read_from` on may have changed within the
+/// tick of its times: then it is recorded without times and the next
+/// publish reads it. After [`settle`], only a file without times or with
+/// times ahead of the clock.
+fn racy(stat: &files::FileStat, read_from: u64) -> bool {
+    match (stat.modified_ns, stat.changed_ns) {
+        (Some(m), Some(c)) => {
+            let last = m.max(c);
+            read_from.saturating_sub(last) < tick_ns(last)
         }
-        hasher.update(&buf[..n]);
-        output
-            .write_all(&buf[..n])
-            .map_err(|e| format!("cannot write {}: {e}", dst.display()))?;
+        _ => true,
     }
-    Ok(format!("{:032x}", hasher.digest128()))
 }
 
-fn write_hashing(bytes: &[u8], dst: &Path) -> Result<String, String> {
-    std::fs::write(dst, bytes).map_err(|e| format!("cannot write {}: {e}", dst.display()))?;
-    Ok(hash_bytes(bytes))
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Replace the fresh copy `dst` with a hard link to `src`.
-fn relink(src: &Path, dst: &Path) -> bool {
-    let tmp = dst.with_extension("slipway-link");
-    if std::fs::hard_link(src, &tmp).is_err() {
-        return false;
-    }
-    std::fs::rename(&tmp, dst).is_ok()
+/// The id before `id` in `order`.
+fn before(order: &[String], id: &str) -> Option<String> {
+    let pos = order.iter().position(|o| o == id)?;
+    pos.checked_sub(1).map(|p| order[p].clone())
 }
 
 /// The hash a manifest records for content, to compare a fetched body with.
 pub fn hash_bytes(bytes: &[u8]) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+}
+
+/// XXH3-128 of each file's path, size and times, in path order; none when a
+/// file has no times to vouch for its content.
+fn stats_digest<'a>(
+    files: impl Iterator<Item = (&'a str, u64, Option<u64>, Option<u64>)>,
+) -> Option<String> {
+    let mut hasher = Xxh3::new();
+    for (path, size, mtime, ctime) in files {
+        hasher.update(path.as_bytes());
+        hasher.update(&[0]);
+        for n in [size, mtime?, ctime?] {
+            hasher.update(&n.to_le_bytes());
+        }
+    }
+    Some(format!("{:032x}", hasher.digest128()))
 }
 
 fn content_hash(files: &BTreeMap<String, Entry>) -> String {
@@ -821,6 +1053,198 @@ mod tests {
             releases.previous().unwrap().as_deref(),
             Some(p1.id.as_str())
         );
+    }
+
+    /// Let the build's times age a tick, so a publish need not wait.
+    fn age() {
+        std::thread::sleep(std::time::Duration::from_millis(40));
+    }
+
+    fn release_names(site: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(site.join("releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn an_unchanged_build_is_recognised_by_its_times_and_creates_nothing() {
+        let site = tempfile::tempdir().unwrap();
+        let releases = Releases::open(site.path());
+        let v1 = build(&[("index.html", "v1"), ("a/b.html", "b")]);
+        age();
+        let p1 = releases.publish(v1.path(), &Options::default()).unwrap();
+        releases.switch(&p1.id).unwrap();
+        let entry = &releases.manifest(&p1.id).unwrap().unwrap().files["index.html"];
+        assert!(entry.mtime_ns.is_some() && entry.ctime_ns.is_some());
+        assert!(releases.manifest(&p1.id).unwrap().unwrap().stats.is_some());
+        let before = release_names(site.path());
+        let again = releases.publish(v1.path(), &Options::default()).unwrap();
+        assert!(again.unchanged);
+        assert_eq!(again.id, p1.id);
+        assert_eq!(again.checked, 0, "no file was read");
+        assert_eq!(release_names(site.path()), before, "no release, no partial");
+        // One file fewer is another build, though every other file matches.
+        std::fs::remove_file(v1.path().join("a/b.html")).unwrap();
+        let p2 = releases.publish(v1.path(), &Options::default()).unwrap();
+        assert!(!p2.unchanged && p2.checked == 0);
+        assert_eq!((p2.files, p2.linked), (1, 1));
+    }
+
+    #[test]
+    fn a_file_whose_size_or_times_differ_is_read() {
+        let site = tempfile::tempdir().unwrap();
+        let releases = Releases::open(site.path());
+        let v1 = build(&[
+            ("same.html", "same"),
+            ("grown.html", "g"),
+            ("touched.html", "t1"),
+        ]);
+        age();
+        let p1 = releases.publish(v1.path(), &Options::default()).unwrap();
+        releases.switch(&p1.id).unwrap();
+        // Another size; new times with the same bytes; nothing.
+        std::fs::write(v1.path().join("grown.html"), "grown").unwrap();
+        std::fs::write(v1.path().join("touched.html"), "t1").unwrap();
+        let p2 = releases.publish(v1.path(), &Options::default()).unwrap();
+        assert_eq!(p2.checked, 2);
+        assert_eq!(
+            (p2.copied, p2.linked),
+            (1, 2),
+            "touched.html links: same bytes"
+        );
+        releases.switch(&p2.id).unwrap();
+        assert_eq!(live_file(site.path(), "grown.html"), "grown");
+        // The same size and times, new bytes: a rewrite (new ctime) with
+        // its mtime set back, as `touch -d` or `tar -x` leave it.
+        let page = v1.path().join("same.html");
+        let mtime = std::fs::metadata(&page).unwrap().modified().unwrap();
+        std::fs::write(&page, "SAME").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&page)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        age();
+        let p3 = releases.publish(v1.path(), &Options::default()).unwrap();
+        assert_eq!((p3.checked, p3.copied, p3.linked), (1, 1, 2));
+        releases.switch(&p3.id).unwrap();
+        assert_eq!(live_file(site.path(), "same.html"), "SAME");
+        assert_eq!(
+            releases
+                .publish(v1.path(), &Options::default())
+                .unwrap()
+                .checked,
+            0
+        );
+    }
+
+    #[test]
+    fn files_written_just_before_a_publish_are_read_a_tick_later() {
+        let site = tempfile::tempdir().unwrap();
+        let releases = Releases::open(site.path());
+        // No age(): a same-size rewrite could still land in the same tick.
+        let v1 = build(&[("index.html", "v1")]);
+        let p1 = releases.publish(v1.path(), &Options::default()).unwrap();
+        let done = now_ns();
+        releases.switch(&p1.id).unwrap();
+        let entry = &releases.manifest(&p1.id).unwrap().unwrap().files["index.html"];
+        let ctime = entry.ctime_ns.expect("recorded once the tick passed");
+        assert!(
+            done >= ctime + tick_ns(ctime),
+            "read before its tick passed"
+        );
+        // So a same-size rewrite right after has other times.
+        std::fs::write(v1.path().join("index.html"), "v2").unwrap();
+        let p2 = releases.publish(v1.path(), &Options::default()).unwrap();
+        assert_eq!((p2.checked, p2.copied), (1, 1));
+        releases.switch(&p2.id).unwrap();
+        assert_eq!(live_file(site.path(), "index.html"), "v2");
+        let p3 = releases.publish(v1.path(), &Options::default()).unwrap();
+        assert!(p3.unchanged && p3.checked == 0);
+    }
+
+    #[test]
+    fn times_ahead_of_the_clock_are_not_recorded() {
+        let stat = |t: u64| files::FileStat {
+            path: "a".into(),
+            size: 1,
+            modified_ns: Some(t),
+            changed_ns: Some(t),
+            symlink: false,
+        };
+        let now = now_ns();
+        assert!(racy(&stat(now + 60_000_000_000), now), "a minute ahead");
+        assert!(racy(&stat(now - 10_000_000 + 1), now), "within 20 ms");
+        assert!(!racy(&stat(now - 40_000_000 + 1), now));
+        let second = now / 1_000_000_000 * 1_000_000_000;
+        assert!(
+            racy(&stat(second - 1_000_000_000), now),
+            "coarse times: 2 s"
+        );
+        let none = files::FileStat {
+            modified_ns: None,
+            ..stat(now)
+        };
+        assert!(racy(&none, now));
+    }
+
+    #[test]
+    fn a_manifest_from_before_ctime_is_read_and_its_files_still_link() {
+        let site = tempfile::tempdir().unwrap();
+        let releases = Releases::open(site.path());
+        let options = Options {
+            carry: vec!["_astro".into()],
+            ..Options::default()
+        };
+        let v1 = build(&[("index.html", "v1"), ("_astro/a.css", "css")]);
+        age();
+        let p1 = releases.publish(v1.path(), &options).unwrap();
+        releases.switch(&p1.id).unwrap();
+        // Rewrite its manifest as the first releases wrote them: an
+        // `mtime_ns` but no `ctime_ns`, and no digest of the times.
+        let json = site.path().join(format!("releases/{}.json", p1.id));
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        old.as_object_mut().unwrap().remove("stats");
+        for entry in old["files"].as_object_mut().unwrap().values_mut() {
+            entry.as_object_mut().unwrap().remove("ctime_ns");
+        }
+        std::fs::write(&json, serde_json::to_vec(&old).unwrap()).unwrap();
+        let read = releases.manifest(&p1.id).unwrap().unwrap();
+        assert_eq!(releases.head(&p1.id).unwrap().unwrap().seq, 1);
+        assert_eq!(read.files["index.html"].ctime_ns, None);
+        // Its times cannot vouch: the file is read, and links by its hash.
+        std::fs::remove_file(v1.path().join("_astro/a.css")).unwrap();
+        let p2 = releases.publish(v1.path(), &options).unwrap();
+        assert!(!p2.unchanged);
+        assert_eq!((p2.checked, p2.copied, p2.linked, p2.carried), (1, 0, 1, 1));
+        releases.switch(&p2.id).unwrap();
+        age();
+        assert!(releases.publish(v1.path(), &options).unwrap().unchanged);
+    }
+
+    #[test]
+    fn a_head_is_read_without_the_file_list_or_from_the_whole_file() {
+        let site = tempfile::tempdir().unwrap();
+        let releases = Releases::open(site.path());
+        let v1 = build(&[("index.html", "v1")]);
+        age();
+        let p1 = releases.publish(v1.path(), &Options::default()).unwrap();
+        let json = site.path().join(format!("releases/{}.json", p1.id));
+        let written = std::fs::read_to_string(&json).unwrap();
+        assert!(written.ends_with("}}}"), "files come last: {written}");
+        let head = releases.head(&p1.id).unwrap().unwrap();
+        assert_eq!((head.id.as_str(), head.seq), (p1.id.as_str(), 1));
+        let stats = releases.manifest(&p1.id).unwrap().unwrap().stats;
+        assert!(stats.is_some() && head.stats == stats);
+        // Laid out otherwise (hand-edited, pretty-printed): read whole.
+        let value: serde_json::Value = serde_json::from_str(&written).unwrap();
+        std::fs::write(&json, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+        assert_eq!(releases.head(&p1.id).unwrap().unwrap().stats, stats);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! a trap, and that says which grant would allow the call.
 
 pub mod docker;
+pub mod files;
 pub mod fs;
 pub mod log;
 pub mod probe;
@@ -31,6 +32,7 @@ pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) memory: MemoryCap,
+    pub(crate) files: files::FilesCtx,
     pub(crate) docker: DockerCtx,
     pub(crate) probe: ProbeCtx,
     pub(crate) state: StateCtx,
@@ -53,6 +55,7 @@ impl Sandbox {
             wasi: fs::wasi_ctx(&grants.fs, mode, &sink)?,
             table: ResourceTable::new(),
             memory: MemoryCap::new(memory_bytes),
+            files: files::FilesCtx::new(grants.fs, mode),
             docker: DockerCtx::new(grants.docker, mode, declared_exec, services.docker.clone()),
             probe: ProbeCtx::new(grants.probe, mode, services.docker),
             state: StateCtx::new(store, mode, caller.to_string()),
@@ -185,6 +188,7 @@ pub fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
     // `types` holds only types; the worlds import it all the same.
     types::add_to_linker::<_, HasSelf<Sandbox>>(linker, |s| s)?;
     fs::add_to_linker(linker)?;
+    files::add_to_linker(linker)?;
     docker::add_to_linker(linker)?;
     probe::add_to_linker(linker)?;
     log::add_to_linker(linker)?;

@@ -434,6 +434,20 @@ async fn pins_versions_and_formats_are_checked_at_load() {
             && err.contains("accepts slipway:plugin@0.2.x"),
         "{err}"
     );
+    // An older minor version loads, and its imports link to this host's.
+    let older = rt
+        .load("older", &plugin("older-minor"), None, Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(older.wit_version.to_string(), "0.2.0");
+    assert!(
+        older
+            .imports
+            .iter()
+            .any(|i| i == "slipway:plugin/log@0.2.0")
+    );
+    let planned = attempt(&rt, &older, Grants::default(), serde_json::json!({})).await;
+    assert_eq!(planned.unwrap(), "planned by a 0.2.0 plugin");
 
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("plugin.wasm");
