@@ -251,13 +251,13 @@ impl Docker {
             .with_context(|| format!("cannot tag image {image} as {reference}"))
     }
 
-    /// Keep `image`, which a deploy of `service` just replaced, under
-    /// `<repo>:slipway-<UTC time>` so a rollback can bring it back, and
+    /// Keep `image`, which a deploy just replaced on the services tagged
+    /// `reference`, under `<repo>:slipway-<UTC time>` so a rollback can
+    /// bring it back, and
     /// untag all but the newest `keep` such images. Docker deletes an
     /// untagged image once no container uses it.
-    pub async fn keep_previous(&self, service: &str, image: &str, keep: usize) -> Result<()> {
-        let reference = self.image_tag(service).await?;
-        let (repo, _) = split_reference(&reference);
+    pub async fn keep_previous(&self, reference: &str, image: &str, keep: usize) -> Result<()> {
+        let (repo, _) = split_reference(reference);
         let stamp: String = crate::journal::now()
             .chars()
             .filter(char::is_ascii_alphanumeric)

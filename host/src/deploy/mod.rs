@@ -681,13 +681,21 @@ impl Agent {
         let (Some(docker), keep) = (&self.docker, self.loaded.manifest.project.keep_images) else {
             return;
         };
+        // Services on one image (eight on the seed's backend) share its tag.
+        let mut kept = std::collections::HashSet::new();
         for svc in &report.services {
             let (Some(before), Some(built)) = (&svc.image_before, &svc.image_built) else {
                 continue;
             };
-            if before != built
-                && let Err(e) = docker.keep_previous(&svc.service, before, keep).await
-            {
+            if before == built {
+                continue;
+            }
+            let kept_it = match docker.image_tag(&svc.service).await {
+                Ok(tag) if !kept.insert((tag.clone(), before.clone())) => Ok(()),
+                Ok(tag) => docker.keep_previous(&tag, before, keep).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = kept_it {
                 tracing::warn!(
                     "[{surface}] cannot keep the previous image of {}: {e:#}; a rollback may not find it",
                     svc.service

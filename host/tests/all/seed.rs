@@ -57,6 +57,7 @@ fn build_of<'a>(builds: &'a [Value], service: &str) -> &'a Value {
 fn deploy_all_ships_the_shared_image_to_every_python_service_and_leaves_state_alone() {
     let stack = Stack::seed_scale();
     let before: Vec<(String, String)> = UNTOUCHED.iter().map(|s| identity(&stack, s)).collect();
+    let python_before = docker_inspect(&stack.container("api"))["Image"].clone();
     std::fs::write(stack.path().join("backend/VERSION"), "v2\n").unwrap();
     std::fs::write(stack.path().join("web/VERSION"), "v2\n").unwrap();
     let images_before = project_images(&stack);
@@ -140,6 +141,18 @@ fn deploy_all_ships_the_shared_image_to_every_python_service_and_leaves_state_al
         );
         assert_eq!(version.trim(), "v2", "{service}");
     }
+    // The image they ran before is kept for a rollback, under one tag for
+    // all eight, not one apiece.
+    let kept = sh(
+        &format!(
+            "docker images --no-trunc --format '{{{{.ID}}}}' --filter reference='{}/backend:slipway-*'",
+            stack.project
+        ),
+        stack.path(),
+        &[],
+    );
+    let kept: Vec<&str> = kept.lines().collect();
+    assert_eq!(kept, [python_before.as_str().unwrap()], "kept tags");
     let (status, body) = http_get(stack.port, "/version");
     assert_eq!(status, 200);
     assert!(body.starts_with("honeychat-api v2 "), "{body}");
