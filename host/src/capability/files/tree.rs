@@ -26,10 +26,19 @@ pub fn scan(root: &File, shown: &str) -> Result<Vec<FileStat>, String> {
     };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let mut found = std::thread::scope(|s| {
+        // A thread the system will not start is one fewer; with none,
+        // this thread walks the whole tree.
         let workers: Vec<_> = (0..threads)
-            .map(|_| s.spawn(|| work.run(root, shown)))
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .spawn_scoped(s, || work.run(root, shown))
+                    .ok()
+            })
             .collect();
-        let mut found = Vec::new();
+        let mut found = match workers.is_empty() {
+            true => work.run(root, shown),
+            false => Vec::new(),
+        };
         for worker in workers {
             found.extend(
                 worker
@@ -39,12 +48,11 @@ pub fn scan(root: &File, shown: &str) -> Result<Vec<FileStat>, String> {
         }
         Ok::<_, String>(found)
     })?;
-    if let Some(e) = work
+    let queue = work
         .queue
         .into_inner()
-        .map_err(|_| "the scan failed")?
-        .failed
-    {
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(e) = queue.failed {
         return Err(e);
     }
     found.sort_by(|a, b| a.path.cmp(&b.path));
@@ -71,9 +79,7 @@ impl Work {
         let mut found = Vec::new();
         while let Some(dir) = self.next() {
             let listed = list(root, &dir, shown);
-            let Ok(mut queue) = self.queue.lock() else {
-                break;
-            };
+            let mut queue = self.lock();
             queue.busy -= 1;
             match listed {
                 Ok((files, dirs)) => {
@@ -92,7 +98,7 @@ impl Work {
 
     /// The next directory to list; none once all are listed.
     fn next(&self) -> Option<String> {
-        let mut queue = self.queue.lock().ok()?;
+        let mut queue = self.lock();
         loop {
             if let Some(dir) = queue.dirs.pop() {
                 queue.busy += 1;
@@ -101,8 +107,19 @@ impl Work {
             if queue.busy == 0 {
                 return None;
             }
-            queue = self.changed.wait(queue).ok()?;
+            queue = self
+                .changed
+                .wait(queue)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
+    }
+
+    /// The queue, even after a thread panicked holding it: its counts are
+    /// only ever changed whole, and waiting on a poisoned lock would hang.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
