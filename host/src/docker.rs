@@ -253,9 +253,8 @@ impl Docker {
 
     /// Keep `image`, which a deploy just replaced on the services tagged
     /// `reference`, under `<repo>:slipway-<UTC time>` so a rollback can
-    /// bring it back, and
-    /// untag all but the newest `keep` such images. Docker deletes an
-    /// untagged image once no container uses it.
+    /// bring it back, and untag all but the newest `keep` such images.
+    /// Docker deletes an untagged image once no container uses it.
     pub async fn keep_previous(&self, reference: &str, image: &str, keep: usize) -> Result<()> {
         let (repo, _) = split_reference(reference);
         let stamp: String = crate::journal::now()
