@@ -22,4 +22,4 @@ pub mod watch {
 pub use slipway::plugin::types::{Context, Output, PluginInfo, Report};
 
 /// The WIT package version this host implements.
-pub const WIT_VERSION: &str = "0.2.1";
+pub const WIT_VERSION: &str = "0.2.2";

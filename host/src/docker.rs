@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+mod archive;
 mod build;
 pub use build::{Builder, Built, shared_builds};
 

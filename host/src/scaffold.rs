@@ -14,6 +14,7 @@ const SDK_MANIFEST: &str = include_str!("../../sdk/Cargo.toml");
 /// Every file of `sdk/src`; a unit test keeps the list complete.
 const SDK_SOURCES: &[(&str, &str)] = &[
     ("files.rs", include_str!("../../sdk/src/files.rs")),
+    ("image.rs", include_str!("../../sdk/src/image.rs")),
     ("lib.rs", include_str!("../../sdk/src/lib.rs")),
     (
         "nginx/config.rs",

@@ -54,18 +54,19 @@ pub mod bindings {
             export_macro_name: "__export_watch",
             default_bindings_module: "slipway_sdk::bindings::watch_world",
             with: {
-                "slipway:plugin/types@0.2.1": crate::bindings::step_world::slipway::plugin::types,
-                "slipway:plugin/docker@0.2.1": crate::bindings::step_world::slipway::plugin::docker,
-                "slipway:plugin/probe@0.2.1": crate::bindings::step_world::slipway::plugin::probe,
-                "slipway:plugin/log@0.2.1": crate::bindings::step_world::slipway::plugin::log,
-                "slipway:plugin/state@0.2.1": crate::bindings::step_world::slipway::plugin::state,
-                "slipway:plugin/files@0.2.1": crate::bindings::step_world::slipway::plugin::files,
+                "slipway:plugin/types@0.2.2": crate::bindings::step_world::slipway::plugin::types,
+                "slipway:plugin/docker@0.2.2": crate::bindings::step_world::slipway::plugin::docker,
+                "slipway:plugin/probe@0.2.2": crate::bindings::step_world::slipway::plugin::probe,
+                "slipway:plugin/log@0.2.2": crate::bindings::step_world::slipway::plugin::log,
+                "slipway:plugin/state@0.2.2": crate::bindings::step_world::slipway::plugin::state,
+                "slipway:plugin/files@0.2.2": crate::bindings::step_world::slipway::plugin::files,
             },
         });
     }
 }
 
 pub mod files;
+pub mod image;
 pub mod nginx;
 pub mod poll;
 pub mod release;

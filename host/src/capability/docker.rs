@@ -9,6 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 
+/// `image-archive`'s cap: the archive crosses into the plugin's memory.
+const MAX_ARCHIVE_BYTES: usize = 256 << 20;
+
 /// `grants.docker` of one step.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DockerGrant {
@@ -116,6 +119,7 @@ pub enum Op {
     Restart,
     Signal,
     Exec,
+    Archive,
 }
 
 impl Op {
@@ -131,6 +135,7 @@ impl Op {
             Op::Restart => "restart",
             Op::Signal => "signal",
             Op::Exec => "exec",
+            Op::Archive => "image-archive",
         }
     }
 
@@ -153,7 +158,8 @@ impl Op {
 pub struct Effects {
     /// A call that changes containers or images was let through. `exec` is
     /// not counted: a strategy reads its config through it (`nginx -T`)
-    /// before it may refuse.
+    /// before it may refuse. Nor is `image-archive`: its container is
+    /// created only to be read and is gone when the call returns.
     pub mutated: bool,
     /// Services whose containers the plugin replaced, started, stopped or
     /// restarted: their addresses may have changed, so whatever routes to
@@ -163,7 +169,7 @@ pub struct Effects {
 
 impl Effects {
     fn record(&mut self, op: Op, service: &str) {
-        if op.mutates() && op != Op::Exec {
+        if op.mutates() && !matches!(op, Op::Exec | Op::Archive) {
             self.mutated = true;
         }
         if op.moves() && !self.moved.iter().any(|s| s == service) {
@@ -295,6 +301,18 @@ impl docker::Host for DockerCtx {
         })
     }
 
+    async fn image_archive(
+        &mut self,
+        service: String,
+        image: String,
+        path: String,
+    ) -> Result<Vec<u8>, String> {
+        let d = self.engine(Op::Archive, &service)?;
+        d.image_archive(&service, &image, &path, MAX_ARCHIVE_BYTES)
+            .await
+            .map_err(host_err)
+    }
+
     async fn wait_ready(&mut self, service: String, timeout_ms: u32) -> Result<(), String> {
         let d = self.engine(Op::WaitReady, &service)?;
         let timeout = Duration::from_millis(timeout_ms.into());
@@ -312,7 +330,7 @@ mod tests {
         a.iter().map(|s| s.to_string()).collect()
     }
 
-    const ALL: [Op; 10] = [
+    const ALL: [Op; 11] = [
         Op::Inspect,
         Op::WaitReady,
         Op::Build,
@@ -323,6 +341,7 @@ mod tests {
         Op::Restart,
         Op::Signal,
         Op::Exec,
+        Op::Archive,
     ];
 
     #[test]
@@ -429,10 +448,14 @@ mod tests {
     #[test]
     fn effects_count_container_changes_and_the_services_that_moved() {
         let mut e = Effects::default();
-        for op in [Op::Inspect, Op::WaitReady, Op::Exec] {
+        for op in [Op::Inspect, Op::WaitReady, Op::Exec, Op::Archive] {
             e.record(op, "nginx");
         }
-        assert_eq!(e, Effects::default(), "reads and exec change no container");
+        assert_eq!(
+            e,
+            Effects::default(),
+            "reads, exec and archives change no container"
+        );
         e.record(Op::Recreate, "api");
         e.record(Op::Retire, "api");
         e.record(Op::Signal, "bot");

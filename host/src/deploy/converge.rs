@@ -294,7 +294,7 @@ impl Agent {
             }
         }
         let services: Vec<String> = parked.iter().map(|p| p.service.clone()).collect();
-        let mut outputs = super::host_outputs("", &services.join(","), "", "");
+        let mut outputs = super::host_outputs("", &services.join(","), "", "", "");
         let routed = match self
             .run_steps(surface, false, true, &mut outputs, report)
             .await

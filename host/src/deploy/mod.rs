@@ -324,7 +324,7 @@ impl Agent {
                 "[{name}] rerouting after a watcher moved {}",
                 recreated.join(", ")
             );
-            let mut outputs = host_outputs("", &recreated.join(","), "", "");
+            let mut outputs = host_outputs("", &recreated.join(","), "", "", "");
             let mut report = SurfaceReport::new(name, "");
             self.run_steps(name, false, true, &mut outputs, &mut report)
                 .await
@@ -367,8 +367,13 @@ impl Agent {
         if !services.is_empty() {
             match self.restore_services(surface, services, &mut report).await {
                 Ok(restored) => {
-                    outputs =
-                        host_outputs("", &restored.host.join(","), &restored.step.join(","), "");
+                    outputs = host_outputs(
+                        "",
+                        &restored.host.join(","),
+                        &restored.step.join(","),
+                        "",
+                        "",
+                    );
                     handed = restored.step;
                 }
                 Err(message) => {
@@ -559,6 +564,7 @@ impl Agent {
             &services.join(","),
             &acted.join(","),
             &to_replace.join(","),
+            &previous_images(report),
             &order,
         ))
     }
@@ -955,13 +961,20 @@ fn planned(report: &SurfaceReport, step_replaces: bool) -> (Vec<String>, Vec<Str
     (host, step)
 }
 
-/// What the host hands the steps: `built`, `recreated`, `replace` and
-/// `order` (see `context.outputs` in the WIT).
-fn host_outputs(built: &str, recreated: &str, replace: &str, order: &str) -> Vec<Output> {
+/// What the host hands the steps: `built`, `recreated`, `replace`,
+/// `previous` and `order` (see `context.outputs` in the WIT).
+fn host_outputs(
+    built: &str,
+    recreated: &str,
+    replace: &str,
+    previous: &str,
+    order: &str,
+) -> Vec<Output> {
     [
         ("built", built),
         ("recreated", recreated),
         ("replace", replace),
+        ("previous", previous),
         ("order", order),
     ]
     .into_iter()
@@ -970,6 +983,16 @@ fn host_outputs(built: &str, recreated: &str, replace: &str, order: &str) -> Vec
         value: value.into(),
     })
     .collect()
+}
+
+/// `service=image-id` for each service whose container ran another image
+/// before this deploy: a step can still read that build (`image-archive`).
+fn previous_images(report: &SurfaceReport) -> String {
+    let replaced = report.services.iter().filter_map(|svc| {
+        let before = svc.image_before.as_deref()?;
+        (svc.image_built.as_deref() != Some(before)).then(|| format!("{}={before}", svc.service))
+    });
+    replaced.collect::<Vec<_>>().join(",")
 }
 
 /// A comma-separated output as a list, as the SDK reads it.

@@ -158,10 +158,10 @@ fn plugin_inspect_shows_contract_and_needs() {
     assert_exit(&out, 0, "nginx-reload");
     let doc = json(&out);
     assert_eq!(doc["world"], "deploy-step");
-    assert_eq!(doc["wit_package"], "slipway:plugin@0.2.1");
+    assert_eq!(doc["wit_package"], "slipway:plugin@0.2.2");
     let imports = doc["imports"].to_string();
     assert!(
-        imports.contains("slipway:plugin/docker@0.2.1") && imports.contains("wasi:cli/stderr"),
+        imports.contains("slipway:plugin/docker@0.2.2") && imports.contains("wasi:cli/stderr"),
         "{imports}"
     );
     assert!(doc["needs"].to_string().contains("docker"), "{doc}");

@@ -477,7 +477,7 @@ fn plugin_inspect_shows_the_python_plugin() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let doc = crate::harness::json(&out);
     assert_eq!(doc["world"], "deploy-step");
-    assert_eq!(doc["wit_package"], "slipway:plugin@0.2.1");
+    assert_eq!(doc["wit_package"], "slipway:plugin@0.2.2");
     assert_eq!(doc["name"], PYTHON);
     assert_eq!(doc["version"], "0.1.0");
     assert_eq!(doc["grants"], json!(["docker", "probe", "fs"]));

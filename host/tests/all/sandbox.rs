@@ -273,17 +273,11 @@ async fn probes_reach_only_granted_hosts_and_ports() {
     );
 }
 
-#[tokio::test]
-async fn docker_reaches_only_granted_services() {
-    let rt = runtime();
-    let p = hostile(&rt, Limits::default()).await;
+/// The real engine, for a throwaway compose project with this compose file.
+async fn engine_for(compose_yaml: &str) -> HostServices {
     let dir = tempfile::tempdir().unwrap();
     let compose = dir.path().join("docker-compose.yml");
-    std::fs::write(
-        &compose,
-        "services:\n  api:\n    image: x\n  postgres:\n    image: y\n",
-    )
-    .unwrap();
+    std::fs::write(&compose, compose_yaml).unwrap();
     let project = slipway::compose::ComposeProject::load(
         std::slice::from_ref(&compose),
         &crate::harness::unique("sld"),
@@ -293,10 +287,17 @@ async fn docker_reaches_only_granted_services() {
     let docker = slipway::docker::Docker::connect(project)
         .await
         .expect("a Docker engine (scripts/setup starts one)");
-    let services = HostServices {
+    HostServices {
         docker: Some(std::sync::Arc::new(docker)),
         state_dir: None,
-    };
+    }
+}
+
+#[tokio::test]
+async fn docker_reaches_only_granted_services() {
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let services = engine_for("services:\n  api:\n    image: x\n  postgres:\n    image: y\n").await;
     let grants = Grants {
         docker: DockerGrant::services(["api"]),
         ..Grants::default()
@@ -352,6 +353,80 @@ async fn docker_reaches_only_granted_services() {
     };
     let config = json!({ "attempt": "docker-restart", "service": "api" });
     let msg = denied(attempt_with(&rt, &p, plan_grants, services, config).await);
+    assert!(msg.contains("slipway plan"), "{msg}");
+}
+
+fn image_id(reference: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["image", "inspect", "-f", "{{.Id}}", reference])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{reference} (scripts/setup builds it)"
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `image-archive` reads a granted service's own images only: not another
+/// service's, not any image by name, and not during a plan.
+#[tokio::test]
+async fn image_archives_come_only_from_the_granted_services_own_images() {
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let services = engine_for(
+        "services:\n  api:\n    image: slipway-test/busybox:latest\n  postgres:\n    image: slipway-test/nginx:latest\n",
+    )
+    .await;
+    let grants = Grants {
+        docker: DockerGrant::services(["api"]),
+        ..Grants::default()
+    };
+    let (busybox, nginx) = (
+        image_id("slipway-test/busybox:latest"),
+        image_id("slipway-test/nginx:latest"),
+    );
+    let archive = |service: &str, image: &str| json!({ "attempt": "image-archive", "service": service, "image": image, "path": "/etc/passwd" });
+    // Control: api's own image (its compose tag), by ID and by prefix.
+    for image in [busybox.as_str(), &busybox[..19]] {
+        let ok = attempt_with(
+            &rt,
+            &p,
+            grants.clone(),
+            services.clone(),
+            archive("api", image),
+        )
+        .await
+        .unwrap();
+        assert!(ok.starts_with("read an archive of "), "{ok}");
+    }
+    for (service, image, expect) in [
+        ("api", nginx.as_str(), "is not an image of service `api`"),
+        (
+            "api",
+            "slipway-test/nginx:latest",
+            "is not an image of service `api`",
+        ),
+        ("api", "sha256:", "is not an image of service `api`"),
+        ("postgres", nginx.as_str(), "grants.docker"),
+    ] {
+        let msg = denied(
+            attempt_with(
+                &rt,
+                &p,
+                grants.clone(),
+                services.clone(),
+                archive(service, image),
+            )
+            .await,
+        );
+        assert!(msg.contains(expect), "{service} {image}: {msg}");
+    }
+    let plan = Grants {
+        mode: Mode::Plan,
+        ..grants
+    };
+    let msg = denied(attempt_with(&rt, &p, plan, services, archive("api", &busybox)).await);
     assert!(msg.contains("slipway plan"), "{msg}");
 }
 

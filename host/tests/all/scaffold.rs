@@ -106,7 +106,7 @@ fn a_new_plugin_builds_tests_inspects_pins_and_deploys() {
     let doc = json(&out);
     assert_eq!(doc["name"], "demo-check");
     assert_eq!(doc["world"], "deploy-step");
-    assert_eq!(doc["wit_package"], "slipway:plugin@0.2.1");
+    assert_eq!(doc["wit_package"], "slipway:plugin@0.2.2");
     assert_eq!(doc["sha256"], sha256.as_str());
     assert_eq!(doc["grants"], serde_json::json!(["probe"]));
     assert_eq!(doc["replaces_services"], false);
@@ -117,7 +117,7 @@ fn a_new_plugin_builds_tests_inspects_pins_and_deploys() {
     assert!(
         doc["imports"]
             .to_string()
-            .contains("slipway:plugin/probe@0.2.1"),
+            .contains("slipway:plugin/probe@0.2.2"),
         "{doc}"
     );
     let out = slipway(tmp.path(), &["plugin", "inspect", wasm_arg], &[]);

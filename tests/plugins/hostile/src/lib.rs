@@ -27,6 +27,11 @@ enum Attempt {
     DockerRestart {
         service: String,
     },
+    ImageArchive {
+        service: String,
+        image: String,
+        path: String,
+    },
     Exec {
         service: String,
         command: Vec<String>,
@@ -107,6 +112,14 @@ impl Step for Hostile {
             Attempt::DockerRestart { service } => {
                 docker::restart(&service)?;
                 format!("restarted {service}")
+            }
+            Attempt::ImageArchive {
+                service,
+                image,
+                path,
+            } => {
+                let archive = docker::image_archive(&service, &image, &path)?;
+                format!("read an archive of {} bytes", archive.len())
             }
             Attempt::Exec { service, command } => {
                 let out = docker::exec(&service, &command)?;
