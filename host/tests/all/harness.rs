@@ -162,10 +162,26 @@ impl Stack {
         Stack::up_from("examples/honeychat", |_| {})
     }
 
-    /// A copy of the stack in `source` (relative to the repository). An
+    /// host/tests/fixtures/bridge: an app (`web`, whose build `edit` puts
+    /// in web/) behind nginx; up once nginx answers `/` with 200.
+    pub fn bridge(edit: impl FnOnce(&Path)) -> Stack {
+        Stack::up_until("host/tests/fixtures/bridge", edit, |port| {
+            http_ok(port, "/").is_some()
+        })
+    }
+
+    /// A copy of the stack in `source` (relative to the repository), up
+    /// once the api answers through nginx.
+    fn up_from(source: &str, edit: impl FnOnce(&Path)) -> Stack {
+        Stack::up_until(source, edit, |port| {
+            http_ok(port, "/version").is_some_and(|b| b.contains("honeychat-api"))
+        })
+    }
+
+    /// A copy of the stack in `source`, up once `ready(port)` holds. An
     /// image the compose file names (`image: honeychat/…`) is renamed after
     /// the project, so that stacks never share a tag.
-    fn up_from(source: &str, edit: impl FnOnce(&Path)) -> Stack {
+    fn up_until(source: &str, edit: impl FnOnce(&Path), ready: impl Fn(u16) -> bool) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let project = unique("slt");
         let port = free_port();
@@ -197,7 +213,7 @@ impl Stack {
             app_port,
         };
         stack.compose("up -d --build");
-        stack.wait_until(|| http_get_ok(stack.port).is_some_and(|b| b.contains("honeychat-api")));
+        stack.wait_until(|| ready(stack.port));
         stack
     }
 
@@ -269,8 +285,8 @@ impl Stack {
     }
 }
 
-fn http_get_ok(port: u16) -> Option<String> {
-    std::panic::catch_unwind(|| http_get(port, "/version"))
+fn http_ok(port: u16, path: &str) -> Option<String> {
+    std::panic::catch_unwind(|| http_get(port, path))
         .ok()
         .filter(|(status, _)| *status == 200)
         .map(|(_, body)| body)

@@ -2,15 +2,18 @@
 //! `scripts/test` sets the machine up and builds the plugins first.
 
 mod astro;
+mod bridge;
 mod browser;
 mod caps;
 mod ci_report;
 mod cli;
 mod converge;
+mod frontend;
 mod harness;
 mod journal;
 mod miniapp;
 mod nginx;
+mod pwa;
 mod python;
 mod rule1;
 mod rule2;

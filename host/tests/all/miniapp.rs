@@ -250,7 +250,7 @@ fn stamping_changes_only_the_version_line_and_failures_name_their_fix() {
     )
     .unwrap();
     let out = stack.slipway(&["deploy", "miniapp"], &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         text(&out).contains("no `controllerchange` listener"),
         "{}",
@@ -281,7 +281,7 @@ fn stamping_changes_only_the_version_line_and_failures_name_their_fix() {
     )
     .unwrap();
     let out = stack.slipway(&["deploy", "miniapp"], &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         text(&out).contains("guard skips the first event"),
         "{}",

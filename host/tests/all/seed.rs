@@ -40,6 +40,17 @@ fn project_images(stack: &Stack) -> Vec<String> {
     ids.lines().map(str::to_owned).collect()
 }
 
+/// The chunk the web app's page loads, as a path through nginx.
+fn web_chunk(stack: &Stack) -> String {
+    let (status, page) = http_get(stack.port, "/web/");
+    assert_eq!(status, 200, "{page}");
+    let start = page
+        .find("/web/_next/static/")
+        .expect("the page loads a chunk");
+    let end = start + page[start..].find('"').expect("a quoted src");
+    page[start..end].to_owned()
+}
+
 fn build_of<'a>(builds: &'a [Value], service: &str) -> &'a Value {
     builds
         .iter()
@@ -61,6 +72,7 @@ fn deploy_all_ships_the_shared_image_to_every_python_service_and_leaves_state_al
     std::fs::write(stack.path().join("backend/VERSION"), "v2\n").unwrap();
     std::fs::write(stack.path().join("web/VERSION"), "v2\n").unwrap();
     let images_before = project_images(&stack);
+    let chunk_before = web_chunk(&stack);
 
     let out = stack.slipway(
         &["--json", "deploy", "--all"],
@@ -159,6 +171,15 @@ fn deploy_all_ships_the_shared_image_to_every_python_service_and_leaves_state_al
     let (status, body) = http_get(stack.port, "/web/version");
     assert_eq!(status, 200);
     assert!(body.starts_with("honeychat-web v2 "), "{body}");
+    // A page loaded before the deploy still finds its build's chunk: the
+    // web surface's asset-bridge step read it out of the replaced image.
+    let chunk_after = web_chunk(&stack);
+    assert_ne!(chunk_before, chunk_after, "the v2 build renames its chunk");
+    for (chunk, version) in [(&chunk_before, "v1"), (&chunk_after, "v2")] {
+        let (status, body) = http_get(stack.port, chunk);
+        assert_eq!(status, 200, "{chunk}: {body}");
+        assert!(body.contains(&format!("\"{version}\"")), "{chunk}: {body}");
+    }
 
     let after: Vec<(String, String)> = UNTOUCHED.iter().map(|s| identity(&stack, s)).collect();
     for ((service, b), a) in UNTOUCHED.iter().zip(&before).zip(&after) {

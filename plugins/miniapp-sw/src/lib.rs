@@ -1,21 +1,31 @@
 //! Rule 5: a service worker keeps serving its cached bundle until `sw.js`
 //! changes bytes, and the open page shows the new bundle only if it reloads.
-//! Stamp sw.js from the bundle's content hash, check the client's reload
-//! listener and the cache headers, and publish sw.js together with the
-//! bundle it caches through one atomic release switch (the SDK's
+//! Make sure sw.js changes with the bundle (stamp a hand-written worker's
+//! version line from the bundle's content hash, or check that a Workbox
+//! precache manifest describes the files being published), check the
+//! client's reload listener and the cache headers, and publish sw.js together
+//! with the bundle it caches through one atomic release switch (the SDK's
 //! `release::Site`: publish, switch, reload, prune).
 
+mod build;
 mod headers;
 mod lint;
+mod page;
+mod source;
 mod stamp;
+mod toolchain;
+mod workbox;
 
+use build::Build;
 use lint::Level;
 use serde::Deserialize;
-use slipway_sdk::release::{self, Fetched, Options, Site};
+use slipway_sdk::release::{Fetched, Options, Site};
 use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, probe};
+use source::Source;
 use stamp::VersionLine;
 use std::collections::BTreeMap;
 use std::path::Path;
+use toolchain::Toolchain;
 
 struct MiniappSw;
 
@@ -70,9 +80,35 @@ fn default_keep() -> usize {
 
 /// A build, read and checked, ready to publish.
 struct Bundle {
-    stamp: String,
-    stamped_sw: Vec<u8>,
+    toolchain: Toolchain,
+    /// The bundle's content hash; a hand-written sw.js is stamped with it.
+    hash: String,
+    /// The stamped sw.js; `None` when sw.js is published as built (Workbox).
+    stamped_sw: Option<Vec<u8>>,
     warnings: Vec<String>,
+}
+
+impl Bundle {
+    /// What the plan (`done: false`) and apply reports say about sw.js.
+    fn sw_action(&self, sw: &str, done: bool) -> String {
+        let (stamp, publish) = if done {
+            ("stamped", "published")
+        } else {
+            ("stamp", "publish")
+        };
+        match self.stamped_sw {
+            Some(_) => format!(
+                "{stamp} {sw} ({}) with {}",
+                self.toolchain.name(),
+                self.hash
+            ),
+            None => format!(
+                "{publish} {sw} as built ({}: its precache manifest matches bundle {})",
+                self.toolchain.name(),
+                self.hash
+            ),
+        }
+    }
 }
 
 impl Config {
@@ -86,56 +122,62 @@ impl Config {
         format!("{}/{}", self.url.trim_end_matches('/'), file)
     }
 
-    /// Read the build, lint it and stamp its service worker.
+    /// Read the build, tell how its service worker follows the bundle, lint
+    /// it, and stamp it if it is hand-written.
     fn bundle(&self) -> Result<Bundle, String> {
-        let build = Path::new(&self.build);
         let line = VersionLine::new(&self.version_pattern)?;
-        let sw = std::fs::read(build.join(&self.sw)).map_err(|e| {
-            format!(
-                "cannot read the service worker {}/{}: {e}; set `sw` to its path in the build",
+        let build = Build::read(Path::new(&self.build))?;
+        let Some(sw) = build.files.get(&self.sw) else {
+            return Err(format!(
+                "the build {} has no service worker {}; set `sw` to its path in the build",
                 self.build, self.sw
-            )
-        })?;
-        let span = line.find(&self.sw, &sw)?;
-        let mut hashes = BTreeMap::new();
-        let mut client = Vec::new();
-        for rel in release::scan(build)? {
-            let key = rel.to_string_lossy().into_owned();
-            if key == self.sw {
-                hashes.insert(key, release::hash_bytes(&stamp::with_stamp(&sw, &span, "")));
-                continue;
-            }
-            let bytes = std::fs::read(build.join(&rel))
-                .map_err(|e| format!("cannot read {key} from the build: {e}"))?;
-            hashes.insert(key.clone(), release::hash_bytes(&bytes));
-            if [".html", ".js", ".mjs"]
-                .iter()
-                .any(|ext| key.ends_with(ext))
-            {
-                client.push((key, String::from_utf8_lossy(&bytes).into_owned()));
-            }
-        }
-        if !hashes.contains_key(&self.index) {
+            ));
+        };
+        if !build.files.contains_key(&self.index) {
             return Err(format!("the build has no {}; set `index`", self.index));
         }
+        let source = source::detect(&build, &self.sw, &self.index, &line)?;
+        let toolchain = source.toolchain();
+        let findings = lint::lint(
+            &build.client(&self.sw),
+            &self.sw,
+            &String::from_utf8_lossy(sw),
+            toolchain,
+        );
+        let warnings = self.judge(findings)?;
+        let (hash, stamped_sw) = match source {
+            Source::VersionLine { span } => {
+                // The stamp must not depend on itself: hash sw.js with it blanked.
+                let hash = build.content_hash_with(&self.sw, &stamp::with_stamp(sw, &span, ""));
+                let stamped = stamp::with_stamp(sw, &span, &hash);
+                (hash, Some(stamped))
+            }
+            Source::Workbox { .. } => (build.content_hash(), None),
+        };
+        Ok(Bundle {
+            toolchain,
+            hash,
+            stamped_sw,
+            warnings,
+        })
+    }
+
+    /// Errors fail the step, and so do warnings under `strict`.
+    fn judge(&self, findings: Vec<lint::Finding>) -> Result<Vec<String>, String> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        for finding in lint::lint(&client, &self.sw, &String::from_utf8_lossy(&sw)) {
+        for finding in findings {
             match finding.level {
                 Level::Error => errors.push(finding.message),
                 Level::Warning if self.strict => errors.push(finding.message),
                 Level::Warning => warnings.push(finding.message),
             }
         }
-        if !errors.is_empty() {
-            return Err(errors.join("\n"));
+        if errors.is_empty() {
+            Ok(warnings)
+        } else {
+            Err(errors.join("\n"))
         }
-        let stamp = stamp::stamp(&hashes);
-        Ok(Bundle {
-            stamped_sw: stamp::with_stamp(&sw, &span, &stamp),
-            stamp,
-            warnings,
-        })
     }
 
     /// Check the cache headers nginx serves for sw.js and the page. After
@@ -183,21 +225,21 @@ impl Plugin for MiniappSw {
 impl Step for MiniappSw {
     fn plan(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
-        let bundle = config.bundle()?;
+        let bundle = config.bundle().map_err(slipway_sdk::refuse)?;
         Ok(Report::new(format!(
-            "would stamp {} with {} and publish it with its bundle next to {}{}",
-            config.sw,
-            bundle.stamp,
+            "would {} and publish it with its bundle next to {}{}",
+            bundle.sw_action(&config.sw, false),
             config.site().live_label()?,
             warning_count(&bundle.warnings)
         )))
     }
 
-    /// The strategy: the build with its service worker stamped, after the
-    /// lint and the live site's cache headers passed.
+    /// The strategy: the build with its service worker stamped (or, from
+    /// Workbox, as built), after the lint and the live site's cache headers
+    /// passed.
     fn apply(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
-        let bundle = config.bundle()?;
+        let bundle = config.bundle().map_err(slipway_sdk::refuse)?;
         for warning in &bundle.warnings {
             slipway_sdk::warn!("{warning}");
         }
@@ -207,22 +249,29 @@ impl Step for MiniappSw {
         if site.releases().current()?.is_some() {
             config.check_headers()?;
         }
+        let stamped = bundle.stamped_sw.is_some();
         let options = Options {
-            replace: BTreeMap::from([(config.sw.clone(), bundle.stamped_sw)]),
+            replace: bundle
+                .stamped_sw
+                .clone()
+                .map(|sw| BTreeMap::from([(config.sw.clone(), sw)]))
+                .unwrap_or_default(),
             ..Options::default()
         };
         let deployed = site.deploy(Path::new(&config.build), &options)?;
         let published = deployed.published;
         let report = if published.unchanged {
             Report::new(format!(
-                "the bundle equals the live release {} (stamp {}); nothing published, no client reloads",
-                published.id, bundle.stamp
+                "the bundle equals the live release {} ({}, bundle {}); nothing published, no \
+                 client reloads",
+                published.id,
+                bundle.toolchain.name(),
+                bundle.hash
             ))
         } else {
             Report::new(format!(
-                "stamped {} with {} and switched to {}: {} files ({} copied, {} linked); pruned {}{}",
-                config.sw,
-                bundle.stamp,
+                "{} and switched to {}: {} files ({} copied, {} linked); pruned {}{}",
+                bundle.sw_action(&config.sw, true),
                 published.id,
                 published.files,
                 published.copied,
@@ -231,9 +280,15 @@ impl Step for MiniappSw {
                 warning_count(&bundle.warnings)
             ))
         };
-        Ok(report
+        let report = report
             .with_output("release", published.id)
-            .with_output("sw_stamp", bundle.stamp))
+            .with_output("bundle", bundle.hash.clone())
+            .with_output("sw_source", bundle.toolchain.sw_source());
+        Ok(if stamped {
+            report.with_output("sw_stamp", bundle.hash)
+        } else {
+            report
+        })
     }
 
     fn verify(ctx: Context) -> Result<Report, String> {
@@ -244,18 +299,25 @@ impl Step for MiniappSw {
         let live = live.id;
         if !matches {
             return Err(format!(
-                "{url} answered {} with bytes that are not the stamped {} of release {live}; \
+                "{url} answered {} with bytes that are not the {} of release {live}; \
                  browsers will not see this deploy",
                 response.status, config.sw
             ));
         }
+        // Only a hand-written sw.js was stamped; a Workbox one is checked by
+        // its bytes alone.
         let stamp = ctx.output("sw_stamp").unwrap_or("");
         if !stamp.is_empty() && !String::from_utf8_lossy(&response.body).contains(stamp) {
             return Err(format!("{url} does not carry the stamp {stamp}"));
         }
         config.check_headers()?;
+        let carries = if stamp.is_empty() {
+            "as published".to_owned()
+        } else {
+            format!("with stamp {stamp}")
+        };
         Ok(Report::new(format!(
-            "{url} serves release {live} with stamp {stamp}, uncached"
+            "{url} serves release {live} {carries}, uncached"
         )))
     }
 
@@ -277,3 +339,67 @@ fn warning_count(warnings: &[String]) -> String {
 }
 
 slipway_sdk::export_step!(MiniappSw);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(build: &Path) -> Config {
+        let json = serde_json::json!({ "url": "http://nginx:8082/", "build": build });
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn data(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name)
+    }
+
+    #[test]
+    fn a_workbox_build_is_published_as_built() {
+        let bundle = config(&data("generate")).bundle().unwrap();
+        assert_eq!(bundle.toolchain, Toolchain::VitePwaGenerate);
+        assert!(bundle.stamped_sw.is_none());
+        assert_eq!(bundle.hash.len(), 16);
+        assert!(bundle.warnings.is_empty(), "{:?}", bundle.warnings);
+        let inject = config(&data("inject")).bundle().unwrap();
+        assert_eq!(inject.toolchain.sw_source(), "workbox-inject-manifest");
+        assert_ne!(inject.hash, bundle.hash);
+    }
+
+    #[test]
+    fn the_plain_register_script_build_is_refused() {
+        let e = config(&data("autoupdate-script"))
+            .bundle()
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("injectRegister: false"), "{e}");
+    }
+
+    #[test]
+    fn a_hand_written_line_with_a_comment_is_stamped() {
+        let dir = std::env::temp_dir().join(format!("miniapp-sw-hand-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = stamp::LINE_TO_ADD.lines().next().unwrap_or_default();
+        std::fs::write(
+            dir.join("sw.js"),
+            format!("{line}\nself.addEventListener('install', () => self.skipWaiting());\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("index.html"),
+            format!("<script>{}</script>", lint::SNIPPET),
+        )
+        .unwrap();
+        let bundle = config(&dir).bundle();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let bundle = bundle.unwrap();
+        assert_eq!(bundle.toolchain.sw_source(), "version-line");
+        let sw = String::from_utf8(bundle.stamped_sw.unwrap_or_default()).unwrap();
+        let expected = format!(
+            "const SW_VERSION = \"{}\"; // slipway replaces \"dev\"",
+            bundle.hash
+        );
+        assert!(sw.starts_with(&expected), "{sw}");
+    }
+}

@@ -8,8 +8,11 @@ use regex::bytes::Regex;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-/// `const SW_VERSION = "…";` (or `let`/`var`, any quotes, optional `;`).
-pub const DEFAULT_PATTERN: &str = r#"(?m)^[ \t]*(?:const|let|var)[ \t]+SW_VERSION[ \t]*=[ \t]*["'`](?P<stamp>[^"'`\r\n]*)["'`][ \t]*;?[ \t]*\r?$"#;
+/// `const SW_VERSION = "…";` (or `let`/`var`, any quotes, optional `;`),
+/// optionally followed by one `// …` or `/* … */` comment: the line
+/// [`LINE_TO_ADD`] suggests carries one. Code after the `;` is refused, so the
+/// line stays a constant that nothing else on it can change.
+pub const DEFAULT_PATTERN: &str = r#"(?m)^[ \t]*(?:const|let|var)[ \t]+SW_VERSION[ \t]*=[ \t]*["'`](?P<stamp>[^"'`\r\n]*)["'`][ \t]*;?[ \t]*(?://[^\r\n]*|/\*[^\r\n]*?\*/[ \t]*)?\r?$"#;
 
 /// The line to add when sw.js has none, shown in the error.
 pub const LINE_TO_ADD: &str = r#"const SW_VERSION = "dev"; // slipway replaces "dev" on every deploy
@@ -176,6 +179,33 @@ mod tests {
         let two = "const SW_VERSION = \"a\";\nlet SW_VERSION = \"b\";\n";
         let e = line.find("sw.js", two.as_bytes()).unwrap_err();
         assert!(e.contains("2 version lines (lines 1, 2)"), "{e}");
+    }
+
+    #[test]
+    fn a_trailing_comment_is_allowed() {
+        let line = VersionLine::new(DEFAULT_PATTERN).unwrap();
+        let suggested = LINE_TO_ADD.lines().next().unwrap_or_default();
+        for sw in [
+            format!("{suggested}\nself.addEventListener('install', () => {{}});\n"),
+            "const SW_VERSION = \"dev\"; /* stamped on deploy */\n".to_owned(),
+            "const SW_VERSION = 'dev' // no semicolon\r\n".to_owned(),
+        ] {
+            let span = line.find("sw.js", sw.as_bytes()).unwrap();
+            let out = String::from_utf8(with_stamp(sw.as_bytes(), &span, "S")).unwrap();
+            assert_eq!(out, sw.replacen("dev", "S", 1), "{sw:?}");
+        }
+    }
+
+    #[test]
+    fn code_after_the_line_is_refused() {
+        let line = VersionLine::new(DEFAULT_PATTERN).unwrap();
+        for sw in [
+            "const SW_VERSION = \"x\"; foo();\n",
+            "const SW_VERSION = \"x\"; /* c */ foo();\n",
+            "const SW_VERSION = \"x\"; /* unclosed\n */\n",
+        ] {
+            assert!(line.find("sw.js", sw.as_bytes()).is_err(), "{sw:?}");
+        }
     }
 
     #[test]
