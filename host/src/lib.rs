@@ -11,6 +11,7 @@ pub mod compose;
 pub(crate) mod deploy;
 pub(crate) mod desired;
 pub mod docker;
+pub mod fuzz;
 pub(crate) mod journal;
 pub mod lock;
 pub(crate) mod manifest;

@@ -50,7 +50,7 @@ async fn attempt_with(
     let caller = Caller {
         surface: "test".into(),
         step: 0,
-        plugin_key: "hostile".into(),
+        plugin_key: plugin.info.name.clone(),
         plugin: plugin.info.name.clone(),
         version: plugin.info.version.clone(),
     };
@@ -630,4 +630,112 @@ async fn state_written_during_a_plan_is_dropped() {
         after.starts_with("before=None"),
         "a plan changed state: {after}"
     );
+}
+
+/// Every entry under `dir`, with each file's content, sorted.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap().flatten() {
+            let path = entry.path();
+            let kind = entry.file_type().unwrap();
+            let body = match kind.is_file() {
+                true => std::fs::read(&path).unwrap(),
+                false => Vec::new(),
+            };
+            if kind.is_dir() {
+                stack.push(path.clone());
+            }
+            out.push((path.display().to_string(), body));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The import fuzzer makes thousands of calls with arbitrary arguments to
+/// every host import: each gets an answer (no trap, no host panic, no
+/// hang), nothing outside the read-write grant changes, and the agent
+/// serves the next plugin as before.
+#[tokio::test]
+async fn arbitrary_calls_to_every_import_get_answers_and_stay_in_the_grants() {
+    let rt = runtime();
+    let fuzzer = rt
+        .load(
+            "import-fuzzer",
+            &plugin("import-fuzzer"),
+            None,
+            Limits::default(),
+        )
+        .await
+        .unwrap();
+    let fs = FsFixture::new();
+    // api's image does not exist: a fuzzed `recreate` must not start
+    // containers on the engine the other tests share.
+    let mut services = engine_for(
+        "services:\n  api:\n    image: slipway-fuzz/absent:latest\n  postgres:\n    image: y\n",
+    )
+    .await;
+    let state = tempfile::tempdir().unwrap();
+    services.state_dir = Some(state.path().to_owned());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let grants = Grants {
+        docker: DockerGrant::services(["api"]),
+        probe: vec![ProbeGrant::parse(&format!("127.0.0.1:{port}")).unwrap()],
+        ..fs.grants()
+    };
+    let outside = [
+        fs.path().join("data"),
+        fs.path().join("outside"),
+        fs.path().join("secret.txt"),
+    ];
+    let before: Vec<_> = outside
+        .iter()
+        .map(|p| (p.exists(), snapshot_of(p)))
+        .collect();
+    // SLIPWAY_IMPORT_FUZZ_SEEDS raises the count for a longer local run.
+    let seeds: u64 = std::env::var("SLIPWAY_IMPORT_FUZZ_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(24);
+    let mut calls = 0u64;
+    for seed in 0..seeds {
+        let config = json!({
+            "seed": seed, "calls": 400,
+            "services": ["api", "postgres"],
+            "dirs": ["/data", "/rw", "/rw/..", "/r", "/"],
+            "hosts": [format!("127.0.0.1:{port}"), "api:80", "localhost:1"],
+        });
+        let result = attempt_with(&rt, &fuzzer, grants.clone(), services.clone(), config).await;
+        match result {
+            Ok(summary) => assert!(summary.ends_with(" err"), "{summary}"),
+            Err(e) => panic!("seed {seed}: the host did not answer every call: {e}"),
+        }
+        calls += 400;
+    }
+    let after: Vec<_> = outside
+        .iter()
+        .map(|p| (p.exists(), snapshot_of(p)))
+        .collect();
+    assert_eq!(
+        before, after,
+        "a fuzzed call changed something outside the grants"
+    );
+    println!("import fuzzer: {calls} calls over {seeds} seeds, every one answered");
+    // The agent is intact: the next plugin runs as usual.
+    let p = hostile(&rt, Limits::default()).await;
+    let ok = attempt(&rt, &p, Grants::default(), json!({ "attempt": "noop" })).await;
+    assert_eq!(ok.unwrap(), "noop");
+}
+
+fn snapshot_of(path: &Path) -> Vec<(String, Vec<u8>)> {
+    match path.is_dir() {
+        true => snapshot(path),
+        false => vec![(
+            path.display().to_string(),
+            std::fs::read(path).unwrap_or_default(),
+        )],
+    }
 }

@@ -283,3 +283,70 @@ impl Step for AssetBridge {
 }
 
 slipway_sdk::export_step!(AssetBridge);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(outputs: &[(&str, &str)]) -> Context {
+        Context {
+            surface: "web".into(),
+            step: 1,
+            config: "{}".into(),
+            outputs: outputs
+                .iter()
+                .map(|(key, value)| slipway_sdk::Output {
+                    key: (*key).into(),
+                    value: (*value).into(),
+                })
+                .collect(),
+        }
+    }
+
+    fn config(json: &str) -> Result<Config, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    const OK: &str = r#"{"service": "web", "path": "/app/.next/static", "url_path": "/_next/static/", "url": "http://nginx:80"}"#;
+
+    #[test]
+    fn the_replaced_image_is_the_services_own_entry_of_previous() {
+        let c = ctx(&[("previous", "api=sha256:aaa,web=sha256:bbb")]);
+        assert_eq!(previous_image(&c, "web").as_deref(), Some("sha256:bbb"));
+        assert_eq!(previous_image(&c, "api").as_deref(), Some("sha256:aaa"));
+        assert_eq!(previous_image(&c, "we"), None);
+        for value in ["", "web=", "web", "webx=sha256:ccc"] {
+            assert_eq!(
+                previous_image(&ctx(&[("previous", value)]), "web"),
+                None,
+                "{value}"
+            );
+        }
+        assert_eq!(previous_image(&ctx(&[]), "web"), None);
+    }
+
+    #[test]
+    fn a_bridge_that_keeps_nothing_or_relative_paths_are_refused() {
+        let c = config(OK).unwrap();
+        assert!(c.check().is_ok());
+        assert_eq!(c.prefix(), "_next/static");
+        assert_eq!(c.options().carry_releases, 2);
+        let one = config(&OK.replace('}', r#", "builds": 1}"#)).unwrap();
+        assert!(
+            one.check()
+                .unwrap_err()
+                .starts_with("refused: `builds = 1`")
+        );
+        let relative = config(&OK.replace("/app/.next", "app/.next")).unwrap();
+        assert!(
+            relative
+                .check()
+                .unwrap_err()
+                .contains("must both start with `/`")
+        );
+        assert!(
+            config(&OK.replace("\"url\"", "\"uri\"")).is_err(),
+            "unknown keys are refused"
+        );
+    }
+}
