@@ -8,6 +8,7 @@ mod caps;
 mod ci_report;
 mod cli;
 mod converge;
+mod faults;
 mod frontend;
 mod harness;
 mod journal;

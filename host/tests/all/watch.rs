@@ -6,6 +6,7 @@
 use crate::harness::{Stack, docker_inspect, plugin, text};
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,12 +15,36 @@ enum Answer {
     Body(String),
     Status(u16),
     Hang,
+    /// A source that cannot make up its mind: see [`flapping`].
+    Flapping,
 }
 
 /// An HTTP endpoint answering what the test last set.
 struct Source {
     port: u16,
     answer: Arc<Mutex<Answer>>,
+    /// Requests answered so far: one per tick.
+    served: Arc<AtomicU64>,
+}
+
+/// The `n`th answer of a flapping source: runs of 1 to 8 answers on one of
+/// four addresses (most too short to confirm), a 500 every 37th request and
+/// a non-address every 53rd.
+fn flapping(n: u64) -> (u16, String) {
+    if n % 37 == 36 {
+        return (500, "oops".into());
+    }
+    if n % 53 == 52 {
+        return (200, "<html>maintenance</html>".into());
+    }
+    // Runs follow a fixed pseudo-random sequence of lengths.
+    const RUNS: [u64; 8] = [1, 1, 2, 1, 3, 1, 2, 8];
+    let (mut start, mut run) = (0, 0);
+    while start + RUNS[run % RUNS.len()] <= n {
+        start += RUNS[run % RUNS.len()];
+        run += 1;
+    }
+    (200, format!("192.0.2.{}\n", 10 + run % 4))
 }
 
 impl Source {
@@ -27,17 +52,20 @@ impl Source {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let answer = Arc::new(Mutex::new(Answer::Body(first.to_owned())));
-        let shared = answer.clone();
+        let served = Arc::new(AtomicU64::new(0));
+        let (shared, count) = (answer.clone(), served.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
                 let answer = shared.lock().unwrap().clone();
+                let n = count.fetch_add(1, Ordering::SeqCst);
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 1024];
                     let _ = conn.read(&mut buf);
                     let (status, body) = match answer {
                         Answer::Body(b) => (200, b),
                         Answer::Status(s) => (s, "oops".into()),
+                        Answer::Flapping => flapping(n),
                         Answer::Hang => {
                             std::thread::sleep(Duration::from_secs(5));
                             return;
@@ -51,7 +79,11 @@ impl Source {
                 });
             }
         });
-        Source { port, answer }
+        Source {
+            port,
+            answer,
+            served,
+        }
     }
 
     fn set(&self, answer: Answer) {
@@ -436,4 +468,89 @@ fn after_the_watchdog_recreates_api_nginx_reaches_its_new_address_under_churn() 
     assert_ne!(crate::nginx::internal_ip(&stack, "api"), old_ip);
     let tally = crate::rule2::load_after(&stack);
     crate::rule2::assert_no_failures(&tally, "after the watchdog's tick");
+}
+
+/// The agent's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+}
+
+/// Soak: `slipway watch` ticks every 2 ms for 10,000 ticks against a
+/// flapping source (see [`flapping`]: over a thousand confirmable changes).
+/// The cooldown alone bounds the recreations, and the agent's memory at
+/// tick 10,000 is within 10% of tick 100.
+#[test]
+fn ten_thousand_ticks_of_a_flapping_source_stay_within_the_guards_and_memory() {
+    const TICKS: u64 = 10_000;
+    let stack = Stack::up();
+    let source = Source::start("192.0.2.10");
+    source.set(Answer::Flapping);
+    let tunnel = Tunnel::up();
+    let cooldown = Duration::from_millis(3000);
+    add_watchdog(
+        &stack,
+        &source,
+        &tunnel,
+        "services = [\"bot\"], confirm_ticks = 3, cooldown_ms = 3000",
+        "\"bot\"",
+    );
+    stack.edit_manifest("interval_ms = 100", "interval_ms = 2");
+    let mut child = stack
+        .slipway_command(&["watch", "vast"], &[("SLIPWAY_LOG", "slipway=info")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drained as it comes, so the agent never blocks on a full pipe.
+    let mut stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = stderr.read_to_string(&mut log);
+        log
+    });
+    let start = Instant::now();
+    let mut rss_at_100 = None;
+    while source.served.load(Ordering::SeqCst) < TICKS {
+        if rss_at_100.is_none() && source.served.load(Ordering::SeqCst) >= 100 {
+            rss_at_100 = Some(rss_kib(child.id()));
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("watch exited early ({status}): {}", log.join().unwrap());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(900),
+            "the soak stalled"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let rss_at_end = rss_kib(child.id());
+    let elapsed = start.elapsed();
+    crate::harness::sh(&format!("kill -TERM {}", child.id()), stack.path(), &[]);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let log = log.join().unwrap();
+
+    let recreations = log.matches("recreated bot for").count();
+    let bound = 1 + (elapsed.as_millis() / cooldown.as_millis()) as usize;
+    let rss_at_100 = rss_at_100.unwrap();
+    eprintln!(
+        "soak: {TICKS} ticks in {elapsed:?}; {recreations} recreations (bound {bound}); \
+         RSS {rss_at_100} KiB at tick 100, {rss_at_end} KiB at tick {TICKS}"
+    );
+    assert!(recreations >= 1, "no change was ever confirmed: {log}");
+    assert!(
+        recreations <= bound,
+        "{recreations} recreations in {elapsed:?}"
+    );
+    assert!(
+        rss_at_end * 10 <= rss_at_100 * 11,
+        "RSS grew from {rss_at_100} KiB at tick 100 to {rss_at_end} KiB at tick {TICKS}"
+    );
+    assert_eq!(
+        docker_inspect(&stack.container("bot"))["State"]["Status"],
+        "running"
+    );
 }
