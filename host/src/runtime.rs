@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Engine, Store, Trap, WasmBacktrace};
 
 /// Epoch tick period: the resolution of plugin timeouts.
 const TICK: Duration = Duration::from_millis(10);
@@ -128,6 +128,24 @@ pub enum CallError {
     Host(anyhow::Error),
 }
 
+impl CallError {
+    /// The error with `note` (what the host saw that may explain it) after
+    /// the plugin's own words.
+    fn noting(self, note: Option<String>) -> CallError {
+        let Some(note) = note else {
+            return self;
+        };
+        match self {
+            CallError::Failed(msg) => CallError::Failed(format!("{msg}; {note}")),
+            CallError::Trap { cause, said } => CallError::Trap {
+                cause: format!("{cause} ({note})"),
+                said,
+            },
+            other => other,
+        }
+    }
+}
+
 pub struct Runtime {
     engine: Engine,
     linker: Linker<Sandbox>,
@@ -224,16 +242,16 @@ impl Runtime {
             limits,
             pre,
         };
-        plugin.info = self.describe(&plugin).await.with_context(|| {
-            format!(
-                "plugin {key} ({}) failed to describe itself",
-                path.display()
-            )
-        })?;
+        plugin.info = self
+            .describe(&plugin)
+            .await
+            .map_err(|e| describe_failed(key, path, e))?;
         Ok(plugin)
     }
 
-    async fn describe(&self, plugin: &Plugin) -> Result<PluginInfo> {
+    /// `describe`, under the same limits as every other call: a plugin that
+    /// never returns from it is stopped at its timeout, not waited for.
+    async fn describe(&self, plugin: &Plugin) -> Result<PluginInfo, CallError> {
         let caller = Caller {
             surface: "-".into(),
             step: 0,
@@ -241,24 +259,15 @@ impl Runtime {
             plugin: plugin.key.clone(),
             version: "?".into(),
         };
-        let mut store = self.store(plugin, caller, Grants::default(), HostServices::default())?;
-        let info = match &plugin.pre {
-            Pre::Step(pre) => {
-                let instance = pre.instantiate_async(&mut store).await?;
-                instance
-                    .slipway_plugin_step()
-                    .call_describe(&mut store)
-                    .await?
-            }
-            Pre::Watch(pre) => {
-                let instance = pre.instantiate_async(&mut store).await?;
-                instance
-                    .slipway_plugin_watcher()
-                    .call_describe(&mut store)
-                    .await?
-            }
-        };
-        Ok(info)
+        let mut store = self
+            .store(plugin, caller, Grants::default(), HostServices::default())
+            .map_err(CallError::Host)?;
+        let outcome = tokio::time::timeout(
+            plugin.limits.timeout,
+            describe_export(&plugin.pre, &mut store),
+        )
+        .await;
+        settle(outcome, plugin, store.data_mut())
     }
 
     /// Call one export in a fresh store built from `grants`. Also returns
@@ -277,6 +286,7 @@ impl Runtime {
             Err(e) => return (Err(CallError::Host(e)), Effects::default()),
         };
         let result = self.run_in(plugin, phase, &ctx, &mut store).await;
+        let result = result.map_err(|e| e.noting(store.data().files.full_disk_note()));
         (result, std::mem::take(&mut store.data_mut().docker.effects))
     }
 
@@ -293,16 +303,7 @@ impl Runtime {
         )
         .await;
         let sandbox = store.data_mut();
-        sandbox.log.sink.finish();
-        let result = match outcome {
-            Err(_elapsed) => Err(CallError::Timeout(plugin.limits.timeout)),
-            Ok(Err(CallError::Host(_))) if sandbox.memory.hit => {
-                Err(CallError::OutOfMemory(plugin.limits.memory_bytes))
-            }
-            Ok(Err(CallError::Host(trap))) => Err(classify(trap, plugin, &sandbox.log.sink.tail())),
-            Ok(Ok(report)) => within_cap(report),
-            Ok(other) => other,
-        };
+        let result = settle(outcome, plugin, sandbox).and_then(within_cap);
         // State writes are on disk as they happen; this catches anything
         // still unsaved after a clean return.
         if matches!(result, Ok(_) | Err(CallError::Failed(_))) {
@@ -354,6 +355,55 @@ impl Runtime {
         // SAFETY: `artifact` was produced just now by this engine.
         let component = unsafe { Component::deserialize(&self.engine, &artifact) }?;
         Ok((component, false))
+    }
+}
+
+/// What a call came to, once it returned or ran out of time: a timeout, the
+/// memory cap or a trap in the operator's terms, else what it returned.
+fn settle<T>(
+    outcome: Result<Result<T, CallError>, tokio::time::error::Elapsed>,
+    plugin: &Plugin,
+    sandbox: &mut Sandbox,
+) -> Result<T, CallError> {
+    sandbox.log.sink.finish();
+    match outcome {
+        Err(_elapsed) => Err(CallError::Timeout(plugin.limits.timeout)),
+        Ok(Err(CallError::Host(_))) if sandbox.memory.hit => {
+            Err(CallError::OutOfMemory(plugin.limits.memory_bytes))
+        }
+        Ok(Err(CallError::Host(trap))) => Err(classify(trap, plugin, &sandbox.log.sink.tail())),
+        Ok(other) => other,
+    }
+}
+
+async fn describe_export(pre: &Pre, store: &mut Store<Sandbox>) -> Result<PluginInfo, CallError> {
+    let host = |e: wasmtime::Error| CallError::Host(e.into());
+    match pre {
+        Pre::Step(pre) => {
+            let instance = pre.instantiate_async(&mut *store).await.map_err(host)?;
+            let step = instance.slipway_plugin_step();
+            step.call_describe(&mut *store).await.map_err(host)
+        }
+        Pre::Watch(pre) => {
+            let instance = pre.instantiate_async(&mut *store).await.map_err(host)?;
+            let watcher = instance.slipway_plugin_watcher();
+            watcher.call_describe(&mut *store).await.map_err(host)
+        }
+    }
+}
+
+/// A failed `describe`, named as the operator wrote it in the manifest:
+/// describe returns the version, so there is none to name yet.
+fn describe_failed(key: &str, path: &Path, e: CallError) -> anyhow::Error {
+    let who = format!("plugin {key} ({})", path.display());
+    match e {
+        // `describe` returns fixed facts and calls nothing; more time would
+        // not help, so the advice to raise `timeout_secs` is left out.
+        CallError::Timeout(limit) => anyhow!(
+            "{who} failed to describe itself: its `describe` did not return within {limit:?} (`timeout_secs`) and was stopped; \
+             describe only returns the plugin's name, version and needs, so this is a bug in the plugin, report it to its author"
+        ),
+        e => anyhow!("{who} failed to describe itself: {e}"),
     }
 }
 
@@ -415,13 +465,85 @@ fn classify(err: anyhow::Error, plugin: &Plugin, output: &str) -> CallError {
         return CallError::Timeout(plugin.limits.timeout);
     }
     let cause = match err.downcast_ref::<Trap>() {
-        Some(trap) => trap.to_string(),
+        Some(&trap) => explain(trap, err.downcast_ref::<WasmBacktrace>()),
         None => format!("{err:#}"),
     };
     CallError::Trap {
         cause,
         said: last_words(output),
     }
+}
+
+/// Frames of one function, among the innermost ones of a trap's backtrace
+/// (wasmtime keeps 20), from which on it is taken for a recursion.
+const RECURSION_FRAMES: usize = 16;
+
+/// A trap's cause in the operator's words. A stack overflow is called one,
+/// with how deep it went and in which function. wasmtime's own stack limit
+/// traps as `StackOverflow`; the stack Rust and C keep in linear memory
+/// (1 MiB by default) has no guard page, so its overflow shows only as an
+/// out-of-bounds access, taken here for an overflow when it happens deep in
+/// a recursion.
+fn explain(trap: Trap, backtrace: Option<&WasmBacktrace>) -> String {
+    let recursion = backtrace.and_then(Recursion::of);
+    match (trap, recursion) {
+        (Trap::StackOverflow, Some(r)) => {
+            format!("stack overflow ({trap}), {r}: a recursion too deep, or without end")
+        }
+        (Trap::StackOverflow, None) => format!("stack overflow ({trap})"),
+        (Trap::MemoryOutOfBounds, Some(r)) => format!(
+            "stack overflow, most likely ({trap}), {r}: a recursion too deep, or without end, \
+             ran the stack the plugin keeps in linear memory past its end"
+        ),
+        _ => trap.to_string(),
+    }
+}
+
+/// The function that fills the innermost frames of a trap's stack.
+struct Recursion {
+    /// Frames in the backtrace.
+    depth: usize,
+    function: String,
+    /// Of them, in `function`.
+    frames: usize,
+}
+
+impl Recursion {
+    /// The function with the most frames, if it has [`RECURSION_FRAMES`].
+    fn of(backtrace: &WasmBacktrace) -> Option<Recursion> {
+        let mut counts = std::collections::HashMap::<String, usize>::new();
+        for frame in backtrace.frames() {
+            let name = match frame.func_name() {
+                Some(name) => demangled(name),
+                // A plugin stripped of its name section.
+                None => format!("wasm function {}", frame.func_index()),
+            };
+            *counts.entry(name).or_default() += 1;
+        }
+        let (function, frames) = counts.into_iter().max_by_key(|&(_, n)| n)?;
+        (frames >= RECURSION_FRAMES).then(|| Recursion {
+            depth: backtrace.frames().len(),
+            function,
+            frames,
+        })
+    }
+}
+
+impl std::fmt::Display for Recursion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of the {} innermost calls in `{}`",
+            self.frames, self.depth, self.function
+        )
+    }
+}
+
+/// A function's name as its author wrote it: a Rust symbol
+/// (`_ZN7hostile7recurse17h…E`) becomes `hostile::recurse`, without the
+/// hash; any other name is kept as it is.
+fn demangled(name: &str) -> String {
+    format!("{:#}", rustc_demangle::demangle(name))
 }
 
 /// What a trapping plugin printed about why: the exception of a Python
@@ -553,6 +675,17 @@ impl Drop for Ticker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rust_symbols_are_named_as_written() {
+        assert_eq!(
+            demangled("_ZN7hostile7recurse17h612d11251d1e497dE"),
+            "hostile::recurse"
+        );
+        for kept in ["main", "_ZN7hostile", "_ZN99xE", "$func12"] {
+            assert_eq!(demangled(kept), kept);
+        }
+    }
 
     #[test]
     fn last_words_find_the_cause_of_a_trap() {

@@ -40,6 +40,11 @@ impl FilesCtx {
         FilesCtx { grants, mode }
     }
 
+    /// See [`super::fs::full_disk_note`].
+    pub fn full_disk_note(&self) -> Option<String> {
+        super::fs::full_disk_note(&self.grants, self.mode)
+    }
+
     /// Where `path` is: its grant's preopen and the path beneath it. The
     /// innermost grant wins, as it does for WASI.
     fn locate(&self, path: &str) -> Result<Place, Denied> {

@@ -1,14 +1,21 @@
 //! WASI for a plugin: the granted directories as preopens (read-only, or
 //! read-write outside a plan) and nothing else: no environment, no
 //! arguments, stdin closed, no sockets. stdout and stderr go to the log
-//! (see `log`).
+//! (see `log`). A symlink the plugin creates must point down, inside the
+//! directory that holds it (see [`symlink_refused`]).
 
 use super::Mode;
 use super::Sandbox;
 use super::log::LogSink;
 use std::path::PathBuf;
-use wasmtime::component::Linker;
+use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
+use wasmtime_wasi::p2::bindings::filesystem::types::{ErrorCode, Host as _, HostDescriptor};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+/// The WASI filesystem interface wasmtime-wasi links, whose `symlink-at`
+/// this module replaces. Imports of earlier 0.2 versions link to it too.
+const FS_TYPES: &str = "wasi:filesystem/types@0.2.12";
 
 /// One directory of `grants.fs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +38,49 @@ impl FsGrant {
     }
 }
 
+/// Free space under which a granted filesystem counts as full. A write that
+/// failed for space leaves about nothing free; 1 MiB covers what a
+/// filesystem keeps back for its own metadata.
+const FULL_BYTES: u64 = 1 << 20;
+
+/// The read-write grants of a call whose filesystem is full, as a note for
+/// its error. The plugin may not be able to say so: a failed write through
+/// a WASI stream (`std::fs::write`) reaches it as `EIO`, not `ENOSPC`.
+pub fn full_disk_note(grants: &[FsGrant], mode: Mode) -> Option<String> {
+    let full: Vec<String> = grants
+        .iter()
+        .filter(|g| g.perms(mode) == FsPerms::ReadWrite)
+        .filter_map(|g| {
+            let free = free_space(&g.host)?;
+            let shown = format!("`{}` ({}: {free} bytes free)", g.guest, g.host.display());
+            (free < FULL_BYTES || free_inodes(&g.host) == Some(0)).then_some(shown)
+        })
+        .collect();
+    match full.as_slice() {
+        [] => None,
+        [one] => Some(format!(
+            "the granted directory {one} is full; free space there, or grant a directory on a larger filesystem"
+        )),
+        many => Some(format!(
+            "the granted directories {} are full; free space there, or grant directories on a larger filesystem",
+            many.join(", ")
+        )),
+    }
+}
+
+/// Bytes an unprivileged writer may still use on `dir`'s filesystem.
+fn free_space(dir: &std::path::Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Inodes left on `dir`'s filesystem, where it counts them (btrfs, for one,
+/// reports none at all).
+fn free_inodes(dir: &std::path::Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    (stat.f_files > 0).then_some(stat.f_favail)
+}
+
 /// The WASI context of one call.
 pub fn wasi_ctx(grants: &[FsGrant], mode: Mode, log: &LogSink) -> anyhow::Result<WasiCtx> {
     let mut wasi = WasiCtxBuilder::new();
@@ -50,12 +100,87 @@ pub fn wasi_ctx(grants: &[FsGrant], mode: Mode, log: &LogSink) -> anyhow::Result
 }
 
 pub(super) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_async(linker)
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    // wasmtime-wasi (cap-std) refuses an absolute target but creates any
+    // relative one, `../../etc` too: the plugin itself could not follow it,
+    // but nginx serving the grant, or the host, would. So `symlink-at` is
+    // replaced by one that checks the target first.
+    linker.allow_shadowing(true);
+    let defined = linker
+        .instance(FS_TYPES)?
+        .func_wrap_async("[method]descriptor.symlink-at", |mut store, args| {
+            Box::new(async move { symlink_at(store.data_mut(), args).await })
+        });
+    linker.allow_shadowing(false);
+    defined
+}
+
+/// `symlink-at`: wasmtime-wasi's, for a target [`symlink_refused`] allows.
+async fn symlink_at(
+    sandbox: &mut Sandbox,
+    (dir, target, link): (Resource<Descriptor>, String, String),
+) -> wasmtime::Result<(Result<(), ErrorCode>,)> {
+    if let Some(why) = symlink_refused(&target) {
+        tracing::warn!(
+            "{}: refused to create the symlink `{link}` -> `{target}`: {why}; \
+             a plugin may only create a symlink to a relative path without `..`, \
+             which stays inside the directory that holds it",
+            sandbox.log.sink.caller()
+        );
+        return Ok((Err(ErrorCode::NotPermitted),));
+    }
+    let mut fs = sandbox.filesystem();
+    match HostDescriptor::symlink_at(&mut fs, dir, target, link).await {
+        Ok(()) => Ok((Ok(()),)),
+        Err(e) => Ok((Err(fs.convert_error_code(e)?),)),
+    }
+}
+
+/// Why a plugin may not create a symlink to `target`, if it may not. The
+/// target must go down: relative, without `..`. Such a link resolves inside
+/// the directory that holds it wherever it is later renamed or hard-linked
+/// to, so nothing that follows it leaves the grant. A `..` that stays inside
+/// today is refused too, since moving the link (or its directory) up would
+/// take it out.
+fn symlink_refused(target: &str) -> Option<&'static str> {
+    if target.starts_with('/') {
+        Some("its target is absolute")
+    } else if target.split('/').any(|part| part == "..") {
+        Some("its target climbs with `..`")
+    } else if target.is_empty() {
+        Some("its target is empty")
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symlinks_may_only_point_down() {
+        for allowed in [
+            "releases/20250101T000000000Z-ab",
+            "file.txt",
+            "./a",
+            "a/./b",
+            "a..b",
+        ] {
+            assert_eq!(symlink_refused(allowed), None, "{allowed}");
+        }
+        for (refused, why) in [
+            ("../../outside", "climbs"),
+            ("..", "climbs"),
+            ("a/../../b", "climbs"),
+            ("a/..", "climbs"),
+            ("/etc/passwd", "absolute"),
+            ("", "empty"),
+        ] {
+            let said = symlink_refused(refused).unwrap_or_default();
+            assert!(said.contains(why), "{refused}: {said}");
+        }
+    }
 
     #[test]
     fn grant_table() {

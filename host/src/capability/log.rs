@@ -101,6 +101,11 @@ impl LogSink {
         }
     }
 
+    /// Who is calling, for the host's own lines about the call.
+    pub fn caller(&self) -> String {
+        self.sink().caller.clone()
+    }
+
     /// The last lines written, cap or not.
     pub fn tail(&self) -> String {
         let sink = self.sink();

@@ -2,7 +2,7 @@
 //! serves broken pages mid-copy; slipway's releases never do, roll back
 //! byte for byte, survive SIGKILL, and share unchanged files by hard link.
 
-use crate::harness::{Stack, json, sh, text};
+use crate::harness::{Stack, Tmpfs, json, sh, text};
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -387,12 +387,7 @@ fn bad_builds_and_a_full_disk_never_touch_the_live_site() {
     // A disk that fills up partway: the served root on a small tmpfs.
     let tmpfs = stack.path().join("small-disk");
     std::fs::create_dir_all(&tmpfs).unwrap();
-    sh(
-        &format!("mount -t tmpfs -o size=2m tmpfs {}", tmpfs.display()),
-        stack.path(),
-        &[],
-    );
-    let _unmount = Unmount(tmpfs.clone());
+    let _unmount = Tmpfs::mount_at(&tmpfs, "2m");
     let manifest = std::fs::read_to_string(stack.path().join("slipway.toml")).unwrap();
     // nginx serves frontend/website, so the URL check does not apply here.
     let manifest = manifest
@@ -430,12 +425,4 @@ fn bad_builds_and_a_full_disk_never_touch_the_live_site() {
             .unwrap()
             .contains("build v5")
     );
-}
-
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
 }

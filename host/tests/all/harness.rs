@@ -540,3 +540,48 @@ fn request(port: u16, post: bool) -> std::io::Result<(u16, String)> {
         None => Err(std::io::Error::other(format!("no status line in {text:?}"))),
     }
 }
+
+/// A small tmpfs, mounted for one test (they run as root) and unmounted on
+/// drop, so filling it fills no shared disk.
+pub struct Tmpfs {
+    path: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Tmpfs {
+    /// On a new temporary directory.
+    pub fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tmpfs = Tmpfs::mount_at(dir.path(), size);
+        tmpfs._dir = Some(dir);
+        tmpfs
+    }
+
+    /// On `path`, an existing directory.
+    pub fn mount_at(path: &Path, size: &str) -> Tmpfs {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount a tmpfs (as root): {out:?}");
+        Tmpfs {
+            path: path.to_owned(),
+            _dir: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let status = Command::new("umount").arg(&self.path).status();
+        if !status.is_ok_and(|s| s.success()) {
+            // Still busy: detach it now, the kernel frees it once unused.
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+    }
+}

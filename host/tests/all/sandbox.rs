@@ -2,7 +2,7 @@
 //! that shows the denial, next to a granted control that shows the same
 //! attempt working when allowed.
 
-use crate::harness::{cache_dir, plugin};
+use crate::harness::{Tmpfs, cache_dir, plugin};
 use serde_json::json;
 use slipway::bindings::Context;
 use slipway::capability::docker::DockerGrant;
@@ -12,6 +12,7 @@ use slipway::capability::{Grants, Mode};
 use slipway::runtime::{CallError, Limits, Phase, Plugin, Runtime};
 use slipway::sandbox::{Caller, HostServices};
 use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 async fn hostile(runtime: &Runtime, limits: Limits) -> Plugin {
@@ -586,15 +587,20 @@ async fn a_second_load_comes_from_the_cache() {
     );
 }
 
+/// Host services with a state directory and no engine.
+fn with_state(dir: &Path) -> HostServices {
+    HostServices {
+        docker: None,
+        state_dir: Some(dir.to_owned()),
+    }
+}
+
 #[tokio::test]
 async fn state_persists_between_calls_per_plugin() {
     let rt = runtime();
     let p = hostile(&rt, Limits::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let services = HostServices {
-        docker: None,
-        state_dir: Some(dir.path().to_owned()),
-    };
+    let services = with_state(dir.path());
     let config = json!({ "attempt": "state-round-trip", "key": "ip", "value": "10.0.0.7" });
     let first = attempt_with(&rt, &p, Grants::default(), services.clone(), config.clone())
         .await
@@ -611,10 +617,7 @@ async fn state_written_during_a_plan_is_dropped() {
     let rt = runtime();
     let p = hostile(&rt, Limits::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let services = HostServices {
-        docker: None,
-        state_dir: Some(dir.path().to_owned()),
-    };
+    let services = with_state(dir.path());
     let plan = Grants {
         mode: Mode::Plan,
         ..Grants::default()
@@ -738,4 +741,334 @@ fn snapshot_of(path: &Path) -> Vec<(String, Vec<u8>)> {
             std::fs::read(path).unwrap_or_default(),
         )],
     }
+}
+
+/// `slipway deploy s` of a project whose surface `s` runs one hostile step
+/// with `config` and `grants` (TOML inline tables), next to the directories
+/// `dirs` made in the project: the errors as the operator reads them.
+fn deploy_hostile(config: &str, grants: &str, dirs: &[&str]) -> (tempfile::TempDir, Output) {
+    let dir = crate::harness::project(&format!(
+        "[plugins.hostile]\npath = \"{}\"\ntimeout_secs = 10\n\n\
+         [surface.s]\n[[surface.s.step]]\nplugin = \"hostile\"\nconfig = {config}\ngrants = {grants}\n",
+        plugin("hostile").display()
+    ));
+    for made in dirs {
+        std::fs::create_dir_all(dir.path().join(made)).unwrap();
+    }
+    let out = crate::harness::slipway(dir.path(), &["deploy", "s"], &[]);
+    (dir, out)
+}
+
+/// The plugin still serves a call, on the same runtime and plugin: what
+/// every attempt below ends with.
+async fn still_serves(rt: &Runtime, p: &Plugin) {
+    let ok = attempt(rt, p, Grants::default(), json!({ "attempt": "noop" })).await;
+    assert_eq!(ok.unwrap(), "noop", "the agent is no longer usable");
+}
+
+/// The policy: a symlink the plugin creates must point down, to a relative
+/// path without `..`, which stays inside the directory that holds it
+/// wherever the link or its directory is later moved. Any other target
+/// (climbing out, absolute, or climbing with `..` while staying inside) is
+/// refused before the link exists; the plugin gets `EPERM` and the agent's
+/// log says why. cap-std alone refuses only absolute targets, and nginx or
+/// the host would follow `../../outside`.
+#[tokio::test]
+async fn symlinks_a_plugin_creates_must_point_down_inside_its_grant() {
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let fx = FsFixture::new();
+    let rw = fx.path().join("rw");
+    std::fs::create_dir_all(rw.join("sub")).unwrap();
+    std::fs::write(rw.join("sub/file.txt"), "inside-content").unwrap();
+    let before = snapshot_of(&fx.path().join("outside"));
+    let symlink =
+        |target: &str, link: &str| json!({ "attempt": "symlink", "target": target, "link": link });
+
+    for (target, link) in [
+        ("../../outside", "/rw/link"),
+        ("../outside/secret.txt", "/rw/link"),
+        ("sub/../../secret.txt", "/rw/link"),
+        ("/etc/passwd", "/rw/link"),
+        (fx.path().join("secret.txt").to_str().unwrap(), "/rw/link"),
+        // Inside today, outside once the link's directory moves up.
+        ("../file.txt", "/rw/sub/up"),
+    ] {
+        let msg = denied(attempt(&rt, &p, fx.grants(), symlink(target, link)).await);
+        assert!(msg.contains("Operation not permitted"), "{target}: {msg}");
+    }
+    assert!(std::fs::symlink_metadata(rw.join("link")).is_err());
+    assert!(std::fs::symlink_metadata(rw.join("sub/up")).is_err());
+
+    // Control: a link down into the grant is made, and followed.
+    let ok = attempt(&rt, &p, fx.grants(), symlink("sub/file.txt", "/rw/in")).await;
+    assert_eq!(ok.unwrap(), "linked /rw/in -> sub/file.txt");
+    assert_eq!(
+        std::fs::read_link(rw.join("in")).unwrap(),
+        Path::new("sub/file.txt")
+    );
+    let read = json!({ "attempt": "read", "path": "/rw/in" });
+    let ok = attempt(&rt, &p, fx.grants(), read).await.unwrap();
+    assert!(ok.ends_with("inside-content"), "{ok}");
+    // A read-only grant, or a plan, makes no link at all.
+    let msg = denied(attempt(&rt, &p, fx.grants(), symlink("file.txt", "/data/in")).await);
+    assert!(msg.contains("not permitted"), "{msg}");
+    let plan = fx.grants().planning();
+    let msg = denied(attempt(&rt, &p, plan, symlink("sub", "/rw/planned")).await);
+    assert!(msg.contains("not permitted"), "{msg}");
+
+    // What a web server serving the grant would follow stays in it.
+    let root = rw.canonicalize().unwrap();
+    for (link, real) in symlinks_under(&rw) {
+        assert!(real.starts_with(&root), "{link:?} leads to {real:?}");
+    }
+    assert_eq!(before, snapshot_of(&fx.path().join("outside")));
+    assert_eq!(
+        std::fs::read_to_string(fx.path().join("secret.txt")).unwrap(),
+        SECRET
+    );
+    still_serves(&rt, &p).await;
+}
+
+/// Every symlink under `dir`, with where it finally leads (itself when it
+/// leads nowhere).
+fn symlinks_under(dir: &Path) -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let (path, kind) = (entry.path(), entry.file_type().unwrap());
+        if kind.is_symlink() {
+            let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            found.push((path, real));
+        } else if kind.is_dir() {
+            found.extend(symlinks_under(&path));
+        }
+    }
+    found
+}
+
+/// The operator's view of a refused symlink: the step fails naming the
+/// plugin, its version, the step and what it tried, and the log says what
+/// the host allows.
+#[test]
+fn a_refused_symlink_names_the_plugin_the_step_and_the_rule() {
+    let (dir, out) = deploy_hostile(
+        "{ attempt = \"symlink\", target = \"../../outside\", link = \"/rw/link\" }",
+        "{ fs = [{ host = \"site/rw\", guest = \"/rw\", mode = \"rw\" }] }",
+        &["site/rw", "outside"],
+    );
+    let all = crate::harness::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("surface s, step 0 (plugin hostile 0.1.0 from plugins.hostile), apply: symlink /rw/link -> ../../outside: Operation not permitted"),
+        "{all}"
+    );
+    assert!(
+        all.contains("surface s step 0 plugin hostile 0.1.0: refused to create the symlink `link` -> `../../outside`: its target climbs with `..`; a plugin may only create a symlink to a relative path without `..`"),
+        "{all}"
+    );
+    assert!(std::fs::symlink_metadata(dir.path().join("site/rw/link")).is_err());
+}
+
+/// A plugin that fills its read-write grant gets the failed write as an
+/// error it can report, not a trap; the call's error names the full grant,
+/// and the host goes on. slipway has no write quota of its own: the grant's
+/// filesystem is the limit.
+#[tokio::test]
+async fn filling_a_granted_directory_to_the_last_byte_is_an_error_the_plugin_reports() {
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let disk = Tmpfs::mount("8m");
+    let fx = FsFixture::new();
+    let mut grants = fx.grants();
+    grants.fs.push(FsGrant {
+        host: disk.path().to_owned(),
+        guest: "/disk".into(),
+        writable: true,
+    });
+    let before = snapshot_of(&fx.path().join("outside"));
+
+    let start = Instant::now();
+    let fill = json!({ "attempt": "fill-disk", "dir": "/disk" });
+    let msg = denied(attempt(&rt, &p, grants.clone(), fill).await);
+    println!("disk full after {:?}: {msg}", start.elapsed());
+    // wasi-libc turns a failed stream write into EIO, so the host adds what
+    // it sees: which grant is full, and what to do.
+    let (wrote, rest) = msg
+        .strip_prefix("wrote ")
+        .and_then(|m| m.split_once(" MiB into /disk, then /disk/fill-"))
+        .unwrap_or_else(|| panic!("{msg}"));
+    assert!(matches!(wrote, "7" | "8"), "an 8 MiB disk took {wrote} MiB");
+    let note = format!(
+        ": I/O error (os error 29); the granted directory `/disk` ({}: 0 bytes free) is full; \
+         free space there, or grant a directory on a larger filesystem",
+        disk.path().display()
+    );
+    assert_eq!(rest, format!("{wrote}{note}"));
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // The full disk is the plugin's problem only: the same runtime and
+    // grants still write elsewhere, and nothing outside the grant changed.
+    let write = json!({ "attempt": "write", "path": "/rw/after.txt" });
+    assert_eq!(
+        attempt(&rt, &p, grants, write).await.unwrap(),
+        "wrote /rw/after.txt"
+    );
+    assert_eq!(before, snapshot_of(&fx.path().join("outside")));
+    still_serves(&rt, &p).await;
+}
+
+/// 10^5 keys through the state import stop at the cap of 1024 keys with an
+/// error naming it, the state file stays whole and readable, and the next
+/// call (which loads that file) is quick.
+#[tokio::test]
+async fn a_hundred_thousand_state_keys_stop_at_the_cap_and_the_store_stays_usable() {
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let services = with_state(dir.path());
+    let flood = json!({ "attempt": "state-keys", "count": 100_000, "value_bytes": 16 });
+    let start = Instant::now();
+    let result = attempt_with(&rt, &p, Grants::default(), services.clone(), flood).await;
+    let took = start.elapsed();
+    println!("10^5 state keys: {took:?}: {result:?}");
+    assert_eq!(
+        denied(result),
+        "stored 1024 of 100000 keys, then: state.set of `key-1024` stored nothing: \
+         the store already holds 1024 keys, its cap; delete keys the plugin no longer needs"
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+
+    let file = dir.path().join("plugins/hostile.json");
+    let saved: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(saved.len(), 1024);
+    assert_eq!(saved["key-1023"], "v".repeat(16));
+
+    let start = Instant::now();
+    let next = json!({ "attempt": "state-round-trip", "key": "key-0", "value": "again" });
+    let ok = attempt_with(&rt, &p, Grants::default(), services, next).await;
+    let took = start.elapsed();
+    println!("the next call: {took:?}");
+    assert_eq!(
+        ok.unwrap(),
+        format!("before=Some(\"{}\") after=Some(\"again\")", "v".repeat(16))
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+/// A 10^6-deep recursion traps as a stack overflow, naming the function,
+/// whichever stack it exhausts: wasmtime's call stack, or the one Rust keeps
+/// in linear memory (no guard page there, so the host recognises the
+/// out-of-bounds access deep in a recursion). The host process and the
+/// runtime carry on.
+#[tokio::test]
+async fn a_million_deep_recursion_is_a_stack_overflow_and_the_runtime_goes_on() {
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let recurse = |depth: u32, in_memory: bool| json!({ "attempt": "recurse", "depth": depth, "in_memory": in_memory });
+    // Control: a modest depth on either stack returns.
+    let ok = attempt(&rt, &p, Grants::default(), recurse(1000, false)).await;
+    assert_eq!(ok.unwrap(), "recursed 1000 deep: 500500");
+    let ok = attempt(&rt, &p, Grants::default(), recurse(100, true)).await;
+    assert_eq!(ok.unwrap(), "recursed 100 deep: 5050");
+
+    for (in_memory, expect) in [
+        (
+            false,
+            "trapped: stack overflow (wasm trap: call stack exhausted), 20 of the 20 innermost calls in `hostile::recurse`: a recursion too deep, or without end; this is a bug in the plugin",
+        ),
+        (
+            true,
+            "trapped: stack overflow, most likely (wasm trap: out of bounds memory access), 20 of the 20 innermost calls in `hostile::recurse_in_memory`: a recursion too deep, or without end, ran the stack the plugin keeps in linear memory past its end; this is a bug in the plugin",
+        ),
+    ] {
+        let start = Instant::now();
+        match attempt(&rt, &p, Grants::default(), recurse(1_000_000, in_memory)).await {
+            Err(e @ CallError::Trap { .. }) => {
+                println!(
+                    "recursion (in memory: {in_memory}) trapped after {:?}: {e}",
+                    start.elapsed()
+                );
+                assert!(e.to_string().starts_with(expect), "{e}");
+            }
+            other => panic!("a 10^6-deep recursion must trap, got {other:?}"),
+        }
+        still_serves(&rt, &p).await;
+    }
+}
+
+/// Through a deploy, the trap names the plugin, its version and the step.
+#[test]
+fn a_stack_overflow_names_the_plugin_and_the_step() {
+    let (_dir, out) = deploy_hostile("{ attempt = \"recurse\", depth = 1000000 }", "{}", &[]);
+    let all = crate::harness::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("surface s, step 0 (plugin hostile 0.1.0 from plugins.hostile), apply: trapped: stack overflow (wasm trap: call stack exhausted)"),
+        "{all}"
+    );
+}
+
+/// A `describe` that never returns is stopped at the plugin's timeout, with
+/// an error naming the plugin and `describe`; the runtime loads and runs
+/// the next plugin as usual.
+#[tokio::test]
+async fn a_describe_that_never_returns_is_stopped_at_the_timeout() {
+    let rt = runtime();
+    let looping = plugin("hostile-describe-loop");
+    let limits = Limits {
+        timeout: Duration::from_secs(2),
+        memory_bytes: 64 << 20,
+    };
+    let start = Instant::now();
+    let err = rt
+        .load("looping", &looping, None, limits)
+        .await
+        .err()
+        .unwrap();
+    let took = start.elapsed();
+    let msg = format!("{err:#}");
+    println!("describe stopped after {took:?}: {msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "plugin looping ({}) failed to describe itself: its `describe` did not return within 2s (`timeout_secs`) and was stopped; ",
+            looping.display()
+        )) && msg.ends_with("this is a bug in the plugin, report it to its author"),
+        "{msg}"
+    );
+    assert!(
+        (Duration::from_secs(2)..Duration::from_secs(6)).contains(&took),
+        "stopped after {took:?}"
+    );
+    let p = hostile(&rt, Limits::default()).await;
+    still_serves(&rt, &p).await;
+}
+
+/// Through the CLI the same load is a refused plugin (exit 2), named by its
+/// manifest key.
+#[test]
+fn a_describe_that_never_returns_refuses_the_plugin_before_anything_runs() {
+    let dir = crate::harness::project(&format!(
+        "[plugins.looping]\npath = \"{}\"\ntimeout_secs = 2\n\n\
+         [surface.s]\n[[surface.s.step]]\nplugin = \"looping\"\nconfig = {{ attempt = \"noop\" }}\n",
+        plugin("hostile-describe-loop").display()
+    ));
+    let start = Instant::now();
+    let out = crate::harness::slipway(dir.path(), &["deploy", "s"], &[]);
+    let all = crate::harness::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("plugins.looping: plugin looping (")
+            && all.contains("failed to describe itself: its `describe` did not return within 2s"),
+        "{all}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
 }

@@ -1,6 +1,10 @@
 //! Test fixture: a plugin that tries, on request, everything a plugin must not
 //! be able to do. The step config picks the attempt; `apply` reports what
 //! happened so tests can assert the host refused it.
+//!
+//! Built a second time with the `describe-loop` feature (as
+//! `hostile-describe-loop.wasm`), its `describe` never returns: `describe`
+//! gets no config, so a build feature is what picks that attempt.
 
 use serde::Deserialize;
 use slipway_sdk::{Context, Plugin, PluginInfo, Report, Step, docker, probe, state};
@@ -67,10 +71,35 @@ enum Attempt {
     BigReport {
         kb: usize,
     },
+    /// Create the symlink `link` pointing at `target` (`ln -s target link`).
+    Symlink {
+        target: String,
+        link: String,
+    },
+    /// Write 1 MiB files into `dir` until a write fails.
+    FillDisk {
+        dir: String,
+    },
+    /// `state.set` of `count` distinct keys, each to a `value_bytes` value.
+    StateKeys {
+        count: usize,
+        value_bytes: usize,
+    },
+    /// Recurse `depth` calls deep: on the wasm call stack only, or
+    /// `in_memory`, with 1 KiB of each frame on the stack Rust keeps in
+    /// linear memory.
+    Recurse {
+        depth: u32,
+        #[serde(default)]
+        in_memory: bool,
+    },
 }
 
 impl Plugin for Hostile {
     fn describe() -> PluginInfo {
+        if cfg!(feature = "describe-loop") {
+            spin();
+        }
         // It declares a shell and nginx's own commands: tests prove that a
         // narrowed grant still refuses the shell.
         slipway_sdk::plugin_info!(
@@ -149,12 +178,7 @@ impl Step for Hostile {
                 }
                 format!("before={before:?} after={:?}", state::get(&key))
             }
-            Attempt::Spin => {
-                let mut n: u64 = 0;
-                loop {
-                    n = std::hint::black_box(n.wrapping_add(1));
-                }
-            }
+            Attempt::Spin => spin(),
             Attempt::Memory => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
@@ -183,6 +207,27 @@ impl Step for Hostile {
                 }
                 return Ok(report);
             }
+            Attempt::Symlink { target, link } => {
+                symlink(&target, &link).map_err(|e| format!("symlink {link} -> {target}: {e}"))?;
+                format!("linked {link} -> {target}")
+            }
+            Attempt::FillDisk { dir } => return fill_disk(&dir),
+            Attempt::StateKeys { count, value_bytes } => {
+                let value = "v".repeat(value_bytes);
+                for i in 0..count {
+                    if let Err(e) = state::set(&format!("key-{i}"), &value) {
+                        return Err(format!("stored {i} of {count} keys, then: {e}"));
+                    }
+                }
+                format!("stored {count} keys")
+            }
+            Attempt::Recurse { depth, in_memory } => {
+                let sum = match in_memory {
+                    false => recurse(depth),
+                    true => recurse_in_memory(depth),
+                };
+                format!("recursed {depth} deep: {sum}")
+            }
         };
         Ok(Report::new(summary))
     }
@@ -195,6 +240,64 @@ impl Step for Hostile {
             ctx.step, ctx.surface
         )))
     }
+}
+
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// `symlink(2)` as wasi-libc implements it, over the preopens: std's
+/// `symlink_path` is unstable on WASI, and this keeps the fixture free of a
+/// WASI bindings crate.
+fn symlink(target: &str, link: &str) -> std::io::Result<()> {
+    use std::ffi::{CString, c_char, c_int};
+    unsafe extern "C" {
+        #[link_name = "symlink"]
+        fn libc_symlink(target: *const c_char, link: *const c_char) -> c_int;
+    }
+    let nul = |s: &str| CString::new(s).map_err(std::io::Error::other);
+    let (target, link) = (nul(target)?, nul(link)?);
+    // SAFETY: both are NUL-terminated strings that outlive the call.
+    match unsafe { libc_symlink(target.as_ptr(), link.as_ptr()) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Fill `dir` with 1 MiB files until a write fails, and report that error
+/// with how much was written: the test needs to see the plugin got it.
+fn fill_disk(dir: &str) -> Result<Report, String> {
+    let chunk = vec![0x5a_u8; 1 << 20];
+    for n in 0.. {
+        let path = format!("{dir}/fill-{n}");
+        if let Err(e) = std::fs::write(&path, &chunk) {
+            return Err(format!("wrote {n} MiB into {dir}, then {path}: {e}"));
+        }
+    }
+    unreachable!("a disk without end")
+}
+
+/// Each call keeps `depth` live across the next, so the compiler can turn it
+/// into neither a loop nor a constant.
+fn recurse(depth: u32) -> u64 {
+    if depth == 0 {
+        return 0;
+    }
+    recurse(std::hint::black_box(depth - 1)) + u64::from(std::hint::black_box(depth))
+}
+
+/// [`recurse`] with a 1 KiB buffer on every frame, whose address escapes,
+/// so it lives on the stack in linear memory.
+fn recurse_in_memory(depth: u32) -> u64 {
+    if depth == 0 {
+        return 0;
+    }
+    let frame = [depth as u8; 1024];
+    let below = recurse_in_memory(std::hint::black_box(depth - 1));
+    below + u64::from(std::hint::black_box(&frame)[1023])
 }
 
 slipway_sdk::export_step!(Hostile);
