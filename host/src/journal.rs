@@ -283,6 +283,44 @@ pub struct Previous {
     pub spec: Option<String>,
 }
 
+/// `service`'s entries in the recorded deploys of `surface`, newest first.
+fn deployed_entries<'a>(
+    entries: &'a [Value],
+    surface: &'a str,
+    service: &'a str,
+) -> impl Iterator<Item = &'a Value> {
+    entries
+        .iter()
+        .rev()
+        .filter(|e| e["command"] == "deploy")
+        .flat_map(|e| e["surfaces"].as_array().into_iter().flatten())
+        .filter(move |s| s["name"] == surface)
+        .flat_map(|s| s["services"].as_array().into_iter().flatten())
+        .filter(move |svc| svc["service"] == service)
+}
+
+/// Whether a service's deploy entry left it on `container`'s image and spec.
+fn left_on(svc: &Value, container: &crate::docker::ContainerInfo) -> bool {
+    svc["image_after"] == container.image_id.as_str()
+        && (svc["spec_after"].is_null()
+            || svc["spec_after"].as_str() == container.spec_hash.as_deref())
+}
+
+/// Of a service's containers, the one its newest recorded deploy of
+/// `surface` left. An interrupted deploy or rollback leaves two (the one it
+/// replaced, parked, and the one it made); a rollback starts from the one
+/// the journal knows. With none recorded, the first.
+pub fn deployed<'a>(
+    entries: &[Value],
+    surface: &str,
+    service: &str,
+    containers: &'a [crate::docker::ContainerInfo],
+) -> Option<&'a crate::docker::ContainerInfo> {
+    deployed_entries(entries, surface, service)
+        .find_map(|svc| containers.iter().find(|c| left_on(svc, c)))
+        .or(containers.first())
+}
+
 /// What `service` ran before the newest recorded deploy that left it on
 /// `current`'s image and spec: what a rollback restores. Rollbacks
 /// themselves are not followed, so rolling back twice goes back two
@@ -294,15 +332,8 @@ pub fn before(
     current: &crate::docker::ContainerInfo,
 ) -> Option<Previous> {
     let current_spec = current.spec_hash.as_deref();
-    entries
-        .iter()
-        .rev()
-        .filter(|e| e["command"] == "deploy")
-        .flat_map(|e| e["surfaces"].as_array().into_iter().flatten())
-        .filter(|s| s["name"] == surface)
-        .flat_map(|s| s["services"].as_array().into_iter().flatten())
-        .filter(|svc| svc["service"] == service && svc["image_after"] == current.image_id.as_str())
-        .filter(|svc| svc["spec_after"].is_null() || svc["spec_after"].as_str() == current_spec)
+    deployed_entries(entries, surface, service)
+        .filter(|svc| left_on(svc, current))
         .find_map(|svc| {
             let image = svc["image_before"].as_str()?.to_owned();
             let spec = svc["spec_before"].as_str().map(str::to_owned);
@@ -429,6 +460,31 @@ mod tests {
         assert_eq!(at("v1", "s1"), Some(prev("v0", "s0")));
         assert_eq!(at("v0", "s0"), None);
         assert_eq!(before(&entries, "b", "worker", &running("v1", "s1")), None);
+    }
+
+    #[test]
+    fn after_an_interrupted_run_the_rollback_starts_from_the_container_the_journal_knows() {
+        let entries = vec![
+            serde_json::json!({"command": "deploy", "surfaces": [{"name": "b", "outcome": "ok",
+                "services": [{"service": "api", "image_before": "v1", "image_after": "v2", "spec_after": "s2"}]}]}),
+        ];
+        let container = |id: &str, image: &str, spec: &str| crate::docker::ContainerInfo {
+            id: id.into(),
+            image_id: image.into(),
+            spec_hash: Some(spec.into()),
+            ..Default::default()
+        };
+        // The rollback's new container, listed first, and the parked one it replaced.
+        let both = [
+            container("new", "v1", "s1"),
+            container("parked", "v2", "s2"),
+        ];
+        let from = deployed(&entries, "b", "api", &both).map(|c| c.id.as_str());
+        assert_eq!(from, Some("parked"));
+        let unknown = [container("a", "v7", "s7"), container("b", "v8", "s8")];
+        let from = deployed(&entries, "b", "api", &unknown).map(|c| c.id.as_str());
+        assert_eq!(from, Some("a"), "none recorded: the first");
+        assert!(deployed(&entries, "b", "api", &[]).is_none());
     }
 
     #[test]

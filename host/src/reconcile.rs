@@ -116,6 +116,28 @@ pub fn reconcile(
     }
 }
 
+/// Under a step that replaces services start-first, running leftovers are
+/// not removed: nginx may route to any of them, and only the step moves
+/// traffic without a gap (it starts a replacement, switches to it, then
+/// retires every other container of the service). So the service goes to
+/// the step as replaced; stopped leftovers are still removed first.
+pub fn leave_running_leftovers_to_the_step(mut action: Action) -> Action {
+    let (running, stopped): (Vec<_>, Vec<_>) = action
+        .discard
+        .into_iter()
+        .partition(|(c, _)| c.state == "running");
+    action.discard = stopped;
+    if !running.is_empty() {
+        action.verb = Verb::Replace;
+        action.changed.extend(
+            running
+                .iter()
+                .map(|(c, _)| format!("{} runs beside it, left by an interrupted deploy", c.name)),
+        );
+    }
+    action
+}
+
 /// The container to keep: one already on the desired spec and running
 /// (a replacement that was never retired is adopted), else a running one
 /// with the canonical name, else the newest running, else the newest.
@@ -184,6 +206,36 @@ mod tests {
             a.keep.as_ref().map(|k| k.id.as_str()),
             a.discard.iter().map(|(c, _)| c.id.as_str()).collect(),
         )
+    }
+
+    #[test]
+    fn running_leftovers_go_to_a_start_first_step_and_stopped_ones_are_removed() {
+        let existing = [
+            c("old", "p_api_1", "img1", "running", Some("old"), "1"),
+            c(
+                "next",
+                "p_api_1_next_9",
+                "img2",
+                "running",
+                Some("new"),
+                "2",
+            ),
+            c("dead", "x_p_api_1", "img1", "exited", Some("old"), "0"),
+        ];
+        let action = leave_running_leftovers_to_the_step(run(&existing, false));
+        assert_eq!(action.verb, Verb::Replace);
+        assert_eq!(ids(&action), (Some("next"), vec!["dead"]));
+        assert!(
+            action
+                .changed
+                .iter()
+                .any(|c| c.contains("p_api_1 runs beside it")),
+            "{:?}",
+            action.changed
+        );
+        let alone = [c("a", "p_api_1", "img2", "running", Some("new"), "1")];
+        let action = leave_running_leftovers_to_the_step(run(&alone, false));
+        assert_eq!(action.verb, Verb::Skip, "no leftover: nothing to hand over");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use super::{Agent, Stop, service_failed};
 use crate::compose::UpdateOrder;
-use crate::docker::{Docker, Parked, Target};
+use crate::docker::{ContainerInfo, Docker, Parked, Target};
 use crate::observed::SpecStore;
 use crate::reconcile::{Action, Desired, Verb};
 use crate::report::{ServiceReport, SurfaceReport};
@@ -93,6 +93,12 @@ impl Agent {
             let ordering = self
                 .ordering(surface, service, step_replaces, &target.spec)
                 .map_err(|e| Stop::Refused(format!("surface {surface}, service {service}: {e}")));
+            let action = match &ordering {
+                Ok(o) if step_replaces && o.order != Some(UpdateOrder::StopFirst) => {
+                    crate::reconcile::leave_running_leftovers_to_the_step(action)
+                }
+                _ => action,
+            };
             let svc = entry(report, service);
             svc.action = Some(action.verb.clone());
             svc.changed = action.changed.clone();
@@ -414,7 +420,8 @@ impl Agent {
                 .containers(service)
                 .await
                 .map_err(|e| fail("inspect", e))?;
-            let Some(current) = containers.first() else {
+            let Some(current) = crate::journal::deployed(&entries, surface, service, &containers)
+            else {
                 return Err(format!(
                     "surface {surface}, service {service}: no container to roll back"
                 ));
@@ -427,6 +434,15 @@ impl Agent {
                 continue;
             };
             let (target, same_spec) = self.previous_target(docker, service, &previous).await?;
+            let Some(current) = self
+                .tidy_for_rollback(surface, docker, &target, &containers, current)
+                .await?
+            else {
+                // An interrupted rollback already put it back. What routes to
+                // it resolves again, as after a replacement.
+                restored.host.push(service.clone());
+                continue;
+            };
             tracing::info!(
                 "[{surface}] rolling {service} back from {} to {}",
                 short_id(&current.image_id),
@@ -460,6 +476,50 @@ impl Agent {
         }
         self.prove_running(surface, &restored.host, report).await?;
         Ok(restored)
+    }
+
+    /// Before a rollback replaces `current` with `target`: the leftovers of
+    /// an interrupted deploy or rollback are removed, as a deploy removes
+    /// them, and one that already runs `target` is kept under the service's
+    /// name. The container to replace, or `None` when it is done already.
+    async fn tidy_for_rollback<'a>(
+        &self,
+        surface: &str,
+        docker: &Docker,
+        target: &Target,
+        containers: &'a [ContainerInfo],
+        current: &'a ContainerInfo,
+    ) -> Result<Option<&'a ContainerInfo>, String> {
+        let service = &current.service;
+        let fail = |what: &str, e| service_failed(surface, service, what, e);
+        let desired = Desired {
+            name: target.spec.name.clone(),
+            spec_hash: target.spec.hash(),
+            image_id: target.image_id.clone(),
+        };
+        let action = crate::reconcile::reconcile(
+            &desired,
+            &crate::observed::existing(containers),
+            false,
+            |_| None,
+        );
+        let Some(keep) = action.keep else {
+            return Ok(Some(current));
+        };
+        for (leftover, why) in &action.discard {
+            tracing::warn!("[{surface}] {service}: removing {why}");
+            docker
+                .discard(service, &leftover.id)
+                .await
+                .map_err(|e| fail("remove leftover", e))?;
+        }
+        if action.verb == Verb::Skip {
+            adopt(docker, &keep, &desired.name)
+                .await
+                .map_err(|e| fail("adopt", e))?;
+            return Ok(None);
+        }
+        Ok(containers.iter().find(|c| c.id == keep.id))
     }
 
     /// The container a rollback restores: the recorded image, retagged as

@@ -15,7 +15,7 @@ const LANGS: [&str; 4] = ["en", "fr", "de", "es"];
 /// Write build `version` of a generated site into `dist` (replacing it):
 /// `pages` pages per language of about `page_kb` KiB, each linking the
 /// version's hashed stylesheet.
-fn generate(dist: &Path, version: u32, pages: usize, page_kb: usize) {
+pub(crate) fn generate(dist: &Path, version: u32, pages: usize, page_kb: usize) {
     let _ = std::fs::remove_dir_all(dist);
     std::fs::create_dir_all(dist.join("_astro")).unwrap();
     std::fs::write(
@@ -61,7 +61,7 @@ fn get(port: u16, path: &str) -> Result<(u16, Vec<u8>), String> {
 
 /// Fetch a page and the stylesheet it links: both must be whole and of the
 /// same build. Returns the build version.
-fn check_page(port: u16, path: &str) -> Result<u32, String> {
+pub(crate) fn check_page(port: u16, path: &str) -> Result<u32, String> {
     let (status, body) = get(port, path)?;
     let body = String::from_utf8_lossy(&body);
     if status != 200 {
@@ -143,7 +143,7 @@ impl Checker {
     }
 }
 
-fn hot_pages(count: usize) -> Vec<String> {
+pub(crate) fn hot_pages(count: usize) -> Vec<String> {
     (0..count)
         .map(|n| format!("/{}/page-{}.html", LANGS[n % LANGS.len()], n / LANGS.len()))
         .collect()

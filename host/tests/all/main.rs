@@ -12,6 +12,7 @@ mod faults;
 mod frontend;
 mod harness;
 mod journal;
+mod kills;
 mod miniapp;
 mod nginx;
 mod pwa;

@@ -7,7 +7,7 @@ use crate::harness::{Stack, http_get, json, repo_root, sh, text};
 use std::time::{Duration, Instant};
 
 /// Make miniapp/dist release `version` (the example ships "v1").
-fn set_release(stack: &Stack, version: &str) {
+pub(crate) fn set_release(stack: &Stack, version: &str) {
     for file in ["index.html", "app.js"] {
         let original = std::fs::read_to_string(
             repo_root()

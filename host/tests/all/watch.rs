@@ -20,7 +20,7 @@ enum Answer {
 }
 
 /// An HTTP endpoint answering what the test last set.
-struct Source {
+pub(crate) struct Source {
     port: u16,
     answer: Arc<Mutex<Answer>>,
     /// Requests answered so far: one per tick.
@@ -48,7 +48,7 @@ fn flapping(n: u64) -> (u16, String) {
 }
 
 impl Source {
-    fn start(first: &str) -> Source {
+    pub(crate) fn start(first: &str) -> Source {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let answer = Arc::new(Mutex::new(Answer::Body(first.to_owned())));
@@ -90,19 +90,19 @@ impl Source {
         *self.answer.lock().unwrap() = answer;
     }
 
-    fn ip(&self, ip: &str) {
+    pub(crate) fn ip(&self, ip: &str) {
         self.set(Answer::Body(format!("{ip}\n")));
     }
 }
 
 /// The tunnel's far end: a port that accepts connections or refuses them.
-struct Tunnel {
+pub(crate) struct Tunnel {
     port: u16,
     listener: Option<TcpListener>,
 }
 
 impl Tunnel {
-    fn up() -> Tunnel {
+    pub(crate) fn up() -> Tunnel {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         Tunnel {
             port: listener.local_addr().unwrap().port(),
@@ -116,7 +116,13 @@ impl Tunnel {
 }
 
 /// Add the watchdog to the stack's manifest, with fast settings.
-fn add_watchdog(stack: &Stack, source: &Source, tunnel: &Tunnel, config: &str, docker: &str) {
+pub(crate) fn add_watchdog(
+    stack: &Stack,
+    source: &Source,
+    tunnel: &Tunnel,
+    config: &str,
+    docker: &str,
+) {
     let path = stack.path().join("slipway.toml");
     let mut manifest = std::fs::read_to_string(&path).unwrap();
     manifest.push_str(&format!(
