@@ -217,7 +217,8 @@ pub fn append(state_dir: &Path, entry: &Entry) -> std::io::Result<()> {
         .create(true)
         .open(path(state_dir))?;
     let mut line = Vec::new();
-    if file.seek(SeekFrom::End(0))? > 0 {
+    let end = file.seek(SeekFrom::End(0))?;
+    if end > 0 {
         file.seek(SeekFrom::End(-1))?;
         let mut last = [0u8];
         file.read_exact(&mut last)?;
@@ -227,8 +228,13 @@ pub fn append(state_dir: &Path, entry: &Entry) -> std::io::Result<()> {
     }
     serde_json::to_writer(&mut line, entry).expect("entries serialize");
     line.push(b'\n');
-    file.write_all(&line)?;
-    file.sync_data()
+    let written = file.write_all(&line).and_then(|()| file.sync_data());
+    if written.is_err() {
+        // A full disk can take part of the line: take it back, so that the
+        // journal holds whole entries only.
+        let _ = file.set_len(end);
+    }
+    written
 }
 
 /// Record a run; a journal that cannot be written is reported, not fatal:

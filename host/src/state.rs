@@ -108,6 +108,37 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
+/// Free space below which a deploy does not start: what it writes to the
+/// state directory (specs, state, the journal) takes kilobytes, and a deploy
+/// that can no longer record itself leaves rollback blind.
+pub const MIN_FREE_BYTES: u64 = 1 << 20;
+
+/// Refuse to start when the state directory's filesystem (that of its
+/// nearest existing ancestor, before the first deploy) is all but full. A
+/// filesystem that cannot say is given the benefit of the doubt.
+pub fn check_room(state_dir: &Path) -> Result<(), String> {
+    let Some(existing) = state_dir.ancestors().find(|dir| dir.is_dir()) else {
+        return Ok(());
+    };
+    let Ok(stat) = rustix::fs::statvfs(existing) else {
+        return Ok(());
+    };
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    let no_inodes = stat.f_files > 0 && stat.f_favail == 0;
+    if free >= MIN_FREE_BYTES && !no_inodes {
+        return Ok(());
+    }
+    let what = match no_inodes {
+        true => "no inodes left".to_owned(),
+        false => format!("{free} bytes free"),
+    };
+    Err(format!(
+        "the state directory {} (journal, specs, plugin state) is on a full filesystem ({what};          a deploy needs {} KiB there to record what it does); nothing was changed: free space there and rerun",
+        state_dir.display(),
+        MIN_FREE_BYTES / 1024
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

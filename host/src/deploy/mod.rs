@@ -139,8 +139,10 @@ impl Agent {
     }
 
     /// Refuse a deploy that could only fail at its end: every `${VAR}` its
-    /// verifications use must be set before anything changes.
+    /// verifications use must be set, and the state directory must have
+    /// room for its records, before anything changes.
     pub fn preflight(&self, surfaces: &[String]) -> Result<(), AgentError> {
+        crate::state::check_room(&self.loaded.state_dir()).map_err(AgentError::Usage)?;
         for name in surfaces {
             if let Some(check) = &self.loaded.manifest.surface[name].verify {
                 for text in std::iter::once(&check.url).chain(check.expect.as_ref()) {

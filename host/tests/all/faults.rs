@@ -1,9 +1,11 @@
-//! Faults around a deploy: CI jobs racing for the deploy lock.
+//! Faults around a deploy: CI jobs racing for the deploy lock, and a full
+//! disk under the state directory.
 
-use crate::harness::{Load, Stack, docker_inspect, sh, text};
+use crate::harness::{Load, Stack, Tmpfs, docker_inspect, http_get, sh, text};
 use crate::nginx::use_plugin;
 use crate::rule2::assert_no_failures;
 use serde_json::Value;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 /// The deploy entries of the stack's journal, in the order they were written.
@@ -125,4 +127,150 @@ fn ten_ci_jobs_racing_deploy_backend_take_turns_and_each_succeeds() {
         "api does not run the last job's ({last}) build: {env}"
     );
     assert_no_failures(&tally, "during 10 racing deploys");
+}
+
+/// Leave `leave` bytes free on `dir`'s filesystem, with a ballast file.
+fn fill(dir: &Path, leave: u64) {
+    let ballast = dir.join("ballast");
+    if leave == 0 {
+        // Written until the filesystem says no: exactly nothing is left.
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k", "status=none"])
+            .arg(format!("of={}", ballast.display()))
+            .status();
+        return;
+    }
+    let stat = sh(&format!("stat -f -c '%a %S' {}", dir.display()), dir, &[]);
+    let (blocks, size) = stat.trim().split_once(' ').unwrap();
+    let free = blocks.parse::<u64>().unwrap() * size.parse::<u64>().unwrap();
+    sh(
+        &format!("fallocate -l {} {}", free - leave, ballast.display()),
+        dir,
+        &[],
+    );
+}
+
+/// Every JSON file under the state directory parses, and every journal line.
+fn assert_state_whole(state: &Path, what: &str) {
+    let journal = std::fs::read_to_string(state.join("journal.jsonl")).unwrap_or_default();
+    for line in journal.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "{what}: a torn journal line: {line}"
+        );
+    }
+    let files = sh(
+        &format!("find {} -name '*.json'", state.display()),
+        state,
+        &[],
+    );
+    for file in files.lines() {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(
+            serde_json::from_slice::<Value>(&bytes).is_ok(),
+            "{what}: {file} is torn"
+        );
+    }
+}
+
+fn api_version(stack: &Stack) -> String {
+    let (status, body) = http_get(stack.port, "/version");
+    assert_eq!(status, 200, "{body}");
+    body.split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The state directory (journal, specs, plugin state) on a small disk.
+/// Nearly full before a deploy: it is refused and changes nothing. Filled
+/// while the deploy runs: nothing in it is torn, what fails says so, and
+/// the site keeps serving. With space again, a rerun converges.
+#[test]
+fn a_full_disk_under_the_state_directory_tears_nothing_and_the_site_keeps_serving() {
+    let stack = Stack::up();
+    let deploy = |version: &str| {
+        stack.set_version("api", version);
+        stack.slipway(&["deploy", "backend"], &[("APP_VERSION", version)])
+    };
+    let out = deploy("v1");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let state = stack.path().join(".slipway");
+    let saved = stack.path().join("state-before");
+    std::fs::rename(&state, &saved).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    let _disk = Tmpfs::mount_at(&state, "4m");
+    sh(
+        &format!("cp -a {}/. {}", saved.display(), state.display()),
+        stack.path(),
+        &[],
+    );
+    let api = || docker_inspect(&stack.container("api"))["Id"].clone();
+
+    fill(&state, 256 * 1024);
+    let (before, journal) = (api(), std::fs::read(state.join("journal.jsonl")).unwrap());
+    let out = deploy("v2");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("is on a full filesystem") && text(&out).contains("free space there"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(api(), before, "a refused deploy replaced api");
+    assert_eq!(std::fs::read(state.join("journal.jsonl")).unwrap(), journal);
+    assert_eq!(api_version(&stack), "v1");
+    std::fs::remove_file(state.join("ballast")).unwrap();
+
+    // Full from the moment the build is done, with a new spec to save and
+    // a journal whose last page has no room left (a blank line, which
+    // readers skip, pads it to the page).
+    stack.set_version("api", "v3");
+    let compose = stack.path().join("docker-compose.yml");
+    let text_of = std::fs::read_to_string(&compose).unwrap();
+    std::fs::write(
+        &compose,
+        text_of.replacen("APP_ENV: production", "APP_ENV: production-3", 1),
+    )
+    .unwrap();
+    let journal = state.join("journal.jsonl");
+    let len = std::fs::metadata(&journal).unwrap().len();
+    let pad = (4096 - (len + 1) % 4096) % 4096;
+    let mut padded = std::fs::read(&journal).unwrap();
+    padded.extend(std::iter::repeat_n(b' ', pad as usize));
+    padded.push(b'\n');
+    std::fs::write(&journal, padded).unwrap();
+    let mut child = stack
+        .slipway_command(&["deploy", "backend"], &[("APP_VERSION", "v3")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    let mut filled = false;
+    while std::io::BufRead::read_line(&mut stderr, &mut log).unwrap() > 0 {
+        if !filled && log.contains(" … done in ") {
+            // Held still while the disk fills, so that it is full before
+            // the deploy writes anything.
+            let pid = child.id().to_string();
+            sh(&format!("kill -STOP {pid}"), stack.path(), &[]);
+            fill(&state, 0);
+            sh(&format!("kill -CONT {pid}"), stack.path(), &[]);
+            filled = true;
+        }
+    }
+    let code = child.wait().unwrap().code();
+    assert!(filled, "the deploy printed no operation: {log}");
+    eprintln!("deploy on a disk that filled up: exit {code:?}\n{log}");
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("No space left on device"), "{log}");
+    assert!(log.contains("cannot append to the journal"), "{log}");
+    assert_state_whole(&state, "after the deploy on a full disk");
+    let serving = api_version(&stack);
+    assert!(matches!(serving.as_str(), "v1" | "v3"), "serving {serving}");
+
+    std::fs::remove_file(state.join("ballast")).unwrap();
+    let out = stack.slipway(&["deploy", "backend"], &[("APP_VERSION", "v3")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(api_version(&stack), "v3");
+    assert_state_whole(&state, "after the rerun");
 }
