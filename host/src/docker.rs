@@ -315,17 +315,33 @@ impl Docker {
     }
 
     /// `docker compose up -d --force-recreate --no-deps <service>`: replace
-    /// each container, stop-first, with one built from the compose model on
-    /// the service's current image.
+    /// the service's container, stop-first, with one built from the compose
+    /// model on the service's current image. Leftovers of an interrupted
+    /// run (a second container, one parked under another name) are removed
+    /// first, as a deploy removes them.
     pub async fn recreate(&self, service: &str) -> Result<ContainerInfo> {
         let target = self.desired(service).await?;
         let existing = self.containers(service).await?;
-        let mut last = None;
-        for old in existing {
-            last = Some(self.replace(&old, &target).await?);
+        let desired = crate::reconcile::Desired {
+            name: target.spec.name.clone(),
+            spec_hash: target.spec.hash(),
+            image_id: target.image_id.clone(),
+        };
+        let action = crate::reconcile::reconcile(
+            &desired,
+            &crate::observed::existing(&existing),
+            true,
+            |_| None,
+        );
+        for (leftover, why) in &action.discard {
+            tracing::warn!("{service}: removing {why}");
+            self.discard(service, &leftover.id).await?;
         }
-        match last {
-            Some(c) => Ok(c),
+        match action
+            .keep
+            .and_then(|k| existing.into_iter().find(|c| c.id == k.id))
+        {
+            Some(keep) => self.replace(&keep, &target).await,
             None => self.create(&target, &target.spec.name, None).await,
         }
     }
