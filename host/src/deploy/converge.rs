@@ -434,15 +434,6 @@ impl Agent {
                 continue;
             };
             let (target, same_spec) = self.previous_target(docker, service, &previous).await?;
-            let Some(current) = self
-                .tidy_for_rollback(surface, docker, &target, &containers, current)
-                .await?
-            else {
-                // An interrupted rollback already put it back. What routes to
-                // it resolves again, as after a replacement.
-                restored.host.push(service.clone());
-                continue;
-            };
             tracing::info!(
                 "[{surface}] rolling {service} back from {} to {}",
                 short_id(&current.image_id),
@@ -458,6 +449,15 @@ impl Agent {
                 spec_after: Some(target.spec.hash()),
                 ..Default::default()
             });
+            let Some(current) = self
+                .tidy_for_rollback(surface, docker, &target, &containers, current)
+                .await?
+            else {
+                // An interrupted rollback already put it back. What routes to
+                // it resolves again, as after a replacement.
+                restored.host.push(service.clone());
+                continue;
+            };
             if step_replaces && same_spec && target.spec.single_instance().is_none() {
                 entry(report, service).order = Some("by the step, as on a deploy".into());
                 restored.step.push(service.clone());
