@@ -198,13 +198,7 @@ impl Agent {
         self.specs()
             .save(&d.target.spec)
             .map_err(|e| fail("save spec", e))?;
-        for (leftover, why) in &d.action.discard {
-            tracing::warn!("[{surface}] {service}: removing {why}");
-            docker
-                .discard(service, &leftover.id)
-                .await
-                .map_err(|e| fail("remove leftover", e))?;
-        }
+        remove_leftovers(docker, surface, service, &d.action.discard).await?;
         let t = Instant::now();
         let mut done = Executed::default();
         match (&d.action.verb, &d.action.keep) {
@@ -506,13 +500,7 @@ impl Agent {
         let Some(keep) = action.keep else {
             return Ok(Some(current));
         };
-        for (leftover, why) in &action.discard {
-            tracing::warn!("[{surface}] {service}: removing {why}");
-            docker
-                .discard(service, &leftover.id)
-                .await
-                .map_err(|e| fail("remove leftover", e))?;
-        }
+        remove_leftovers(docker, surface, service, &action.discard).await?;
         if action.verb == Verb::Skip {
             adopt(docker, &keep, &desired.name)
                 .await
@@ -611,6 +599,24 @@ fn entry<'a>(report: &'a mut SurfaceReport, service: &str) -> &'a mut ServiceRep
         }
     };
     &mut report.services[at]
+}
+
+/// Remove the leftovers of an interrupted run that a decision discards,
+/// each named in the log with why.
+async fn remove_leftovers(
+    docker: &Docker,
+    surface: &str,
+    service: &str,
+    discard: &[(crate::reconcile::Existing, String)],
+) -> Result<(), String> {
+    for (leftover, why) in discard {
+        tracing::warn!("[{surface}] {service}: removing {why}");
+        docker
+            .discard(service, &leftover.id)
+            .await
+            .map_err(|e| service_failed(surface, service, "remove leftover", e))?;
+    }
+    Ok(())
 }
 
 /// An unchanged container stays; one adopted from a killed deploy gets its

@@ -42,16 +42,11 @@ fn api_of(entry: &Value) -> &Value {
 /// left, the last job's build is what runs, and no request fails.
 #[test]
 fn ten_ci_jobs_racing_deploy_backend_take_turns_and_each_succeeds() {
-    let stack = Stack::up_with(|dir| {
-        let compose = dir.join("docker-compose.yml");
-        let text = std::fs::read_to_string(&compose).unwrap();
-        let text = text.replacen(
-            "      APP_ENV: production\n",
-            "      APP_ENV: production\n      CI_JOB_ID: \"${CI_JOB_ID:-0}\"\n",
-            1,
-        );
-        std::fs::write(compose, text).unwrap();
-    });
+    let stack = Stack::up();
+    stack.edit_compose(
+        "      APP_ENV: production\n",
+        "      APP_ENV: production\n      CI_JOB_ID: \"${CI_JOB_ID:-0}\"\n",
+    );
     use_plugin(&stack, "nginx-zero-downtime.wasm");
     let load = Load::start(stack.port, 100);
     let jobs: Vec<_> = (1..=10)
@@ -225,13 +220,7 @@ fn a_full_disk_under_the_state_directory_tears_nothing_and_the_site_keeps_servin
     // a journal whose last page has no room left (a blank line, which
     // readers skip, pads it to the page).
     stack.set_version("api", "v3");
-    let compose = stack.path().join("docker-compose.yml");
-    let text_of = std::fs::read_to_string(&compose).unwrap();
-    std::fs::write(
-        &compose,
-        text_of.replacen("APP_ENV: production", "APP_ENV: production-3", 1),
-    )
-    .unwrap();
+    stack.edit_compose("APP_ENV: production", "APP_ENV: production-3");
     let journal = state.join("journal.jsonl");
     let len = std::fs::metadata(&journal).unwrap().len();
     let pad = (4096 - (len + 1) % 4096) % 4096;

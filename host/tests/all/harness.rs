@@ -264,6 +264,15 @@ impl Stack {
         slipway_command(self.path(), args, &env)
     }
 
+    /// Replace the first `from` with `to` in the stack's docker-compose.yml;
+    /// it must be there.
+    pub fn edit_compose(&self, from: &str, to: &str) {
+        let path = self.path().join("docker-compose.yml");
+        let compose = std::fs::read_to_string(&path).unwrap();
+        assert!(compose.contains(from), "docker-compose.yml has no `{from}`");
+        std::fs::write(path, compose.replacen(from, to, 1)).unwrap();
+    }
+
     /// Replace `from` with `to` in the stack's slipway.toml; it must be there.
     pub fn edit_manifest(&self, from: &str, to: &str) {
         let path = self.path().join("slipway.toml");
