@@ -505,6 +505,17 @@ impl Load {
         *self.first_seen.lock().unwrap()
     }
 
+    /// [`Load::stop`], once the load has run at least `window`. A deploy
+    /// that fails or converges in under a second would otherwise leave a
+    /// tally too thin to mean anything; the extra time measures the site
+    /// right after the deploy, which is what users see next.
+    pub fn stop_after(self, window: Duration) -> (Tally, Duration) {
+        if let Some(rest) = window.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        self.stop()
+    }
+
     pub fn stop(self) -> (Tally, Duration) {
         self.stop.store(true, Ordering::Relaxed);
         let mut all = Tally::default();

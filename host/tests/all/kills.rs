@@ -14,7 +14,7 @@ use crate::astro::{check_page, generate, hot_pages};
 use crate::harness::{Load, Stack, http_get, json, sh, text};
 use crate::miniapp::set_release;
 use crate::nginx::use_plugin;
-use crate::rule2::{assert_no_failures, load_after};
+use crate::rule2::{WINDOW, assert_no_failures, load_after};
 use crate::watch::{Source, Tunnel, add_watchdog};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -264,9 +264,8 @@ fn matrix(name: &str, stack: &Stack, case: Case) {
             text(&out)
         );
         if let Some(load) = load {
-            // A second more of it after the rerun, so the load is thick enough.
-            std::thread::sleep(Duration::from_secs(1));
-            assert_no_failures(&load.stop().0, &format!("{what}: during the rerun"));
+            let tally = load.stop_after(WINDOW).0;
+            assert_no_failures(&tally, &format!("{what}: during the rerun"));
         }
         let now = containers(stack);
         assert_eq!(

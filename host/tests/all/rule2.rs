@@ -12,11 +12,12 @@ use crate::nginx::{api_containers, decoy_takes_api_ip, internal_ip, set_step_con
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// Two seconds of load after a deploy: every request must succeed.
+/// The shortest load window a tally is judged on: 200 requests at 100/s.
+pub(crate) const WINDOW: Duration = Duration::from_secs(2);
+
+/// A window of load after a deploy: every request must succeed.
 pub(crate) fn load_after(stack: &Stack) -> Tally {
-    let load = Load::start(stack.port, 100);
-    std::thread::sleep(Duration::from_secs(2));
-    load.stop().0
+    Load::start(stack.port, 100).stop_after(WINDOW).0
 }
 
 pub(crate) fn assert_no_failures(tally: &Tally, what: &str) {
@@ -223,7 +224,7 @@ fn singletons_never_run_twice_under_a_start_first_strategy_and_plan_says_why() {
     let peak = peak_running(&stack, &["api", "bot", "worker"], || {
         out = Some(stack.slipway(&["deploy", "backend"], &[("APP_VERSION", "v2")]));
     });
-    let (tally, _) = load.stop();
+    let (tally, _) = load.stop_after(WINDOW);
     let out = out.unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
@@ -247,7 +248,7 @@ fn when_verification_fails_traffic_goes_back_to_the_old_container_without_a_gap(
     let before = api_id(&stack);
     let load = Load::start(stack.port, 100);
     let out = deploy(&stack, "v2");
-    let (tally, _) = load.stop();
+    let (tally, _) = load.stop_after(WINDOW);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("traffic stayed on the old containers"),
@@ -393,7 +394,7 @@ fn the_release_command_runs_on_the_new_image_before_the_switch_and_a_failure_kee
     let before = api_id(&stack);
     let load = Load::start(stack.port, 100);
     let out = deploy(&stack, "v2");
-    let (tally, _) = load.stop();
+    let (tally, _) = load.stop_after(WINDOW);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let all = text(&out);
     assert!(
@@ -456,7 +457,7 @@ fn a_rollback_under_a_start_first_strategy_is_start_first_too() {
     let peak = peak_running(&stack, &["api"], || {
         out = Some(stack.slipway(&["rollback", "backend", "--json"], &[]));
     });
-    let (tally, _) = load.stop();
+    let (tally, _) = load.stop_after(WINDOW);
     let out = out.unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let report = json(&out);
