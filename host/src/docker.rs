@@ -204,6 +204,27 @@ impl Docker {
         Ok(running)
     }
 
+    /// Start the service's stopped container, as `docker compose up` would,
+    /// when none of its containers runs or is being restarted by the
+    /// engine. Returns the container and the state it was in; `None` when
+    /// one runs, or when there is no container to start.
+    pub async fn start_stopped(&self, service: &str) -> Result<Option<(String, String)>> {
+        let containers = self.containers(service).await?;
+        if containers
+            .iter()
+            .any(|c| matches!(c.state.as_str(), "running" | "restarting"))
+        {
+            return Ok(None);
+        }
+        let Some(stopped) = containers.first() else {
+            return Ok(None);
+        };
+        self.start(&stopped.id)
+            .await
+            .with_context(|| format!("cannot start {}", stopped.name))?;
+        Ok(Some((stopped.name.clone(), stopped.state.clone())))
+    }
+
     /// The image tag compose uses for the service. Compose v1 joins project
     /// and service with `_`, v2 with `-`; existing containers say which.
     pub async fn image_tag(&self, service: &str) -> Result<String> {

@@ -192,6 +192,11 @@ pub struct StepReport {
     pub calls: Vec<CallReport>,
     /// What the step's calls reported for later steps, e.g. `release`.
     pub outputs: BTreeMap<String, String>,
+    /// Services the step works through but the surface does not deploy
+    /// (nginx) that had stopped, and slipway started, e.g. `nginx (was
+    /// exited)`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub started: Vec<String>,
 }
 
 /// One call into a step's plugin.

@@ -15,6 +15,7 @@ use crate::sandbox::{Caller, HostServices};
 
 mod build;
 mod converge;
+mod front_door;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -392,10 +393,19 @@ impl Agent {
             &[]
         };
         for (index, step) in steps.iter().enumerate().rev() {
+            let mut step_report = self.step_report(index, step);
+            if let Err(message) = self
+                .start_front_doors(surface, index, &mut step_report)
+                .await
+            {
+                report.steps.push(step_report);
+                report.outcome = "failed".into();
+                report.error = Some(message);
+                break;
+            }
             let result = self
                 .call_step(surface, index, step, Phase::Rollback, &outputs, false)
                 .await;
-            let mut step_report = self.step_report(index, step);
             let (call, error) = match result {
                 Ok((call, new_outputs)) => {
                     step_report
@@ -590,6 +600,13 @@ impl Agent {
                 &[Phase::Apply, Phase::Verify]
             };
             report.steps.push(self.step_report(index, step));
+            if !dry {
+                let step_report = report.steps.last_mut().expect("pushed above");
+                if let Err(m) = self.start_front_doors(name, index, step_report).await {
+                    self.roll_back(name, &applied, outputs, report).await;
+                    return Err(Stop::Failed(m));
+                }
+            }
             for &phase in phases {
                 let result = self.call_step(name, index, step, phase, outputs, dry).await;
                 let step_report = report.steps.last_mut().expect("pushed above");
@@ -607,6 +624,10 @@ impl Agent {
                     Err((call, stop)) => {
                         step_report.calls.push(call);
                         self.roll_back(name, &applied, outputs, report).await;
+                        let stop = match dry {
+                            true => stop,
+                            false => self.after_failed_step(name, index, stop, report).await,
+                        };
                         return Err(match stop {
                             Stop::Refused(m) if touched || !applied.is_empty() => Stop::Failed(
                                 format!("{m} (after this deploy had already changed services)"),
@@ -722,6 +743,7 @@ impl Agent {
             sha256: plugin.sha256.clone(),
             calls: Vec::new(),
             outputs: Default::default(),
+            started: Vec::new(),
         }
     }
 

@@ -1,5 +1,5 @@
-//! Faults around a deploy: CI jobs racing for the deploy lock, and a full
-//! disk under the state directory.
+//! Faults around a deploy: CI jobs racing for the deploy lock, a full disk
+//! under the state directory, and nginx's container dying mid-deploy.
 
 use crate::harness::{Load, Stack, Tmpfs, docker_inspect, http_get, sh, text};
 use crate::nginx::use_plugin;
@@ -262,4 +262,106 @@ fn a_full_disk_under_the_state_directory_tears_nothing_and_the_site_keeps_servin
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(api_version(&stack), "v3");
     assert_state_whole(&state, "after the rerun");
+}
+
+/// Run `deploy backend` at `version`, and `docker kill` nginx's container
+/// (which Docker's `unless-stopped` policy does not undo) as soon as
+/// `moment` holds. Returns the deploy's output and its JSON report.
+fn deploy_killing_nginx(
+    stack: &Stack,
+    version: &str,
+    moment: impl Fn() -> bool,
+) -> (std::process::Output, Value) {
+    stack.set_version("api", version);
+    let child = stack
+        .slipway_command(
+            &["deploy", "backend", "--json"],
+            &[("APP_VERSION", version)],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !moment() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the moment to kill nginx never came"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sh(
+        &format!("docker kill {}", stack.container("nginx")),
+        stack.path(),
+        &[],
+    );
+    let out = child.wait_with_output().unwrap();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, report)
+}
+
+fn nginx_state(stack: &Stack) -> String {
+    docker_inspect(&stack.container("nginx"))["State"]["Status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// nginx's container dies mid-deploy. Inside the nginx step (the
+/// zero-downtime strategy's replacement api is waiting on its healthcheck):
+/// the deploy fails naming nginx, starts nginx again on its way out, and
+/// the old api serves every request; a plain rerun ships the new one.
+/// Before the step (a stop-first recreate of api is waiting on its
+/// healthcheck): the step finds nginx stopped, starts it, and the deploy
+/// goes through, saying so.
+#[test]
+fn nginx_dying_mid_deploy_fails_naming_nginx_and_users_are_served_again() {
+    let stack = Stack::up();
+    use_plugin(&stack, "nginx-zero-downtime.wasm");
+    let replacing = || crate::nginx::api_containers(&stack) == 2;
+    let (out, report) = deploy_killing_nginx(&stack, "v2", replacing);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.contains("`nginx`"), "nginx is not named: {error}");
+    assert!(
+        error
+            .contains("nginx (was exited) had stopped during the deploy; slipway started it again"),
+        "{error}"
+    );
+    assert_eq!(
+        report["surfaces"][0]["steps"][0]["started"][0],
+        "nginx (was exited)"
+    );
+    assert_eq!(nginx_state(&stack), "running");
+    assert_no_failures(&crate::rule2::load_after(&stack), "after the failed deploy");
+    assert_eq!(api_version(&stack), "v1", "the old api must serve");
+    assert_eq!(
+        crate::nginx::api_containers(&stack),
+        1,
+        "a replacement was left"
+    );
+
+    let out = stack.slipway(&["deploy", "backend"], &[("APP_VERSION", "v2")]);
+    assert_eq!(out.status.code(), Some(0), "the rerun: {}", text(&out));
+    assert_eq!(api_version(&stack), "v2");
+
+    use_plugin(&stack, "nginx-reload.wasm");
+    let old = docker_inspect(&stack.container("api"))["Id"].clone();
+    let recreated = || {
+        let now = sh(
+            &format!("docker inspect -f '{{{{.Id}}}}' {}", stack.container("api")),
+            stack.path(),
+            &[],
+        );
+        old.as_str()
+            .is_some_and(|old| !now.trim().is_empty() && now.trim() != old)
+    };
+    let (out, report) = deploy_killing_nginx(&stack, "v3", recreated);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        report["surfaces"][0]["steps"][0]["started"][0], "nginx (was exited)",
+        "{report}"
+    );
+    assert_no_failures(&crate::rule2::load_after(&stack), "after the deploy");
+    assert_eq!(api_version(&stack), "v3");
 }

@@ -76,7 +76,12 @@ impl Step for NginxZeroDowntime {
         if fresh.is_empty() {
             return reload_for(&config, &moved, Some(&routes)).map(Report::new);
         }
-        let old_workers = nginx::worker_pids(&config.service)?;
+        // Nothing routes to the replacements yet, so any failure until the
+        // switch removes them again.
+        let old_workers = match nginx::worker_pids(&config.service) {
+            Ok(pids) => pids,
+            Err(e) => return Err(abandon(&fresh, e)),
+        };
         let pins = match switch(&config, &fresh) {
             Ok(pins) => pins,
             Err(e) => return Err(abandon(&fresh, e)),
