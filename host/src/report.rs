@@ -195,7 +195,7 @@ pub struct StepReport {
     /// Services the step works through but the surface does not deploy
     /// (nginx) that had stopped, and slipway started, e.g. `nginx (was
     /// exited)`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub started: Vec<String>,
 }
 

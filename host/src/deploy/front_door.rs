@@ -7,6 +7,10 @@
 
 use super::{Agent, Stop};
 use crate::report::{StepReport, SurfaceReport};
+use std::time::Duration;
+
+/// How long a restarted front door may take to accept connections.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Agent {
     /// The services step `index` of `surface` is granted that the surface
@@ -42,6 +46,17 @@ impl Agent {
             })?;
             if let Some((container, state)) = start {
                 tracing::warn!("[{surface}] {service} ({container}) was {state}; started it");
+                // Started is not serving: the step's reload and the users'
+                // requests need it accepting connections.
+                docker
+                    .wait_ready(&service, READY_TIMEOUT, Duration::ZERO)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "surface {surface}, step {index}: `{service}` had stopped; slipway started it, \
+                             but {e:#}; check its logs (`docker logs {container}`) and rerun"
+                        )
+                    })?;
                 started.push(format!("{service} (was {state})"));
             }
         }

@@ -349,7 +349,11 @@ fn nginx_dying_mid_deploy_fails_naming_nginx_and_users_are_served_again() {
     let old = docker_inspect(&stack.container("api"))["Id"].clone();
     let recreated = || {
         let now = sh(
-            &format!("docker inspect -f '{{{{.Id}}}}' {}", stack.container("api")),
+            // The name is briefly free while the old container makes way.
+            &format!(
+                "docker inspect -f '{{{{.Id}}}}' {} 2>/dev/null || true",
+                stack.container("api")
+            ),
             stack.path(),
             &[],
         );
