@@ -35,9 +35,14 @@ impl Agent {
         index: usize,
         step: &mut StepReport,
     ) -> Result<Vec<String>, String> {
+        let doors = self.front_doors(surface, index);
+        if doors.is_empty() {
+            // A static site's step needs no engine at all.
+            return Ok(Vec::new());
+        }
         let docker = self.docker_for(surface)?;
         let mut started = Vec::new();
-        for service in self.front_doors(surface, index) {
+        for service in doors {
             let start = docker.start_stopped(&service).await.map_err(|e| {
                 format!(
                     "surface {surface}, step {index}: `{service}` has stopped and cannot be started: {e:#}; \
