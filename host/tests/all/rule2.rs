@@ -59,7 +59,7 @@ fn assert_overlap_failures(stack: &Stack, tally: &Tally, what: &str) {
     assert!(tally.ok >= 100, "{what}: the load was too thin: {tally:?}");
 }
 
-fn api_id(stack: &Stack) -> String {
+pub(crate) fn api_id(stack: &Stack) -> String {
     docker_inspect(&stack.container("api"))["Id"]
         .as_str()
         .unwrap()
