@@ -351,7 +351,7 @@ async fn rollback(
 ) -> Result<ExitCode, AgentError> {
     let mut agent = Agent::open(&cli.manifest, cache_dir)?;
     let surfaces = agent.select(&[surface.to_owned()], false)?;
-    crate::state::check_room(&agent.loaded.state_dir()).map_err(AgentError::Usage)?;
+    agent.preflight_rollback(&surfaces)?;
     let what = format!("slipway rollback {surface}");
     let _lock = DeployLock::acquire_async(&agent.loaded.state_dir(), &what, lock_wait).await?;
     agent.load_plugins(&surfaces).await?;

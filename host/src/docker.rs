@@ -18,12 +18,14 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 mod archive;
 mod build;
+mod engine;
 pub use build::{Builder, Built, shared_builds};
+pub use engine::{Endpoint, explain};
 
 const PROJECT_LABEL: &str = "com.docker.compose.project";
 const SERVICE_LABEL: &str = "com.docker.compose.service";
@@ -86,6 +88,10 @@ pub struct ExecOutput {
 
 pub struct Docker {
     client: bollard::Docker,
+    endpoint: Endpoint,
+    /// The engine's host when it is another machine: readiness and probes
+    /// then go through published ports there, or run inside the container.
+    remote: Option<IpAddr>,
     compose: ComposeProject,
     /// Containers stopped by a stop-first replacement and kept, until their
     /// successor is ready, to be put back if it never is. They are not the
@@ -111,29 +117,50 @@ pub struct Parked {
 }
 
 impl Docker {
-    /// Connect with the usual defaults (`DOCKER_HOST` or the local socket) and
-    /// negotiate the API version with the engine.
+    /// Connect to the engine the environment names (`DOCKER_HOST`, a docker
+    /// context, or the local socket) and negotiate the API version with it.
     pub async fn connect(compose: ComposeProject) -> Result<Docker> {
-        let endpoint =
-            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let endpoint = Endpoint::from_env().map_err(|cause| Unreachable {
+            endpoint: "the engine the environment names".into(),
+            cause,
+        })?;
         let unreachable = |cause: String| Unreachable {
-            endpoint: endpoint.clone(),
+            endpoint: format!("{} (from {})", endpoint.url, endpoint.source),
             cause,
         };
-        let client = bollard::Docker::connect_with_local_defaults()
-            .map_err(|e| unreachable(e.to_string()))?
-            .with_timeout(Duration::from_secs(600));
+        let client = endpoint.client().map_err(unreachable)?;
         let client = tokio::time::timeout(Duration::from_secs(10), client.negotiate_version())
             .await
             .map_err(|_| unreachable("timed out after 10s".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
         Ok(Docker {
             client,
+            remote: endpoint.remote_host(),
+            endpoint,
             compose,
             parked: Default::default(),
             builder: Default::default(),
             resources: Default::default(),
         })
+    }
+
+    /// `Err(why)` when the engine does not answer a ping within 3 s.
+    pub async fn answers(&self) -> Result<(), String> {
+        match tokio::time::timeout(Duration::from_secs(3), self.client.ping()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer within 3s".into()),
+        }
+    }
+
+    /// The engine this talks to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The engine's host, when it is not this machine.
+    pub fn remote_host(&self) -> Option<IpAddr> {
+        self.remote
     }
 
     /// The project's containers, running or not, that carry `label=value`.
@@ -425,11 +452,14 @@ impl Docker {
             Ok(c) => c,
             Err(e) => {
                 self.parked_ids().remove(&old.id);
-                self.restore(&old.id, &old.name).await;
-                return Err(e.context(format!(
-                    "recreating {} failed; the old container was restarted",
-                    old.name
-                )));
+                let outcome = match self.restore(&old.id, &old.name).await {
+                    Ok(()) => "the old container was restarted".to_owned(),
+                    Err(why) => {
+                        tracing::error!("{why:#}");
+                        format!("{why:#}; the next deploy finds it as a leftover")
+                    }
+                };
+                return Err(e.context(format!("recreating {} failed; {outcome}", old.name)));
             }
         };
         let parked = Parked {
@@ -819,7 +849,9 @@ impl Docker {
         Ok(id)
     }
 
-    async fn restore(&self, old_id: &str, name: &str) {
+    /// Put a moved-away container back under its name and start it; `Err`
+    /// says why it could not be.
+    async fn restore(&self, old_id: &str, name: &str) -> Result<()> {
         let renamed = self
             .client
             .rename_container(
@@ -830,15 +862,10 @@ impl Docker {
             )
             .await;
         let started = self.client.start_container(old_id, None).await;
-        if let Err(e) = renamed
+        renamed
             .map_err(anyhow::Error::from)
             .and(started.map_err(anyhow::Error::from))
-        {
-            tracing::error!(
-                "could not put back the old {name} ({}): {e}",
-                short_id(old_id)
-            );
-        }
+            .with_context(|| format!("could not put back the old {name} ({})", short_id(old_id)))
     }
 
     /// Restart in place: the same container, the same image.
@@ -869,12 +896,16 @@ impl Docker {
 
     /// Run a command in the service's first running container.
     pub async fn exec(&self, service: &str, command: &[String]) -> Result<ExecOutput> {
-        use bollard::exec::{CreateExecOptions, StartExecResults};
         let container = self.running(service).await?.remove(0);
+        self.exec_in(&container.id, &container.name, command).await
+    }
+
+    async fn exec_in(&self, id: &str, name: &str, command: &[String]) -> Result<ExecOutput> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
         let exec = self
             .client
             .create_exec(
-                &container.id,
+                id,
                 CreateExecOptions {
                     cmd: Some(command.to_vec()),
                     attach_stdout: Some(true),
@@ -883,7 +914,7 @@ impl Docker {
                 },
             )
             .await
-            .with_context(|| format!("cannot exec in {}", container.name))?;
+            .with_context(|| format!("cannot exec in {name}"))?;
         let (mut stdout, mut stderr) = (String::new(), String::new());
         if let StartExecResults::Attached { mut output, .. } =
             self.client.start_exec(&exec.id, None).await?
@@ -1023,19 +1054,92 @@ impl Docker {
                 )));
             };
             for port in &c.tcp_ports {
-                let connect = tokio::net::TcpStream::connect((ip, *port));
-                match tokio::time::timeout(Duration::from_secs(1), connect).await {
-                    Ok(Ok(_)) => {}
-                    _ => {
-                        return Ok(Readiness::Waiting(format!(
-                            "{} does not accept connections on {ip}:{port}",
-                            c.name
-                        )));
-                    }
+                match self.accepts(&raw, &c, ip, *port).await {
+                    Accepts::Yes => {}
+                    Accepts::No(why) => return Ok(Readiness::Waiting(why)),
+                    Accepts::Unknowable(why) => return Ok(Readiness::Failed(why, id)),
                 }
             }
         }
         Ok(settle.unwrap_or(Readiness::Ready))
+    }
+
+    /// Whether the container accepts TCP connections on `port`, asked from
+    /// where that can be known: its own address when the engine runs here;
+    /// with a remote engine, its published port on the engine's host, or
+    /// else from inside the container.
+    async fn accepts(
+        &self,
+        raw: &ContainerInspectResponse,
+        c: &ContainerInfo,
+        ip: IpAddr,
+        port: u16,
+    ) -> Accepts {
+        let target = match self.remote {
+            None => SocketAddr::new(ip, port),
+            Some(host) => match published(raw, port, host) {
+                Some(addr) => addr,
+                None => return self.accepts_inside(c, ip, port).await,
+            },
+        };
+        let connect = tokio::net::TcpStream::connect(target);
+        match tokio::time::timeout(Duration::from_secs(1), connect).await {
+            Ok(Ok(_)) => Accepts::Yes,
+            _ => Accepts::No(format!(
+                "{} does not accept connections on {target}",
+                c.name
+            )),
+        }
+    }
+
+    /// Connect to the container's own address from inside it, with the
+    /// first of nc, python3 or bash its image has.
+    async fn accepts_inside(&self, c: &ContainerInfo, ip: IpAddr, port: u16) -> Accepts {
+        let command: Vec<String> = [
+            "sh",
+            "-c",
+            INSIDE_PROBE,
+            "probe",
+            &ip.to_string(),
+            &port.to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        match self.exec_in(&c.id, &c.name, &command).await {
+            Ok(out) if out.exit_code == 0 => Accepts::Yes,
+            Ok(out) if out.exit_code != NO_PROBE_TOOL => Accepts::No(format!(
+                "{} does not accept connections on {ip}:{port} (asked from inside it)",
+                c.name
+            )),
+            outcome => Accepts::Unknowable(format!(
+                "{} cannot be asked whether it accepts connections on port {port}: the engine at {} is another machine, so its address is not reachable from here; the port is not published on that machine, and {}. Give the service a healthcheck in the compose file, or publish the port",
+                c.name,
+                self.endpoint.url,
+                match outcome {
+                    Ok(_) => "the image has no nc, python3 or bash to ask from inside".to_owned(),
+                    Err(e) => format!("running sh in it failed ({e:#})"),
+                }
+            )),
+        }
+    }
+
+    /// The published address of a running container of `service` for its
+    /// `port`, on the remote engine's host.
+    pub async fn published_address(&self, service: &str, port: u16) -> Result<Option<SocketAddr>> {
+        let Some(host) = self.remote else {
+            return Ok(None);
+        };
+        for id in self.container_ids(service).await? {
+            if let Some(addr) = published(&self.inspect_raw(&id).await?, port, host) {
+                return Ok(Some(addr));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether `name` is a service of the compose project.
+    pub fn is_service(&self, name: &str) -> bool {
+        self.compose.service(name).is_some()
     }
 
     /// The address probes use for a compose service name: its first running
@@ -1050,6 +1154,41 @@ impl Docker {
             .flat_map(|c| &c.networks)
             .find_map(|n| n.ip_address.parse().ok()))
     }
+}
+
+/// Exit code of [`INSIDE_PROBE`] when the image has none of its tools.
+const NO_PROBE_TOOL: i64 = 127;
+
+/// `sh -c` script, arguments IP and port: connect with whatever the image has.
+const INSIDE_PROBE: &str = r#"
+if command -v nc >/dev/null 2>&1; then exec nc -z -w 1 "$1" "$2"; fi
+if command -v python3 >/dev/null 2>&1; then
+  exec python3 -c 'import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1)' "$1" "$2"
+fi
+if command -v bash >/dev/null 2>&1; then exec bash -c ': </dev/tcp/$0/$1' "$1" "$2"; fi
+exit 127
+"#;
+
+/// Where a published `port` answers on the engine's host `host`. A binding
+/// to loopback answers only there.
+fn published(raw: &ContainerInspectResponse, port: u16, host: IpAddr) -> Option<SocketAddr> {
+    let ports = raw.network_settings.as_ref()?.ports.as_ref()?;
+    let bindings = ports.get(&format!("{port}/tcp"))?.as_ref()?;
+    bindings.iter().find_map(|b| {
+        let host_port: u16 = b.host_port.as_deref()?.parse().ok()?;
+        let ip = match b.host_ip.as_deref().unwrap_or_default() {
+            "" | "0.0.0.0" | "::" => host,
+            ip => ip.parse::<IpAddr>().ok().filter(|ip| !ip.is_loopback())?,
+        };
+        Some(SocketAddr::new(ip, host_port))
+    })
+}
+
+enum Accepts {
+    Yes,
+    No(String),
+    /// Nothing here can tell: the deploy cannot wait for it.
+    Unknowable(String),
 }
 
 enum Readiness {

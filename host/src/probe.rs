@@ -25,6 +25,14 @@ pub async fn resolve(docker: Option<&Docker>, host: &str) -> Result<Vec<IpAddr>>
         return Ok(vec![ip]);
     }
     if let Some(docker) = docker
+        && docker.is_service(host)
+        && let Some(engine) = docker.remote_host()
+    {
+        bail!(
+            "`{host}` is a service on the engine at {engine}, another machine: its container's address is not reachable from here"
+        );
+    }
+    if let Some(docker) = docker
         && let Some(ip) = docker.service_address(host).await?
     {
         return Ok(vec![ip]);
@@ -40,18 +48,34 @@ pub async fn resolve(docker: Option<&Docker>, host: &str) -> Result<Vec<IpAddr>>
     Ok(addrs)
 }
 
+/// Where to connect for `host:port`. With a remote engine a compose
+/// service is reached through its port published on the engine's host.
+async fn target(docker: Option<&Docker>, host: &str, port: u16) -> Result<SocketAddr> {
+    if let Some(docker) = docker
+        && docker.is_service(host)
+        && let Some(engine) = docker.remote_host()
+    {
+        return docker.published_address(host, port).await?.ok_or_else(|| {
+            anyhow!(
+                "`{host}` is a service on the engine at {engine}, another machine, and its port {port} is not published there (on an address other than loopback); publish it in the compose file, or probe through the service that is"
+            )
+        });
+    }
+    Ok(SocketAddr::new(resolve(docker, host).await?[0], port))
+}
+
 pub async fn tcp_connect(
     docker: Option<&Docker>,
     host: &str,
     port: u16,
     timeout: Duration,
 ) -> Result<()> {
-    let ip = resolve(docker, host).await?[0];
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((ip, port))).await {
+    let addr = target(docker, host, port).await?;
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(anyhow!("connect to {host}:{port} ({ip}) failed: {e}")),
+        Ok(Err(e)) => Err(anyhow!("connect to {host}:{port} ({addr}) failed: {e}")),
         Err(_) => Err(anyhow!(
-            "connect to {host}:{port} ({ip}) timed out after {timeout:?}"
+            "connect to {host}:{port} ({addr}) timed out after {timeout:?}"
         )),
     }
 }
@@ -64,18 +88,30 @@ pub async fn http(
     timeout: Duration,
 ) -> Result<HttpResponse> {
     let target = http_target(url).map_err(|e| anyhow!(e))?;
-    let ip = resolve(docker, &target.host).await?[0];
+    let addr = self::target(docker, &target.host, target.port).await?;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .timeout(timeout)
-        // Keep the Host header as written while connecting to the resolved address.
-        .resolve(&target.host, SocketAddr::new(ip, target.port))
         .build()?;
+    // Connect to the resolved address (a published port may differ from the
+    // URL's) and keep the Host header as written.
+    let authority = url["http://".len()..]
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    let mut connect_to = reqwest::Url::parse(url)?;
+    connect_to
+        .set_ip_host(addr.ip())
+        .map_err(|()| anyhow!("`{url}` cannot be sent to {addr}"))?;
+    connect_to
+        .set_port(Some(addr.port()))
+        .map_err(|()| anyhow!("`{url}` cannot be sent to {addr}"))?;
     let request = match body {
-        Some(body) => client.post(url).body(body),
-        None => client.get(url),
-    };
+        Some(body) => client.post(connect_to).body(body),
+        None => client.get(connect_to),
+    }
+    .header(reqwest::header::HOST, authority);
     let mut response = request
         .send()
         .await

@@ -63,6 +63,43 @@ pub struct RunReport {
     pub error: Option<String>,
     /// Wall time of the whole run.
     pub duration_ms: u64,
+    /// The Docker engine the run talked to; absent when none answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineReport>,
+}
+
+/// The engine, and from where readiness checks and probes reach its
+/// containers.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct EngineReport {
+    /// `unix:///var/run/docker.sock`, `tcp://10.0.0.2:2376`, `ssh://…`.
+    pub address: String,
+    /// `DOCKER_HOST`, `docker context "NAME"` or `the default socket`.
+    pub source: String,
+    /// The engine runs on another machine.
+    pub remote: bool,
+    /// Where readiness checks and probes run from.
+    pub checks: String,
+}
+
+impl EngineReport {
+    pub fn of(
+        endpoint: &crate::docker::Endpoint,
+        remote: Option<std::net::IpAddr>,
+    ) -> EngineReport {
+        let checks = match remote {
+            None => "from this machine, to the containers' own addresses".to_owned(),
+            Some(host) => format!(
+                "healthchecks by the engine; otherwise through ports published on {host}, or from inside the container when a port is not published"
+            ),
+        };
+        EngineReport {
+            address: endpoint.url.clone(),
+            source: endpoint.source.clone(),
+            remote: remote.is_some(),
+            checks,
+        }
+    }
 }
 
 /// One image build. Services whose compose `build:` is the same (context,
@@ -254,12 +291,19 @@ impl RunReport {
             surfaces: Vec::new(),
             error: Some(error),
             duration_ms: 0,
+            engine: None,
         }
     }
 
     /// A short human summary, one line per surface.
     pub fn human(&self) -> String {
         let mut out = String::new();
+        if let Some(engine) = self.engine.as_ref().filter(|e| e.remote) {
+            out.push_str(&format!(
+                "engine   {} (from {}), another machine; checks: {}\n",
+                engine.address, engine.source, engine.checks
+            ));
+        }
         for s in &self.surfaces {
             out.push_str(&format!(
                 "{:<8} {} ({} ms)\n",

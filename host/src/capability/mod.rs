@@ -179,7 +179,7 @@ impl From<Denied> for String {
 
 /// An error from the host's own work, as the plugin receives it.
 pub(crate) fn host_err(e: anyhow::Error) -> String {
-    format!("{e:#}")
+    format!("{:#}", crate::docker::explain(e))
 }
 
 /// Register every capability's imports. Both worlds import the same

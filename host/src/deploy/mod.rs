@@ -8,7 +8,7 @@ use crate::capability::Grants;
 use crate::docker::{Docker, Unreachable};
 use crate::lock::LockError;
 use crate::manifest::{GrantSpec, HttpCheck, Loaded, ManifestError, StepSpec, interpolate};
-use crate::report::{CallReport, CheckReport, RunReport, StepReport, SurfaceReport};
+use crate::report::{CallReport, CheckReport, EngineReport, RunReport, StepReport, SurfaceReport};
 
 use crate::runtime::{CallError, Limits, Phase, Plugin, Role, Runtime};
 use crate::sandbox::{Caller, HostServices};
@@ -16,6 +16,7 @@ use crate::sandbox::{Caller, HostServices};
 mod build;
 mod converge;
 mod front_door;
+mod remote;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -140,10 +141,10 @@ impl Agent {
     }
 
     /// Refuse a deploy that could only fail at its end: every `${VAR}` its
-    /// verifications use must be set, and the state directory must have
-    /// room for its records, before anything changes.
+    /// verifications use must be set, and what [`Agent::preflight_rollback`]
+    /// checks must hold, before anything changes.
     pub fn preflight(&self, surfaces: &[String]) -> Result<(), AgentError> {
-        crate::state::check_room(&self.loaded.state_dir()).map_err(AgentError::Usage)?;
+        self.preflight_rollback(surfaces)?;
         for name in surfaces {
             if let Some(check) = &self.loaded.manifest.surface[name].verify {
                 for text in std::iter::once(&check.url).chain(check.expect.as_ref()) {
@@ -154,6 +155,19 @@ impl Agent {
                     })?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Refuse a run that could not work: the state directory must have room
+    /// for its records, and a surface that writes files must run where the
+    /// engine that serves them does.
+    pub fn preflight_rollback(&self, surfaces: &[String]) -> Result<(), AgentError> {
+        crate::state::check_room(&self.loaded.state_dir()).map_err(AgentError::Usage)?;
+        // An endpoint that cannot be read fails at connect, with its own error.
+        if let Ok(endpoint) = crate::docker::Endpoint::from_env() {
+            remote::refuse_local_files_for_remote_engine(&self.loaded, surfaces, &endpoint)
+                .map_err(AgentError::Usage)?;
         }
         Ok(())
     }
@@ -349,6 +363,11 @@ impl Agent {
 
     /// What a deploy would do, asking each plugin's `plan` with every
     /// mutating import refused. Touches nothing.
+    fn engine_report(&self) -> Option<EngineReport> {
+        let docker = self.docker.as_ref()?;
+        Some(EngineReport::of(docker.endpoint(), docker.remote_host()))
+    }
+
     pub async fn plan(&self, surfaces: &[String]) -> RunReport {
         self.run("plan", surfaces, true).await
     }
@@ -430,6 +449,7 @@ impl Agent {
             report.outcome = "failed".into();
             report.error = Some(message);
         }
+        self.blame_engine(&mut report.error).await;
         report.duration_ms = start.elapsed().as_millis() as u64;
         RunReport {
             command: "rollback".into(),
@@ -440,6 +460,7 @@ impl Agent {
             builds: Vec::new(),
             surfaces: vec![report],
             duration_ms: start.elapsed().as_millis() as u64,
+            engine: self.engine_report(),
         }
     }
 
@@ -454,6 +475,7 @@ impl Agent {
             surfaces: Vec::new(),
             error: None,
             duration_ms: 0,
+            engine: self.engine_report(),
         };
         let images = match dry {
             true => build::Images::default(),
@@ -480,8 +502,24 @@ impl Agent {
             }
             report.surfaces.push(surface);
         }
+        self.blame_engine(&mut report.error).await;
         report.duration_ms = start.elapsed().as_millis() as u64;
         report
+    }
+
+    /// A failed run's error, ending with the engine's state when the engine
+    /// no longer answers: what to do next.
+    async fn blame_engine(&self, error: &mut Option<String>) {
+        let (Some(message), Some(docker)) = (error.as_mut(), &self.docker) else {
+            return;
+        };
+        if let Err(cause) = docker.answers().await {
+            let engine = docker.endpoint();
+            message.push_str(&format!(
+                "; the Docker engine at {} (from {}) does not answer ({cause}): once it does, rerun; the next deploy repairs what this one left",
+                engine.url, engine.source
+            ));
+        }
     }
 
     async fn run_surface(&self, name: &str, dry: bool, images: &build::Images) -> SurfaceReport {
@@ -1052,6 +1090,7 @@ fn check_role(key: &str, plugin: &Plugin, role: Role) -> Result<(), AgentError> 
 }
 
 fn service_failed(surface: &str, service: &str, what: &str, e: anyhow::Error) -> String {
+    let e = crate::docker::explain(e);
     format!("surface {surface}, service {service}: {what} failed: {e:#}")
 }
 

@@ -25,7 +25,7 @@ fn step(surface: &str, deps: &[&str], attempt: &str) -> String {
 
 const NOOP: &str = "{ attempt = \"noop\" }";
 
-fn assert_exit(out: &std::process::Output, code: i32, needle: &str) {
+pub(crate) fn assert_exit(out: &std::process::Output, code: i32, needle: &str) {
     let all = text(out);
     assert_eq!(out.status.code(), Some(code), "{all}");
     assert!(all.contains(needle), "expected `{needle}` in:\n{all}");

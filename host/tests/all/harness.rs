@@ -1,6 +1,7 @@
 //! Shared test plumbing: plugin fixtures, the slipway binary, and throwaway
 //! copies of the example stack on the real Docker engine.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -115,8 +116,12 @@ pub fn docker_inspect(container: &str) -> serde_json::Value {
 }
 
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    http_get_at(SocketAddr::from(([127, 0, 0, 1], port)), path)
+}
+
+pub fn http_get_at(addr: SocketAddr, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
     let mut response = String::new();
@@ -140,6 +145,11 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 pub struct Stack {
     pub dir: tempfile::TempDir,
     pub project: String,
+    /// `DOCKER_HOST` for every command, when the stack runs on another
+    /// engine than this machine's (scripts/engines).
+    pub engine: Option<String>,
+    /// Where its published ports answer: 127.0.0.1, or the engine's host.
+    pub host: IpAddr,
     pub port: u16,
     /// nginx's static-site port.
     pub site_port: u16,
@@ -165,23 +175,34 @@ impl Stack {
     /// host/tests/fixtures/bridge: an app (`web`, whose build `edit` puts
     /// in web/) behind nginx; up once nginx answers `/` with 200.
     pub fn bridge(edit: impl FnOnce(&Path)) -> Stack {
-        Stack::up_until("host/tests/fixtures/bridge", edit, |port| {
-            http_ok(port, "/").is_some()
+        Stack::up_until("host/tests/fixtures/bridge", None, edit, |addr| {
+            http_ok(addr, "/").is_some()
         })
     }
 
     /// A copy of the stack in `source` (relative to the repository), up
     /// once the api answers through nginx.
     fn up_from(source: &str, edit: impl FnOnce(&Path)) -> Stack {
-        Stack::up_until(source, edit, |port| {
-            http_ok(port, "/version").is_some_and(|b| b.contains("honeychat-api"))
-        })
+        Stack::up_until(source, None, edit, api_answers)
+    }
+
+    /// The test-scale stack on the engine at `docker_host` (another
+    /// machine's, from here), its ports published on every address of that
+    /// machine, which answers at `host`.
+    pub fn up_on(docker_host: &str, host: IpAddr, edit: impl FnOnce(&Path)) -> Stack {
+        let engine = Some((docker_host.to_owned(), host));
+        Stack::up_until("host/tests/fixtures/stack", engine, edit, api_answers)
     }
 
     /// A copy of the stack in `source`, up once `ready(port)` holds. An
     /// image the compose file names (`image: honeychat/…`) is renamed after
     /// the project, so that stacks never share a tag.
-    fn up_until(source: &str, edit: impl FnOnce(&Path), ready: impl Fn(u16) -> bool) -> Stack {
+    fn up_until(
+        source: &str,
+        engine: Option<(String, IpAddr)>,
+        edit: impl FnOnce(&Path),
+        ready: impl Fn(SocketAddr) -> bool,
+    ) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let project = unique("slt");
         let port = free_port();
@@ -202,36 +223,61 @@ impl Stack {
         std::fs::write(dir.path().join("slipway.toml"), manifest).unwrap();
         let compose = dir.path().join("docker-compose.yml");
         let text = std::fs::read_to_string(&compose).unwrap();
-        let text = text.replace("image: honeychat/", &format!("image: {project}/"));
+        let mut text = text.replace("image: honeychat/", &format!("image: {project}/"));
+        if engine.is_some() {
+            text = text.replace("\"127.0.0.1:${HONEYCHAT_", "\"${HONEYCHAT_");
+        }
         std::fs::write(compose, text).unwrap();
         edit(dir.path());
+        let host = engine
+            .as_ref()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |e| e.1);
         let stack = Stack {
             dir,
             project,
+            engine: engine.map(|e| e.0),
+            host,
             port,
             site_port,
             app_port,
         };
         stack.compose("up -d --build");
-        stack.wait_until(|| ready(stack.port));
+        stack.wait_until(|| ready(stack.addr()));
         stack
+    }
+
+    /// Where nginx's main port answers.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn ports(&self) -> [(&'static str, String); 3] {
-        [
+    /// The ports, and the engine, every command of this stack runs with.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
             ("HONEYCHAT_HTTP_PORT", self.port.to_string()),
             ("HONEYCHAT_SITE_PORT", self.site_port.to_string()),
             ("HONEYCHAT_APP_PORT", self.app_port.to_string()),
-        ]
+        ];
+        env.extend(self.engine.iter().map(|e| ("DOCKER_HOST", e.clone())));
+        env
+    }
+
+    /// `DOCKER_HOST`, when the stack runs on another engine: for a test's
+    /// own docker commands.
+    pub fn docker_env(&self) -> Vec<(&str, &str)> {
+        self.engine
+            .iter()
+            .map(|e| ("DOCKER_HOST", e.as_str()))
+            .collect()
     }
 
     pub fn compose(&self, args: &str) -> String {
-        let ports = self.ports();
-        let env: Vec<(&str, &str)> = ports.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let vars = self.env();
+        let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         sh(
             &format!("docker-compose -p {} {args} 2>&1", self.project),
             self.path(),
@@ -258,8 +304,8 @@ impl Stack {
     }
 
     pub fn slipway_command(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
-        let ports = self.ports();
-        let mut env: Vec<(&str, &str)> = ports.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let vars = self.env();
+        let mut env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         env.extend_from_slice(extra_env);
         slipway_command(self.path(), args, &env)
     }
@@ -294,8 +340,12 @@ impl Stack {
     }
 }
 
-fn http_ok(port: u16, path: &str) -> Option<String> {
-    std::panic::catch_unwind(|| http_get(port, path))
+fn api_answers(addr: SocketAddr) -> bool {
+    http_ok(addr, "/version").is_some_and(|b| b.contains("honeychat-api"))
+}
+
+fn http_ok(addr: SocketAddr, path: &str) -> Option<String> {
+    std::panic::catch_unwind(|| http_get_at(addr, path))
         .ok()
         .filter(|(status, _)| *status == 200)
         .map(|(_, body)| body)
@@ -311,10 +361,11 @@ impl Drop for Stack {
                 "docker ps -aq --filter name=^/{}_ | xargs -r docker rm -f",
                 self.project
             ))
+            .envs(self.env())
             .output();
         let _ = Command::new("docker-compose")
             .args(["-p", &self.project, "down", "-v", "--remove-orphans"])
-            .envs(self.ports())
+            .envs(self.env())
             .current_dir(self.dir.path())
             .output();
         // Images: this stack's tags (`<project>_<service>`, and the
@@ -332,6 +383,7 @@ impl Drop for Stack {
                  docker images -q --filter label=com.docker.compose.project={p} | xargs -r docker rmi -f --no-prune",
                 p = self.project,
             ))
+            .envs(self.env())
             .output();
     }
 }
@@ -433,10 +485,19 @@ impl Load {
         Load::watching(port, per_second, None)
     }
 
+    /// [`Load::start`] against `addr` rather than a port of this machine.
+    pub fn at(addr: SocketAddr, per_second: u32) -> Load {
+        Load::watching_at(addr, per_second, None)
+    }
+
     /// [`Load::start`], noting when a response first carries `marker` (a
     /// new version's banner): see [`Load::first_seen`]. For the benches.
     #[allow(dead_code)]
     pub fn watching(port: u16, per_second: u32, marker: Option<String>) -> Load {
+        Load::watching_at(SocketAddr::from(([127, 0, 0, 1], port)), per_second, marker)
+    }
+
+    fn watching_at(addr: SocketAddr, per_second: u32, marker: Option<String>) -> Load {
         let first_seen = std::sync::Arc::new(std::sync::Mutex::new(None));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let threads = 4;
@@ -457,7 +518,7 @@ impl Load {
                         next += interval;
                         n += 1;
                         let post = n.is_multiple_of(2);
-                        match request(port, post) {
+                        match request(addr, post) {
                             Ok((status, body)) if (200..300).contains(&status) => {
                                 tally.ok += 1;
                                 if marker.as_deref().is_some_and(|m| body.contains(m)) {
@@ -532,9 +593,8 @@ impl Load {
 }
 
 /// One request; its status and body.
-fn request(port: u16, post: bool) -> std::io::Result<(u16, String)> {
+fn request(addr: SocketAddr, post: bool) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     if post {

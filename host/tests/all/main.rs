@@ -17,6 +17,7 @@ mod miniapp;
 mod nginx;
 mod pwa;
 mod python;
+mod remote;
 mod rule1;
 mod rule2;
 mod sandbox;

@@ -35,7 +35,7 @@ pub(crate) fn assert_no_failures(tally: &Tally, what: &str) {
 /// POST it has sent. Measured: at most 1 in ~5,000 requests over 10
 /// deploys, on a loaded 2-core machine; 0 on an idle one. The bound holds
 /// that figure with room to spare, and still fails for any real breakage.
-fn assert_overlap_failures(stack: &Stack, tally: &Tally, what: &str) {
+pub(crate) fn assert_overlap_failures(stack: &Stack, tally: &Tally, what: &str) {
     let failed = tally.non_2xx + tally.errors;
     if failed > 0 {
         let log = crate::harness::sh(
@@ -44,7 +44,7 @@ fn assert_overlap_failures(stack: &Stack, tally: &Tally, what: &str) {
                 stack.container("nginx")
             ),
             stack.path(),
-            &[],
+            &stack.docker_env(),
         );
         eprintln!("{what}: {failed} failed; nginx says:\n{log}");
     }
@@ -66,7 +66,7 @@ pub(crate) fn api_id(stack: &Stack) -> String {
         .to_owned()
 }
 
-fn deploy(stack: &Stack, version: &str) -> std::process::Output {
+pub(crate) fn deploy(stack: &Stack, version: &str) -> std::process::Output {
     stack.set_version("api", version);
     stack.slipway(
         &["deploy", "backend", "--json"],
