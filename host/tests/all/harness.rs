@@ -145,9 +145,9 @@ pub fn http_get_at(addr: SocketAddr, path: &str) -> (u16, String) {
 pub struct Stack {
     pub dir: tempfile::TempDir,
     pub project: String,
-    /// `DOCKER_HOST` for every command, when the stack runs on another
-    /// engine than this machine's (scripts/engines).
-    pub engine: Option<String>,
+    /// `DOCKER_HOST` and its TLS variables for every command, when the
+    /// stack runs on another engine than this machine's (scripts/engines).
+    pub engine: Vec<(&'static str, String)>,
     /// Where its published ports answer: 127.0.0.1, or the engine's host.
     pub host: IpAddr,
     pub port: u16,
@@ -186,11 +186,16 @@ impl Stack {
         Stack::up_until(source, None, edit, api_answers)
     }
 
-    /// The test-scale stack on the engine at `docker_host` (another
-    /// machine's, from here), its ports published on every address of that
-    /// machine, which answers at `host`.
-    pub fn up_on(docker_host: &str, host: IpAddr, edit: impl FnOnce(&Path)) -> Stack {
-        let engine = Some((docker_host.to_owned(), host));
+    /// The test-scale stack on the engine `engine` names (`DOCKER_HOST`, and
+    /// the TLS variables when it needs them): another machine's, from here,
+    /// whose address is `host`. Its ports are published on every address of
+    /// that machine.
+    pub fn up_on(
+        engine: Vec<(&'static str, String)>,
+        host: IpAddr,
+        edit: impl FnOnce(&Path),
+    ) -> Stack {
+        let engine = Some((engine, host));
         Stack::up_until("host/tests/fixtures/stack", engine, edit, api_answers)
     }
 
@@ -199,7 +204,7 @@ impl Stack {
     /// the project, so that stacks never share a tag.
     fn up_until(
         source: &str,
-        engine: Option<(String, IpAddr)>,
+        engine: Option<(Vec<(&'static str, String)>, IpAddr)>,
         edit: impl FnOnce(&Path),
         ready: impl Fn(SocketAddr) -> bool,
     ) -> Stack {
@@ -235,7 +240,7 @@ impl Stack {
         let stack = Stack {
             dir,
             project,
-            engine: engine.map(|e| e.0),
+            engine: engine.map(|e| e.0).unwrap_or_default(),
             host,
             port,
             site_port,
@@ -262,17 +267,20 @@ impl Stack {
             ("HONEYCHAT_SITE_PORT", self.site_port.to_string()),
             ("HONEYCHAT_APP_PORT", self.app_port.to_string()),
         ];
-        env.extend(self.engine.iter().map(|e| ("DOCKER_HOST", e.clone())));
+        env.extend(self.engine.iter().cloned());
         env
     }
 
-    /// `DOCKER_HOST`, when the stack runs on another engine: for a test's
-    /// own docker commands.
+    /// [`Stack::engine`], for a test's own docker commands.
     pub fn docker_env(&self) -> Vec<(&str, &str)> {
-        self.engine
-            .iter()
-            .map(|e| ("DOCKER_HOST", e.as_str()))
-            .collect()
+        self.engine.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    /// The stack's `DOCKER_HOST`, when it runs on another engine.
+    pub fn docker_host(&self) -> Option<&str> {
+        self.docker_env()
+            .into_iter()
+            .find_map(|(k, v)| (k == "DOCKER_HOST").then_some(v))
     }
 
     pub fn compose(&self, args: &str) -> String {

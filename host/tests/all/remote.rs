@@ -12,10 +12,25 @@ use crate::rule2::{WINDOW, assert_no_failures, assert_overlap_failures, deploy};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// Engine `n` of scripts/engines: its `DOCKER_HOST` and its machine's address.
-fn engine(n: u8) -> (String, IpAddr) {
+/// Engine `n` of scripts/engines: the variables that reach it over tcp
+/// (engine 2 speaks TLS only) and its machine's address.
+fn engine(n: u8) -> (Vec<(&'static str, String)>, IpAddr) {
     let host = IpAddr::from([10, 231, n, 2]);
-    (format!("tcp://{host}:2375"), host)
+    let env = match n {
+        2 => vec![
+            ("DOCKER_HOST", format!("tcp://{host}:2376")),
+            ("DOCKER_TLS_VERIFY", "1".to_owned()),
+            ("DOCKER_CERT_PATH", "/run/slipway-engines/tls".to_owned()),
+            // docker-compose's requests would take this machine's bundle
+            // over DOCKER_CERT_PATH's CA when the variable is set.
+            (
+                "REQUESTS_CA_BUNDLE",
+                "/run/slipway-engines/tls/ca.pem".to_owned(),
+            ),
+        ],
+        _ => vec![("DOCKER_HOST", format!("tcp://{host}:2375"))],
+    };
+    (env, host)
 }
 
 /// The test-scale stack on engine `n`, with the backend's manifest as a
@@ -23,8 +38,8 @@ fn engine(n: u8) -> (String, IpAddr) {
 /// without the upstream-file grant, which only the zero-downtime strategy
 /// writes through and which cannot reach nginx there.
 fn remote_stack(n: u8) -> Stack {
-    let (docker_host, host) = engine(n);
-    let stack = Stack::up_on(&docker_host, host, |_| {});
+    let (env, host) = engine(n);
+    let stack = Stack::up_on(env, host, |_| {});
     stack.edit_manifest(
         ", fs = [{ host = \"nginx/upstreams\", guest = \"/upstreams\", mode = \"rw\" }]",
         "",
@@ -115,7 +130,7 @@ fn a_deploy_over_tcp_to_another_machines_engine_ships_and_says_where_it_checks()
     let (during, _) = load.stop_after(WINDOW);
     let report = json(&out);
     assert!(out.status.success(), "{}", crate::harness::text(&out));
-    assert_eq!(report["engine"]["address"], stack.engine.clone().unwrap());
+    assert_eq!(report["engine"]["address"], stack.docker_host().unwrap());
     let new = api_ids(&stack);
     assert_eq!(new.len(), 1, "{new:?}");
     assert_ne!(new, old, "api was not recreated");
@@ -131,6 +146,7 @@ fn a_deploy_over_tcp_to_another_machines_engine_ships_and_says_where_it_checks()
     assert_no_failures(&after, "after the remote deploy");
 }
 
+/// On engine 2, over TLS with a client certificate.
 #[test]
 fn the_engine_restarted_mid_deploy_fails_clearly_and_a_rerun_converges() {
     let stack = remote_stack(2);
@@ -174,7 +190,7 @@ fn the_engine_restarted_mid_deploy_fails_clearly_and_a_rerun_converges() {
     eprintln!("the deploy the engine's restart cut off:\n{all}");
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(
-        all.contains(stack.engine.as_deref().unwrap()),
+        all.contains(stack.docker_host().unwrap()),
         "the engine is not named:\n{all}"
     );
 
