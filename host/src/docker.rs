@@ -1317,6 +1317,48 @@ fn volume_mounts(c: &ContainerInspectResponse) -> Vec<(String, String)> {
 mod tests {
     use super::*;
 
+    fn with_ports(bindings: &[(&str, &str)]) -> ContainerInspectResponse {
+        let bindings = bindings
+            .iter()
+            .map(|(ip, port)| bollard::models::PortBinding {
+                host_ip: Some(ip.to_string()),
+                host_port: Some(port.to_string()),
+            })
+            .collect();
+        ContainerInspectResponse {
+            network_settings: Some(bollard::models::NetworkSettings {
+                ports: Some(HashMap::from([("80/tcp".to_owned(), Some(bindings))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_published_port_answers_on_the_engines_machine_unless_bound_to_loopback() {
+        let engine: IpAddr = "10.0.0.5".parse().unwrap();
+        let at = |b: &[(&str, &str)], port| published(&with_ports(b), port, engine);
+        assert_eq!(
+            at(&[("0.0.0.0", "8080")], 80),
+            Some("10.0.0.5:8080".parse().unwrap())
+        );
+        assert_eq!(
+            at(&[("", "8080")], 80),
+            Some("10.0.0.5:8080".parse().unwrap())
+        );
+        assert_eq!(
+            at(&[("10.0.0.9", "81")], 80),
+            Some("10.0.0.9:81".parse().unwrap())
+        );
+        assert_eq!(at(&[("127.0.0.1", "8080")], 80), None);
+        assert_eq!(
+            at(&[("127.0.0.1", "8080"), ("::", "8081")], 80),
+            Some("10.0.0.5:8081".parse().unwrap())
+        );
+        assert_eq!(at(&[("0.0.0.0", "8080")], 81), None);
+        assert_eq!(at(&[("0.0.0.0", "")], 80), None);
+    }
+
     #[test]
     fn references_split_at_the_tag_not_the_registry_port() {
         assert_eq!(split_reference("proj_api"), ("proj_api", "latest"));

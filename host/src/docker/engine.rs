@@ -133,21 +133,20 @@ impl Endpoint {
     }
 }
 
-/// Whether the error is the engine not answering (a refused or dropped
-/// connection, a timeout) rather than an answer from it.
+/// Whether the error is the engine not answering (no connection, a
+/// timeout) rather than an answer from it. A stream that breaks mid-answer
+/// is not: the engine may well be up.
 pub fn is_lost(e: &anyhow::Error) -> bool {
     use bollard::errors::Error as B;
-    e.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<B>(),
-            Some(
-                B::HyperResponseError { .. }
-                    | B::HyperLegacyError { .. }
-                    | B::IOError { .. }
-                    | B::RequestTimeoutError
-                    | B::SocketNotFoundError(_)
-            )
-        )
+    use std::io::ErrorKind;
+    e.chain().any(|cause| match cause.downcast_ref::<B>() {
+        Some(B::HyperLegacyError { err }) => err.is_connect(),
+        Some(B::IOError { err }) => matches!(
+            err.kind(),
+            ErrorKind::ConnectionRefused | ErrorKind::NotFound | ErrorKind::TimedOut
+        ),
+        Some(B::RequestTimeoutError | B::SocketNotFoundError(_)) => true,
+        _ => false,
     })
 }
 

@@ -11,7 +11,7 @@
 //! `SLIPWAY_KILL_SEED` replays the points of a run, which each test prints.
 
 use crate::astro::{check_page, generate, hot_pages};
-use crate::harness::{Load, Stack, http_get, json, sh, text};
+use crate::harness::{Churn, Load, Stack, http_get, json, plain_nginx, sh, text};
 use crate::miniapp::set_release;
 use crate::nginx::use_plugin;
 use crate::rule2::{WINDOW, assert_no_failures, load_after};
@@ -339,21 +339,42 @@ fn assert_miniapp(stack: &Stack, round: u32) {
 
 fn deploy_backend(strategy: &str) -> (Stack, Case) {
     let stack = Stack::up();
-    use_plugin(&stack, strategy);
-    let case = Case {
+    let case = backend_case(&stack, strategy);
+    (stack, case)
+}
+
+/// `deploy backend` under `strategy`, on the stack as it is.
+fn backend_case(stack: &Stack, strategy: &str) -> Case {
+    use_plugin(stack, strategy);
+    Case {
         args: vec!["deploy", "backend"],
         prepare: Box::new(backend),
         check: Box::new(|stack, round| assert_api(stack, &format!("v{round}"))),
         plan_converges: true,
         zero_downtime: strategy == "nginx-zero-downtime.wasm",
-    };
-    (stack, case)
+    }
 }
 
 #[test]
 fn deploy_backend_nginx_reload() {
     let (stack, case) = deploy_backend("nginx-reload.wasm");
     matrix("deploy backend (nginx-reload)", &stack, case);
+}
+
+/// On a configuration slipway did not write: the one-line `location` a new
+/// user writes, with containers joining api's network all the while, so
+/// that a recreated api's address is taken by another container.
+#[test]
+fn deploy_backend_nginx_reload_on_a_plain_config_under_ip_churn() {
+    let stack = Stack::up_with(plain_nginx);
+    let churn = Churn::start(&stack.project);
+    let case = backend_case(&stack, "nginx-reload.wasm");
+    matrix(
+        "deploy backend (nginx-reload, plain nginx.conf, IP churn)",
+        &stack,
+        case,
+    );
+    assert!(churn.stop() > 0, "no container joined the network");
 }
 
 #[test]
