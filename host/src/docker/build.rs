@@ -97,6 +97,17 @@ fn build_key(build: &BuildDef) -> String {
     )
 }
 
+/// Whether a build's stream broke off, rather than the build failing.
+fn broke_off(e: &anyhow::Error) -> bool {
+    use bollard::errors::Error as B;
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<B>(),
+            Some(B::IOError { .. } | B::HyperResponseError { .. })
+        )
+    })
+}
+
 /// Why a build failed: the build itself, or the engine could not run a
 /// BuildKit session at all (so the classic builder should try).
 enum Failure {
@@ -145,6 +156,14 @@ impl Docker {
                 );
                 self.builder.set(Builder::Classic);
                 builder = Builder::Classic;
+                self.run_build(builder, &build, first, &tags[0], &tar, task)
+                    .await
+            }
+            // The engine's answer broke off mid-stream (seen here as "bytes
+            // remaining on stream" under load): the build itself did not
+            // fail, and building again is cheap from its cache.
+            Err(Failure::Build(e)) if broke_off(&e) => {
+                tracing::warn!("{e:#}; building `{}` again", tags[0]);
                 self.run_build(builder, &build, first, &tags[0], &tar, task)
                     .await
             }
