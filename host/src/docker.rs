@@ -1093,7 +1093,7 @@ impl Docker {
     }
 
     /// Connect to the container's own address from inside it, with the
-    /// first of nc, python3 or bash its image has.
+    /// first of python3, bash or nc its image has.
     async fn accepts_inside(&self, c: &ContainerInfo, ip: IpAddr, port: u16) -> Accepts {
         let command: Vec<String> = [
             "sh",
@@ -1105,8 +1105,22 @@ impl Docker {
         ]
         .map(str::to_owned)
         .to_vec();
-        match self.exec_in(&c.id, &c.name, &command).await {
-            Ok(out) if out.exit_code == 0 => Accepts::Yes,
+        let asked =
+            tokio::time::timeout(INSIDE_PROBE_LIMIT, self.exec_in(&c.id, &c.name, &command));
+        let Ok(outcome) = asked.await else {
+            return Accepts::No(format!(
+                "{} did not answer on {ip}:{port} within {INSIDE_PROBE_LIMIT:?} (asked from inside it)",
+                c.name
+            ));
+        };
+        match outcome {
+            Ok(out) if out.exit_code == 0 => {
+                tracing::debug!(
+                    "{} accepts connections on {ip}:{port} (asked from inside it)",
+                    c.name
+                );
+                Accepts::Yes
+            }
             Ok(out) if out.exit_code != NO_PROBE_TOOL => Accepts::No(format!(
                 "{} does not accept connections on {ip}:{port} (asked from inside it)",
                 c.name
@@ -1116,7 +1130,7 @@ impl Docker {
                 c.name,
                 self.endpoint.url,
                 match outcome {
-                    Ok(_) => "the image has no nc, python3 or bash to ask from inside".to_owned(),
+                    Ok(_) => "the image has no python3, bash or nc to ask from inside".to_owned(),
                     Err(e) => format!("running sh in it failed ({e:#})"),
                 }
             )),
@@ -1159,15 +1173,20 @@ impl Docker {
 /// Exit code of [`INSIDE_PROBE`] when the image has none of its tools.
 const NO_PROBE_TOOL: i64 = 127;
 
-/// `sh -c` script, arguments IP and port: connect with whatever the image has.
+/// `sh -c` script, arguments IP and port: connect with whatever the image
+/// has. nc goes last and without `-z`, which busybox's lacks: it connects,
+/// sends nothing and ends when the server closes.
 const INSIDE_PROBE: &str = r#"
-if command -v nc >/dev/null 2>&1; then exec nc -z -w 1 "$1" "$2"; fi
 if command -v python3 >/dev/null 2>&1; then
   exec python3 -c 'import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1)' "$1" "$2"
 fi
 if command -v bash >/dev/null 2>&1; then exec bash -c ': </dev/tcp/$0/$1' "$1" "$2"; fi
+if command -v nc >/dev/null 2>&1; then exec nc -w 1 "$1" "$2" </dev/null >/dev/null 2>&1; fi
 exit 127
 "#;
+
+/// How long one probe from inside a container may take.
+const INSIDE_PROBE_LIMIT: Duration = Duration::from_secs(3);
 
 /// Where a published `port` answers on the engine's host `host`. A binding
 /// to loopback answers only there.

@@ -361,13 +361,14 @@ impl Agent {
         }
     }
 
-    /// What a deploy would do, asking each plugin's `plan` with every
-    /// mutating import refused. Touches nothing.
+    /// The engine this run talks to, for its report.
     fn engine_report(&self) -> Option<EngineReport> {
         let docker = self.docker.as_ref()?;
         Some(EngineReport::of(docker.endpoint(), docker.remote_host()))
     }
 
+    /// What a deploy would do, asking each plugin's `plan` with every
+    /// mutating import refused. Touches nothing.
     pub async fn plan(&self, surfaces: &[String]) -> RunReport {
         self.run("plan", surfaces, true).await
     }

@@ -8,7 +8,7 @@
 use crate::cli::assert_exit;
 use crate::harness::{Load, Stack, http_get_at, json, project, sh, slipway};
 use crate::nginx::use_plugin;
-use crate::rule2::{WINDOW, assert_no_failures, assert_overlap_failures, deploy};
+use crate::rule2::{WINDOW, assert_no_failures, assert_overlap_failures};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -122,14 +122,28 @@ fn a_deploy_over_tcp_to_another_machines_engine_ships_and_says_where_it_checks()
     );
 
     // Start-first, so that users are served throughout: the new api is
-    // ready (by its healthcheck, on the engine) before nginx moves to it.
+    // ready before nginx moves to it. Without its healthcheck, and with its
+    // port not published, that is asked from inside it (busybox's nc).
     use_plugin(&stack, "nginx-overlap.wasm");
+    stack.edit_compose(
+        "    healthcheck:\n      test: [\"CMD\", \"wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1:8000/version\"]\n      interval: 1s\n      timeout: 2s\n      retries: 30\n      start_period: 1s\n",
+        "",
+    );
     let old = api_ids(&stack);
     let load = Load::at(stack.addr(), 100);
-    let out = deploy(&stack, "2.0.0");
+    stack.set_version("api", "2.0.0");
+    let out = stack.slipway(
+        &["deploy", "backend", "--json"],
+        &[("APP_VERSION", "2.0.0"), ("SLIPWAY_LOG", "slipway=debug")],
+    );
     let (during, _) = load.stop_after(WINDOW);
     let report = json(&out);
-    assert!(out.status.success(), "{}", crate::harness::text(&out));
+    let all = crate::harness::text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains(":8000 (asked from inside it)"),
+        "api's readiness was not asked from inside it:\n{all}"
+    );
     assert_eq!(report["engine"]["address"], stack.docker_host().unwrap());
     let new = api_ids(&stack);
     assert_eq!(new.len(), 1, "{new:?}");
