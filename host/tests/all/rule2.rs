@@ -66,7 +66,7 @@ pub(crate) fn api_id(stack: &Stack) -> String {
         .to_owned()
 }
 
-pub(crate) fn deploy(stack: &Stack, version: &str) -> std::process::Output {
+fn deploy(stack: &Stack, version: &str) -> std::process::Output {
     stack.set_version("api", version);
     stack.slipway(
         &["deploy", "backend", "--json"],
