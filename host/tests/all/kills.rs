@@ -203,6 +203,21 @@ fn containers(stack: &Stack) -> BTreeMap<String, Vec<String>> {
     by_service
 }
 
+/// What nginx logged last and the project's containers: why a check failed.
+fn scene(stack: &Stack) -> String {
+    sh(
+        &format!(
+            "docker logs --tail 20 {nginx} 2>&1; docker ps -a --filter label=com.docker.compose.project={p} \
+             --format '{{{{.Names}}}} {{{{.State}}}} {{{{.Status}}}}'; \
+             docker exec {nginx} cat /etc/nginx/upstreams/api.conf 2>&1 || true",
+            nginx = stack.container("nginx"),
+            p = stack.project
+        ),
+        stack.path(),
+        &[],
+    )
+}
+
 fn assert_journal_parses(stack: &Stack, what: &str) {
     let journal =
         std::fs::read_to_string(stack.path().join(".slipway/journal.jsonl")).unwrap_or_default();
@@ -284,7 +299,15 @@ fn matrix(name: &str, stack: &Stack, case: Case) {
             operator,
             "{what}: nginx's files changed"
         );
-        (case.check)(stack, round);
+        let checked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.check)(stack, round)));
+        if let Err(panic) = checked {
+            eprintln!(
+                "{what}: users do not see the rerun's version:\n{}",
+                scene(stack)
+            );
+            std::panic::resume_unwind(panic);
+        }
         assert_no_failures(&load_after(stack), &format!("{what}: after the rerun"));
     }
     eprintln!(
