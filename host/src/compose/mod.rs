@@ -481,9 +481,14 @@ fn is_path(volume: &str) -> bool {
 /// `base` joined with a relative path, `.` and `..` resolved lexically (the
 /// path may not exist yet, and compose does not resolve symlinks either).
 fn clean_join(base: &Path, rel: &str) -> String {
+    lexical(&base.join(rel)).display().to_string()
+}
+
+/// `path` with `.` and `..` taken out without touching the filesystem.
+pub(crate) fn lexical(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
-    for c in base.join(rel).components() {
+    for c in path.components() {
         match c {
             Component::ParentDir => {
                 out.pop();
@@ -492,7 +497,7 @@ fn clean_join(base: &Path, rel: &str) -> String {
             other => out.push(other),
         }
     }
-    out.display().to_string()
+    out
 }
 
 /// Merge the files and turn the result into typed services.

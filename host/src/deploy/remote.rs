@@ -3,6 +3,7 @@
 //! bind-mounts the same path reads that path on the engine's machine, so a
 //! release written here would never be served.
 
+use crate::compose::lexical;
 use crate::desired::{MountKind, Volume, desired};
 use crate::docker::Endpoint;
 use crate::manifest::Loaded;
@@ -22,7 +23,7 @@ pub fn refuse_local_files_for_remote_engine(
     for name in surfaces {
         for (index, step) in loaded.manifest.surface[name].step.iter().enumerate() {
             for (i, grant) in step.grants.fs.iter().enumerate() {
-                let dir = normal(&loaded.dir.join(&grant.host));
+                let dir = lexical(&loaded.dir.join(&grant.host));
                 let Some((service, source)) = binds
                     .iter()
                     .find(|(_, source)| source.starts_with(&dir) || dir.starts_with(source))
@@ -59,23 +60,8 @@ fn bind_sources(loaded: &Loaded) -> Vec<(String, PathBuf)> {
                 _ => None,
             };
             if let Some(source) = source {
-                out.push((name.clone(), normal(Path::new(source))));
+                out.push((name.clone(), lexical(Path::new(source))));
             }
-        }
-    }
-    out
-}
-
-/// The path with `.` and `..` taken out, so that prefixes compare.
-fn normal(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
         }
     }
     out
