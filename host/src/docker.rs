@@ -24,8 +24,10 @@ use std::time::{Duration, Instant};
 mod archive;
 mod build;
 mod engine;
+mod swarm;
 pub use build::{Builder, Built, shared_builds};
 pub use engine::{Endpoint, explain};
+pub use swarm::{SwarmService, SwarmTask};
 
 const PROJECT_LABEL: &str = "com.docker.compose.project";
 const SERVICE_LABEL: &str = "com.docker.compose.service";

@@ -327,6 +327,23 @@ pub fn deployed<'a>(
         .or(containers.first())
 }
 
+/// The swarm counterpart of [`before`]: the image reference `service` ran
+/// before the newest recorded deploy that left it on `current` (a pinned
+/// `repo@sha256:…`, which names a spec's image as a digest names bytes).
+pub fn image_before(
+    entries: &[Value],
+    surface: &str,
+    service: &str,
+    current: &str,
+) -> Option<String> {
+    deployed_entries(entries, surface, service)
+        .filter(|svc| svc["image_after"] == current)
+        .find_map(|svc| {
+            let image = svc["image_before"].as_str()?;
+            (image != current).then(|| image.to_owned())
+        })
+}
+
 /// What `service` ran before the newest recorded deploy that left it on
 /// `current`'s image and spec: what a rollback restores. Rollbacks
 /// themselves are not followed, so rolling back twice goes back two
@@ -466,6 +483,25 @@ mod tests {
         assert_eq!(at("v1", "s1"), Some(prev("v0", "s0")));
         assert_eq!(at("v0", "s0"), None);
         assert_eq!(before(&entries, "b", "worker", &running("v1", "s1")), None);
+    }
+
+    #[test]
+    fn swarm_rollback_targets_follow_pinned_digests_back() {
+        let deploy = |before: &str, after: &str| {
+            serde_json::json!({"command": "deploy", "surfaces": [{"name": "b", "outcome": "ok",
+                "services": [{"service": "api", "image_before": before, "image_after": after}]}]})
+        };
+        let entries = vec![
+            deploy("r/api@sha256:1", "r/api@sha256:2"),
+            deploy("r/api@sha256:2", "r/api@sha256:3"),
+            // A rerun that changed nothing records the same digest twice.
+            deploy("r/api@sha256:3", "r/api@sha256:3"),
+        ];
+        let at = |current: &str| image_before(&entries, "b", "api", current);
+        assert_eq!(at("r/api@sha256:3").as_deref(), Some("r/api@sha256:2"));
+        assert_eq!(at("r/api@sha256:2").as_deref(), Some("r/api@sha256:1"));
+        assert_eq!(at("r/api@sha256:1"), None);
+        assert_eq!(image_before(&entries, "b", "bot", "r/api@sha256:3"), None);
     }
 
     #[test]

@@ -71,6 +71,23 @@ pub struct Project {
     /// `<image>:slipway-<time>`) so `slipway rollback` can bring them back.
     #[serde(default = "default_keep_images")]
     pub keep_images: usize,
+    /// What the engine is: `compose` (containers on one engine, the
+    /// default) or `swarm` (a Swarm manager; services are the stack named
+    /// after the project, as `docker stack deploy` names them).
+    #[serde(default)]
+    pub engine: EngineKind,
+    /// Where a swarm deploy pushes the images it builds (`host:port`), so
+    /// that every node pulls the same digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    #[default]
+    Compose,
+    Swarm,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -272,6 +289,46 @@ fn default_compose_file() -> PathBuf {
 fn default_state_dir() -> PathBuf {
     ".slipway".into()
 }
+/// A swarm needs a registry every node can pull from; plugin steps act on
+/// one engine's containers, so a swarm surface runs none (yet).
+fn validate_engine(m: &Manifest) -> Result<(), (String, String)> {
+    let registry = m.project.registry.as_deref();
+    match (m.project.engine, registry) {
+        (EngineKind::Swarm, None) => {
+            return Err((
+                "project.registry".into(),
+                "a swarm deploy pushes what it builds: set registry = \"host:port\" to a registry every node can pull from".into(),
+            ));
+        }
+        (EngineKind::Compose, Some(_)) => {
+            return Err((
+                "project.registry".into(),
+                "only a swarm pushes images: remove it, or set engine = \"swarm\"".into(),
+            ));
+        }
+        (EngineKind::Swarm, Some(r)) if r.is_empty() || r.contains('/') || r.contains("://") => {
+            return Err((
+                "project.registry".into(),
+                format!(
+                    "`{r}` is not a registry address: write host:port, e.g. registry.example:5000"
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if m.project.engine == EngineKind::Swarm
+        && let Some((name, _)) = m.surface.iter().find(|(_, s)| !s.step.is_empty())
+    {
+        return Err((
+            format!("surface.{name}.step"),
+            "steps act on one engine's containers and do not run on a swarm: remove them; the stack's services, \
+             update_config and verify still apply"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 fn default_keep_images() -> usize {
     3
 }
@@ -412,6 +469,7 @@ impl Loaded {
         };
         let options = LoadOptions {
             profiles: project.profiles.clone(),
+            swarm: project.engine == EngineKind::Swarm,
         };
         let compose = ComposeProject::load(&files, &project.name, &options)
             .map_err(|e| err(Some(key.into()), format!("{e:#}")))?;
@@ -442,6 +500,7 @@ impl Loaded {
                 ),
             ));
         }
+        validate_engine(m)?;
         for (name, plugin) in &m.plugins {
             let key = format!("plugins.{name}");
             if let Some(pin) = &plugin.sha256
@@ -532,7 +591,11 @@ impl Loaded {
                     .map_err(|e| (format!("{key}.services[{i}]"), e))?;
                 // Everything but the image is known now: a service whose
                 // compose definition cannot become a container is refused
-                // before a deploy builds or changes anything.
+                // before a deploy builds or changes anything. (On a swarm,
+                // `docker stack deploy` makes the service spec.)
+                if m.project.engine == EngineKind::Swarm {
+                    continue;
+                }
                 crate::desired::desired(&self.compose, service, "image").map_err(|e| {
                     let at = &self.compose.services[service].location;
                     (format!("{key}.services[{i}]"), format!("{at}: {e:#}"))
@@ -771,6 +834,36 @@ depends_on = ["backend"]
 
     fn error_of(manifest: &str) -> String {
         project(manifest).1.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_swarm_needs_a_registry_and_no_steps() {
+        let swarm = |project: &str| GOOD.replace("name = \"honeychat\"", project);
+        let msg = error_of(&swarm("name = \"h\"\nengine = \"swarm\""));
+        assert!(
+            msg.contains("project.registry") && msg.contains("host:port"),
+            "{msg}"
+        );
+        let msg = error_of(&swarm("name = \"h\"\nregistry = \"r:5000\""));
+        assert!(msg.contains("only a swarm pushes images"), "{msg}");
+        for bad in ["", "r:5000/x", "http://r:5000"] {
+            let msg = error_of(&swarm(&format!(
+                "name = \"h\"\nengine = \"swarm\"\nregistry = \"{bad}\""
+            )));
+            assert!(msg.contains("is not a registry address"), "{bad}: {msg}");
+        }
+        let msg = error_of(&swarm(
+            "name = \"h\"\nengine = \"swarm\"\nregistry = \"r:5000\"",
+        ));
+        assert!(
+            msg.contains("surface.backend.step") && msg.contains("do not run on a swarm"),
+            "{msg}"
+        );
+        let (_dir, loaded) = project(
+            "[project]\nname = \"h\"\nengine = \"swarm\"\nregistry = \"r:5000\"\n\
+             [surface.backend]\nservices = [\"api\"]\n",
+        );
+        assert_eq!(loaded.unwrap().manifest.project.engine, EngineKind::Swarm);
     }
 
     #[test]

@@ -177,6 +177,10 @@ pub struct ServiceReport {
     /// The container's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// On a swarm: the addresses of the nodes its tasks run on, one entry
+    /// per task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
     /// What the deploy did, or `plan` would do: create (no container yet),
     /// replace (image or spec changed, or --force) or skip (unchanged).
     #[serde(skip_serializing_if = "Option::is_none")]

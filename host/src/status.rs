@@ -7,7 +7,7 @@
 use crate::deploy::Agent;
 use crate::docker::Docker;
 use crate::journal;
-use crate::manifest::FsMode;
+use crate::manifest::{EngineKind, FsMode};
 use crate::text::short_id;
 use serde::Serialize;
 use serde_json::Value;
@@ -104,6 +104,13 @@ pub async fn collect(agent: &Agent, docker: &Docker) -> anyhow::Result<Status> {
                 .map(str::to_owned)
         };
         for service in &spec.services {
+            if agent.loaded.manifest.project.engine == EngineKind::Swarm {
+                let name = format!("{}_{service}", agent.loaded.manifest.project.name);
+                let mut row = swarm_status(docker, &name, recorded(service)).await?;
+                (row.surface, row.service) = (surface.clone(), service.clone());
+                status.services.push(row);
+                continue;
+            }
             let current = match docker.image_tag(service).await {
                 Ok(tag) => docker.image_id(&tag).await.ok(),
                 Err(_) => None,
@@ -180,6 +187,44 @@ pub async fn collect(agent: &Agent, docker: &Docker) -> anyhow::Result<Status> {
         })
         .collect();
     Ok(status)
+}
+
+/// A swarm service's row: its spec's image against the journal's, and
+/// its tasks. `stale` when a task Swarm wants running runs another image
+/// than the spec (an update under way or paused).
+async fn swarm_status(
+    docker: &Docker,
+    name: &str,
+    deployed: Option<String>,
+) -> anyhow::Result<ServiceStatus> {
+    let mut row = ServiceStatus {
+        surface: String::new(),
+        service: String::new(),
+        container: Some(name.to_owned()),
+        state: None,
+        health: None,
+        image_running: None,
+        image_current: None,
+        stale: false,
+        drift: deployed.is_some(),
+        image_deployed: deployed,
+        pending: vec!["no service".into()],
+    };
+    let Some(service) = docker.swarm_service(name).await? else {
+        return Ok(row);
+    };
+    let tasks = docker.swarm_tasks(name).await?;
+    let wanted: Vec<_> = tasks.iter().filter(|t| t.desired == "running").collect();
+    let running = wanted.iter().filter(|t| t.state == "running").count();
+    row.state = Some(format!("{running}/{} tasks running", wanted.len()));
+    row.stale = wanted.iter().any(|t| t.image != service.image);
+    row.drift = row
+        .image_deployed
+        .as_ref()
+        .is_some_and(|d| *d != service.image);
+    row.image_running = Some(service.image);
+    row.pending.clear();
+    Ok(row)
 }
 
 impl Status {

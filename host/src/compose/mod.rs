@@ -149,6 +149,9 @@ pub struct VolumeDef {
 pub struct LoadOptions {
     /// Profiles to activate, added to `COMPOSE_PROFILES`.
     pub profiles: Vec<String>,
+    /// The files are a Swarm stack's: `deploy:` is read by
+    /// `docker stack deploy`, so all of it is accepted.
+    pub swarm: bool,
 }
 
 /// One file, parsed, checked, interpolated and normalized.
@@ -172,7 +175,7 @@ impl ComposeProject {
         let vars = project_vars(&dir)?;
         let mut parsed = Vec::new();
         for file in files {
-            parsed.push(FileModel::read(&dir.join(file), &vars)?);
+            parsed.push(FileModel::read(&dir.join(file), &vars, options.swarm)?);
         }
         let profiles = active_profiles(&vars, &options.profiles);
         assemble(project, dir, parsed, &vars, &profiles)
@@ -216,6 +219,21 @@ impl ServiceDef {
             }
         }
     }
+}
+
+/// The `.env` values of a project directory that the shell does not set:
+/// what a tool that reads only the shell's variables (`docker stack
+/// deploy`) must be given to interpolate as compose does.
+pub fn dotenv_only(dir: &Path) -> Result<Vec<(String, String)>> {
+    let env_path = dir.join(".env");
+    if !env_path.is_file() {
+        return Ok(Vec::new());
+    }
+    let values = read_env_file(&env_path)?;
+    Ok(values
+        .into_iter()
+        .filter(|(k, _)| std::env::var_os(k).is_none())
+        .collect())
 }
 
 /// The project's `.env`, overridden by the shell environment.
@@ -307,7 +325,7 @@ fn active_profiles(vars: &Vars, extra: &[String]) -> Vec<String> {
 }
 
 impl FileModel {
-    fn read(path: &Path, vars: &Vars) -> Result<FileModel> {
+    fn read(path: &Path, vars: &Vars, swarm: bool) -> Result<FileModel> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read compose file {}", path.display()))?;
         let mut value: Value = serde_yaml::from_str(&text).map_err(|e| syntax_error(path, &e))?;
@@ -326,7 +344,7 @@ impl FileModel {
             root: Mapping::new(),
         };
         drop_extensions(&mut root);
-        schema::check(&root).map_err(|(keys, message)| file.error(&keys, &message))?;
+        schema::check(&root, swarm).map_err(|(keys, message)| file.error(&keys, &message))?;
         let base = path.parent().unwrap_or(Path::new("/")).to_owned();
         let mut unset = Vec::new();
         let mut keys = Vec::new();
@@ -609,6 +627,9 @@ fn service_def(
         update_order: update_order(&mut def)
             .map_err(|e| at(format!("deploy.update_config.order: {e}")))?,
     };
+    // The rest of `deploy:` is Swarm's (the schema admits it only for a
+    // stack); nothing here reads it, and the typed model lacks half its keys.
+    take(&mut def, "deploy");
     let env_files = take(&mut def, "env_file")
         .map(|v| string_list(&v))
         .unwrap_or_default();

@@ -112,7 +112,7 @@ fn refuse(keys: &[&str], key: &str) -> KeyError {
 
 /// Check a whole file, before interpolation, so that nothing unsupported
 /// reaches a container.
-pub fn check(root: &Mapping) -> Result<(), KeyError> {
+pub fn check(root: &Mapping, swarm: bool) -> Result<(), KeyError> {
     only(root, TOP, &[])?;
     if let Some(services) = root.get("services") {
         let Value::Mapping(services) = services else {
@@ -124,7 +124,7 @@ pub fn check(root: &Mapping) -> Result<(), KeyError> {
         for (name, def) in services {
             let name = name.as_str().unwrap_or_default();
             match def {
-                Value::Mapping(def) => check_service(name, def)?,
+                Value::Mapping(def) => check_service(name, def, swarm)?,
                 Value::Null => {}
                 _ => {
                     return Err((
@@ -147,10 +147,13 @@ pub fn check(root: &Mapping) -> Result<(), KeyError> {
     Ok(())
 }
 
-fn check_service(name: &str, def: &Mapping) -> Result<(), KeyError> {
+fn check_service(name: &str, def: &Mapping, swarm: bool) -> Result<(), KeyError> {
     let at = ["services", name];
     only(def, SERVICE, &at)?;
     for (key, allowed) in NESTED {
+        if swarm && *key == "deploy" {
+            continue;
+        }
         if let Some(Value::Mapping(m)) = def.get(*key) {
             only(m, allowed, &["services", name, key])?;
         }

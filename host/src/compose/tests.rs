@@ -280,3 +280,29 @@ fn update_order_follows_anchors_dot_env_and_override_files() {
         Some(UpdateOrder::StopFirst)
     );
 }
+
+#[test]
+fn the_rest_of_deploy_is_read_only_for_a_swarm_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "docker-compose.yml",
+        "services:\n  api:\n    image: x\n    deploy:\n      replicas: 3\n      endpoint_mode: dnsrr\n      \
+         update_config: {order: start-first, monitor: 4s}\n",
+    );
+    let e = err(dir.path(), &["docker-compose.yml"]);
+    assert!(
+        e.contains("replicas") && e.contains("only `deploy.update_config` is read"),
+        "{e}"
+    );
+    let files = [dir.path().join("docker-compose.yml")];
+    let swarm = LoadOptions {
+        swarm: true,
+        ..Default::default()
+    };
+    let p = ComposeProject::load(&files, "proj", &swarm).unwrap();
+    assert_eq!(
+        p.services["api"].extra.update_order,
+        Some(UpdateOrder::StartFirst)
+    );
+}

@@ -12,6 +12,13 @@ use std::time::Instant;
 #[derive(Default)]
 pub(super) struct Images(HashMap<String, (String, u64)>);
 
+impl Images {
+    /// The image built for a service in this deploy, if it builds.
+    pub(super) fn image(&self, service: &str) -> Option<&str> {
+        self.0.get(service).map(|(image, _)| image.as_str())
+    }
+}
+
 /// A build that failed: the first surface holding its services, and why.
 pub(super) struct BuildFailed {
     pub surface: String,

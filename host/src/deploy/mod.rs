@@ -7,7 +7,9 @@ use crate::bindings::{Context, Output};
 use crate::capability::Grants;
 use crate::docker::{Docker, Unreachable};
 use crate::lock::LockError;
-use crate::manifest::{GrantSpec, HttpCheck, Loaded, ManifestError, StepSpec, interpolate};
+use crate::manifest::{
+    EngineKind, GrantSpec, HttpCheck, Loaded, ManifestError, StepSpec, interpolate,
+};
 use crate::report::{CallReport, CheckReport, EngineReport, RunReport, StepReport, SurfaceReport};
 
 use crate::runtime::{CallError, Limits, Phase, Plugin, Role, Runtime};
@@ -17,6 +19,7 @@ mod build;
 mod converge;
 mod front_door;
 mod remote;
+mod swarm;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -388,7 +391,11 @@ impl Agent {
         let mut outputs = Vec::new();
         let mut handed = Vec::new();
         if !services.is_empty() {
-            match self.restore_services(surface, services, &mut report).await {
+            let restored = match self.loaded.manifest.project.engine {
+                EngineKind::Swarm => self.restore_stack(surface, services, &mut report).await,
+                EngineKind::Compose => self.restore_services(surface, services, &mut report).await,
+            };
+            match restored {
                 Ok(restored) => {
                     outputs = host_outputs(
                         "",
@@ -551,9 +558,11 @@ impl Agent {
     ) -> Result<(), Stop> {
         let surface = &self.loaded.manifest.surface[name];
         let step_replaces = self.step_replaces(name);
-        let mut outputs = match surface.services.is_empty() {
-            true => Vec::new(),
-            false => self.converge_services(name, dry, images, report).await?,
+        let swarm = self.loaded.manifest.project.engine == EngineKind::Swarm;
+        let mut outputs = match (surface.services.is_empty(), swarm) {
+            (true, _) => Vec::new(),
+            (false, true) => self.converge_stack(name, dry, images, report).await?,
+            (false, false) => self.converge_services(name, dry, images, report).await?,
         };
         let touched = !dry && !list_output(&outputs, "recreated").is_empty();
         self.run_steps(name, dry, touched, &mut outputs, report)

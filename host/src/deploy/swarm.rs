@@ -1,0 +1,523 @@
+//! Rule 1 on a Swarm: push each built image, pin every service of the stack
+//! to a digest, let `docker stack deploy` apply the user's compose files
+//! (their `deploy:` section, `update_config` included, means what it means
+//! to Swarm), and wait until every task the orchestrator wants runs the new
+//! digest. A failed update ends in Swarm's own rollback, and the deploy
+//! says the previous digest serves.
+
+use super::converge::Restored;
+use super::{Agent, Stop, build::Images, host_outputs};
+use crate::bindings::Output;
+use crate::docker::{Docker, SwarmService, SwarmTask};
+use crate::reconcile::Verb;
+use crate::report::{ServiceReport, SurfaceReport};
+use crate::text::short_id;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const POLL: Duration = Duration::from_millis(500);
+
+/// How one service's update ended.
+enum Settled {
+    Converged(Vec<SwarmTask>),
+    /// Swarm put the previous spec back; the message says why.
+    RolledBack(String),
+    /// Neither converged nor rolled back in time.
+    Stuck(String),
+}
+
+impl Agent {
+    /// The swarm counterpart of `converge_services`: what the surface's
+    /// services ran, the digests they run now, and the outputs for verify.
+    pub(super) async fn converge_stack(
+        &self,
+        surface: &str,
+        dry: bool,
+        images: &Images,
+        report: &mut SurfaceReport,
+    ) -> Result<Vec<Output>, Stop> {
+        let docker = self.swarm_manager(surface).await.map_err(Stop::Refused)?;
+        let services = &self.loaded.manifest.surface[surface].services;
+        let mut before = BTreeMap::new();
+        for service in services {
+            let running = self.swarm_service(docker, surface, service).await?;
+            report.services.push(ServiceReport {
+                service: service.clone(),
+                image_before: running.as_ref().map(|s| s.image.clone()),
+                ..Default::default()
+            });
+            before.insert(service.clone(), running);
+        }
+        if dry {
+            return Ok(host_outputs(&services.join(","), "", "", "", ""));
+        }
+        let pinned = self.push_built(docker, surface, images, report).await?;
+        // A service with no build runs what its compose file names.
+        let free: Vec<String> = services
+            .iter()
+            .filter(|s| !pinned.contains_key(*s))
+            .cloned()
+            .collect();
+        let acted = self
+            .roll_stack(docker, surface, (&pinned, &free), &before, report)
+            .await?;
+        Ok(host_outputs(
+            &services.join(","),
+            &acted.join(","),
+            "",
+            "",
+            "",
+        ))
+    }
+
+    /// The swarm counterpart of `restore_services`: each service goes back
+    /// to the digest it ran before the recorded deploy that left it on the
+    /// digest it runs now, through the same stack update as a deploy.
+    pub(super) async fn restore_stack(
+        &self,
+        surface: &str,
+        services: &[String],
+        report: &mut SurfaceReport,
+    ) -> Result<Restored, String> {
+        let docker = self.swarm_manager(surface).await?;
+        let (entries, _) = crate::journal::read(&self.loaded.state_dir())
+            .map_err(|e| format!("surface {surface}: cannot read the journal: {e}"))?;
+        let mut before = BTreeMap::new();
+        let mut pinned = BTreeMap::new();
+        for service in services {
+            let running = self
+                .swarm_service(docker, surface, service)
+                .await
+                .map_err(|e| e.message().to_owned())?;
+            let current = running.as_ref().map(|s| s.image.clone());
+            let previous = current
+                .as_deref()
+                .and_then(|image| crate::journal::image_before(&entries, surface, service, image));
+            match &previous {
+                Some(image) => {
+                    tracing::info!("[{surface}] rolling {service} back to {image}");
+                    pinned.insert(service.clone(), image.clone());
+                }
+                None => tracing::info!(
+                    "[{surface}] {service}: no recorded deploy put it on {}; left as is",
+                    current.as_deref().unwrap_or("no service")
+                ),
+            }
+            report.services.push(ServiceReport {
+                service: service.clone(),
+                image_before: current,
+                image_built: previous,
+                changed: vec!["rollback".into()],
+                ..Default::default()
+            });
+            before.insert(service.clone(), running);
+        }
+        if pinned.is_empty() {
+            return Ok(Restored::default());
+        }
+        let host = self
+            .roll_stack(docker, surface, (&pinned, &[]), &before, report)
+            .await
+            .map_err(|e| e.message().to_owned())?;
+        Ok(Restored {
+            host,
+            step: Vec::new(),
+        })
+    }
+
+    /// The engine, which must be a Swarm manager.
+    async fn swarm_manager(&self, surface: &str) -> Result<&Docker, String> {
+        let docker = self.docker_for(surface)?;
+        docker
+            .swarm_manager()
+            .await
+            .map_err(|e| format!("surface {surface}: {e}"))?;
+        Ok(docker)
+    }
+
+    /// Put the `pinned` services on their images and the `free` ones on
+    /// their compose files' with `docker stack deploy`, and wait until each
+    /// has settled; returns the services that changed. `before` holds what
+    /// each of the surface's services ran.
+    async fn roll_stack(
+        &self,
+        docker: &Docker,
+        surface: &str,
+        (pinned, free): (&BTreeMap<String, String>, &[String]),
+        before: &BTreeMap<String, Option<SwarmService>>,
+        report: &mut SurfaceReport,
+    ) -> Result<Vec<String>, Stop> {
+        let stack = &self.loaded.manifest.project.name;
+        let overrides = self.pin_stack(docker, pinned, free).await?;
+        tracing::info!("[{surface}] docker stack deploy {stack}");
+        self.stack_deploy(docker, surface, &overrides).await?;
+        let timeout = Duration::from_secs(self.loaded.manifest.surface[surface].ready_timeout_secs);
+        let mut acted = Vec::new();
+        for entry in &mut report.services {
+            let service = entry.service.clone();
+            if !pinned.contains_key(&service) && !free.contains(&service) {
+                continue;
+            }
+            let after = self
+                .swarm_service(docker, surface, &service)
+                .await?
+                .ok_or_else(|| {
+                    Stop::Failed(format!(
+                        "surface {surface}: service {service}: `docker stack deploy` left no swarm service {stack}_{service}"
+                    ))
+                })?;
+            let image = pinned.get(&service).unwrap_or(&after.image).clone();
+            let changed = spec_changes(before[&service].as_ref(), &after);
+            let name = format!("{stack}_{service}");
+            let t = Instant::now();
+            let tasks = match settle(docker, &name, &image, !changed.is_empty(), timeout).await {
+                Settled::Converged(tasks) => tasks,
+                Settled::RolledBack(why) => {
+                    return Err(Stop::Failed(format!(
+                        "surface {surface}: service {service} (swarm service {name}): the update to {image} failed and Swarm rolled it back: {why}; what serves is {}",
+                        before_text(&before[&service])
+                    )));
+                }
+                Settled::Stuck(why) => {
+                    return Err(Stop::Failed(format!(
+                        "surface {surface}: service {service} (swarm service {name}): {why}; rerun once the tasks can run (see `docker service ps {name}`)"
+                    )));
+                }
+            };
+            entry.action = Some(match (&before[&service], changed.is_empty()) {
+                (None, _) => Verb::Create,
+                (Some(_), true) => Verb::Skip,
+                (Some(_), false) => Verb::Replace,
+            });
+            if entry.changed.is_empty() {
+                entry.changed = changed;
+            }
+            entry.image_running = Some(image);
+            entry.ready_ms = t.elapsed().as_millis() as u64;
+            entry.nodes = tasks.iter().map(|t| t.node.clone()).collect();
+            entry.nodes.sort();
+            if entry.action != Some(Verb::Skip) {
+                acted.push(service);
+            }
+        }
+        Ok(acted)
+    }
+
+    async fn swarm_service(
+        &self,
+        docker: &Docker,
+        surface: &str,
+        service: &str,
+    ) -> Result<Option<SwarmService>, Stop> {
+        let name = format!("{}_{service}", self.loaded.manifest.project.name);
+        docker.swarm_service(&name).await.map_err(|e| {
+            Stop::Failed(format!(
+                "surface {surface}: service {service}: cannot inspect swarm service {name}: {e:#}"
+            ))
+        })
+    }
+
+    /// Push each built service's image to the registry, as
+    /// `<registry>/<project>/<service>:<image id>`; returns the pinned
+    /// reference per service.
+    async fn push_built(
+        &self,
+        docker: &Docker,
+        surface: &str,
+        images: &Images,
+        report: &mut SurfaceReport,
+    ) -> Result<BTreeMap<String, String>, Stop> {
+        let project = &self.loaded.manifest.project;
+        let registry = project.registry.as_deref().unwrap_or_default();
+        let mut pinned = BTreeMap::new();
+        for entry in &mut report.services {
+            let Some(image_id) = images.image(&entry.service) else {
+                continue;
+            };
+            let repo = format!("{registry}/{}/{}", project.name, entry.service);
+            let reference = docker
+                .push(image_id, &repo, short_id(image_id))
+                .await
+                .map_err(|e| {
+                    Stop::Failed(format!(
+                        "surface {surface}: service {}: {e:#}; nothing was updated: check that {registry} answers and that every engine lists it in insecure-registries or trusts its certificate",
+                        entry.service
+                    ))
+                })?;
+            tracing::info!("[{surface}] {}: pushed {reference}", entry.service);
+            entry.image_built = Some(reference.clone());
+            pinned.insert(entry.service.clone(), reference);
+        }
+        Ok(pinned)
+    }
+
+    /// The image every service of the stack gets: the new digest for those
+    /// just built, what runs now for the others (so that deploying one
+    /// surface leaves the rest of the stack on its digests), and the
+    /// compose file's image for the `free` ones and a service that does not
+    /// exist yet.
+    async fn pin_stack(
+        &self,
+        docker: &Docker,
+        pinned: &BTreeMap<String, String>,
+        free: &[String],
+    ) -> Result<BTreeMap<String, String>, Stop> {
+        let stack = &self.loaded.manifest.project.name;
+        let mut images = BTreeMap::new();
+        for (service, def) in &self.loaded.compose.services {
+            if !def.active || free.contains(service) {
+                continue;
+            }
+            let image = match pinned.get(service) {
+                Some(image) => Some(image.clone()),
+                None => docker
+                    .swarm_service(&format!("{stack}_{service}"))
+                    .await
+                    .map_err(|e| {
+                        Stop::Failed(format!(
+                            "cannot inspect swarm service {stack}_{service}: {e:#}"
+                        ))
+                    })?
+                    .map(|s| s.image),
+            };
+            if let Some(image) = image {
+                images.insert(service.clone(), image);
+            }
+        }
+        Ok(images)
+    }
+
+    /// The user's compose files, then slipway's own file pinning images,
+    /// through `docker stack deploy`.
+    async fn stack_deploy(
+        &self,
+        docker: &Docker,
+        surface: &str,
+        images: &BTreeMap<String, String>,
+    ) -> Result<(), Stop> {
+        let failed = |e: String| Stop::Failed(format!("surface {surface}: {e}"));
+        let services: serde_yaml::Mapping = images
+            .iter()
+            .map(|(service, image)| {
+                let mut def = serde_yaml::Mapping::new();
+                def.insert("image".into(), image.clone().into());
+                (service.clone().into(), def.into())
+            })
+            .collect();
+        let mut root = serde_yaml::Mapping::new();
+        root.insert("services".into(), services.into());
+        let text = serde_yaml::to_string(&root).map_err(|e| failed(e.to_string()))?;
+        let dir = self.loaded.state_dir();
+        let path = dir.join("swarm-images.yml");
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&path, text))
+            .map_err(|e| failed(format!("cannot write {}: {e}", path.display())))?;
+        let compose = &self.loaded.compose;
+        let env =
+            crate::compose::dotenv_only(&compose.dir).map_err(|e| failed(format!("{e:#}")))?;
+        let mut files: Vec<&std::path::Path> = compose.files.iter().map(|f| f.as_path()).collect();
+        files.push(&path);
+        let stack = &self.loaded.manifest.project.name;
+        docker.stack_deploy(stack, &files, &env).await.map_err(|e| {
+            failed(format!(
+                "{e:#}; run it by hand to see the whole error, fix the compose file and rerun"
+            ))
+        })
+    }
+}
+
+/// Wait until every task Swarm wants for `name` runs `image` and the update
+/// is over, or until Swarm has rolled the update back. A paused update
+/// (Swarm's default `failure_action`) is rolled back here, so that a failed
+/// deploy never stays half done.
+async fn settle(
+    docker: &Docker,
+    name: &str,
+    image: &str,
+    updated: bool,
+    timeout: Duration,
+) -> Settled {
+    let deadline = Instant::now() + timeout;
+    let mut asked_rollback = false;
+    let mut last = String::from("no answer from the manager yet");
+    while Instant::now() < deadline {
+        match observe(docker, name, image, updated).await {
+            Ok(Observed::Done(tasks)) => return Settled::Converged(tasks),
+            Ok(Observed::RolledBack(why)) => return Settled::RolledBack(why),
+            Ok(Observed::Paused(why)) if !asked_rollback => {
+                tracing::warn!("{name}: update paused ({why}); asking Swarm to roll it back");
+                asked_rollback = true;
+                if let Err(e) = docker.rollback_service(name).await {
+                    return Settled::Stuck(format!(
+                        "the update paused ({why}) and the rollback was refused: {e:#}"
+                    ));
+                }
+            }
+            Ok(Observed::Paused(why) | Observed::Pending(why)) => last = why,
+            Err(e) => last = format!("{e:#}"),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    if !asked_rollback && docker.rollback_service(name).await.is_ok() {
+        return Settled::Stuck(format!(
+            "not converged after {} s ({last}); slipway asked Swarm to roll it back to the previous digest",
+            timeout.as_secs()
+        ));
+    }
+    Settled::Stuck(format!(
+        "not converged after {} s ({last})",
+        timeout.as_secs()
+    ))
+}
+
+enum Observed {
+    Done(Vec<SwarmTask>),
+    RolledBack(String),
+    Paused(String),
+    Pending(String),
+}
+
+/// One look at the service. `updated` is false when its image did not
+/// change: no update runs then, and an old update state says nothing.
+async fn observe(
+    docker: &Docker,
+    name: &str,
+    image: &str,
+    updated: bool,
+) -> anyhow::Result<Observed> {
+    let service = docker
+        .swarm_service(name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the service is gone"))?;
+    let (tasks, past): (Vec<_>, Vec<_>) = docker
+        .swarm_tasks(name)
+        .await?
+        .into_iter()
+        .partition(|t| t.desired == "running");
+    let failures = task_failures(&past);
+    let state = service.update_state.as_str();
+    if service.image != image {
+        let why = format!("{}{failures}", service.update_message);
+        return Ok(match state {
+            "rollback_completed" | "rollback_paused" => Observed::RolledBack(why),
+            _ => Observed::Pending(format!("rolling back: {why}")),
+        });
+    }
+    if state == "paused" {
+        return Ok(Observed::Paused(format!(
+            "{}{failures}",
+            service.update_message
+        )));
+    }
+    let current = tasks
+        .iter()
+        .filter(|t| t.image == image && t.state == "running")
+        .count();
+    let wanted = service.replicas.map_or(tasks.len(), |r| r as usize);
+    let over = !updated || matches!(state, "" | "completed");
+    if over && current == tasks.len() && current >= wanted {
+        return Ok(Observed::Done(tasks));
+    }
+    Ok(Observed::Pending(format!(
+        "update {}, {current} of {wanted} tasks running the new digest{failures}",
+        if state.is_empty() {
+            "not started"
+        } else {
+            state
+        }
+    )))
+}
+
+/// `; task abc on 10.231.4.2: …` for the last three tasks that failed.
+fn task_failures(tasks: &[SwarmTask]) -> String {
+    tasks
+        .iter()
+        .filter(|t| !t.error.is_empty())
+        .take(3)
+        .map(|t| format!("; task {} on {}: {}", short_id(&t.id), t.node, t.error))
+        .collect()
+}
+
+/// Where a service's spec changed (`TaskTemplate.ContainerSpec.Image`,
+/// `Mode.Replicated.Replicas`, …); empty when it did not, `["created"]`
+/// when there was no service.
+fn spec_changes(before: Option<&SwarmService>, after: &SwarmService) -> Vec<String> {
+    let Some(before) = before else {
+        return vec!["created".into()];
+    };
+    let mut changed = Vec::new();
+    diff_paths("", &before.spec, &after.spec, 3, &mut changed);
+    changed
+}
+
+/// The paths, `depth` keys deep at most, where two JSON values differ.
+fn diff_paths(
+    at: &str,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    depth: usize,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    if a == b {
+        return;
+    }
+    let (Value::Object(a), Value::Object(b), 1..) = (a, b, depth) else {
+        out.push(at.to_owned());
+        return;
+    };
+    let null = Value::Null;
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for key in keys {
+        let path = if at.is_empty() {
+            key.clone()
+        } else {
+            format!("{at}.{key}")
+        };
+        let (x, y) = (a.get(key).unwrap_or(&null), b.get(key).unwrap_or(&null));
+        diff_paths(&path, x, y, depth - 1, out);
+    }
+}
+
+fn before_text(before: &Option<SwarmService>) -> String {
+    match before {
+        Some(s) => format!("{} (as before this deploy)", s.image),
+        None => "none: the service did not exist before".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(spec: serde_json::Value) -> SwarmService {
+        SwarmService {
+            image: String::new(),
+            update_state: String::new(),
+            update_message: String::new(),
+            replicas: Some(1),
+            spec,
+        }
+    }
+
+    #[test]
+    fn spec_changes_name_the_keys_that_differ() {
+        let v1 = json!({"Name": "s_api", "TaskTemplate": {"ContainerSpec": {"Image": "r/a@sha256:1", "Env": ["A=1"]}},
+            "Mode": {"Replicated": {"Replicas": 3}}});
+        let mut v2 = v1.clone();
+        v2["TaskTemplate"]["ContainerSpec"]["Image"] = json!("r/a@sha256:2");
+        v2["Mode"]["Replicated"]["Replicas"] = json!(2);
+        v2["Labels"] = json!({"x": "y"});
+        assert_eq!(
+            spec_changes(Some(&service(v1.clone())), &service(v2)),
+            [
+                "Labels",
+                "Mode.Replicated.Replicas",
+                "TaskTemplate.ContainerSpec.Image"
+            ]
+        );
+        assert!(spec_changes(Some(&service(v1.clone())), &service(v1.clone())).is_empty());
+        assert_eq!(spec_changes(None, &service(v1)), ["created"]);
+    }
+}
