@@ -23,4 +23,5 @@ mod rule2;
 mod sandbox;
 mod scaffold;
 mod seed;
+mod swarm;
 mod watch;
