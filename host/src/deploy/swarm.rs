@@ -93,24 +93,23 @@ impl Agent {
             let previous = current
                 .as_deref()
                 .and_then(|image| crate::journal::image_before(&entries, surface, service, image));
-            match &previous {
-                Some(image) => {
-                    tracing::info!("[{surface}] rolling {service} back to {image}");
-                    pinned.insert(service.clone(), image.clone());
-                }
-                None => tracing::info!(
+            before.insert(service.clone(), running);
+            let Some(previous) = previous else {
+                tracing::info!(
                     "[{surface}] {service}: no recorded deploy put it on {}; left as is",
                     current.as_deref().unwrap_or("no service")
-                ),
-            }
+                );
+                continue;
+            };
+            tracing::info!("[{surface}] rolling {service} back to {previous}");
+            pinned.insert(service.clone(), previous.clone());
             report.services.push(ServiceReport {
                 service: service.clone(),
                 image_before: current,
-                image_built: previous,
+                image_built: Some(previous),
                 changed: vec!["rollback".into()],
                 ..Default::default()
             });
-            before.insert(service.clone(), running);
         }
         if pinned.is_empty() {
             return Ok(Restored::default());
