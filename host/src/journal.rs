@@ -327,6 +327,32 @@ pub fn deployed<'a>(
         .or(containers.first())
 }
 
+/// Whether the newest recorded run of `surface` that left `service` on some
+/// image (a deploy or a rollback, failed or not) left it on `image` and
+/// `spec`. False when a run was cut off after it replaced the service, when
+/// someone changed it by hand, and when no run is recorded: then whatever
+/// routes to it may hold an address that is gone.
+pub fn left_as_recorded(
+    entries: &[Value],
+    surface: &str,
+    service: &str,
+    image: &str,
+    spec: &str,
+) -> bool {
+    entries
+        .iter()
+        .rev()
+        .filter(|e| e["command"] == "deploy" || e["command"] == "rollback")
+        .flat_map(|e| e["surfaces"].as_array().into_iter().flatten())
+        .filter(|s| s["name"] == surface)
+        .flat_map(|s| s["services"].as_array().into_iter().flatten())
+        .find(|svc| svc["service"] == service && svc["image_after"].is_string())
+        .is_some_and(|svc| {
+            svc["image_after"] == image
+                && (svc["spec_after"].is_null() || svc["spec_after"] == spec)
+        })
+}
+
 /// The swarm counterpart of [`before`]: the image reference `service` ran
 /// before the newest recorded deploy that left it on `current` (a pinned
 /// `repo@sha256:…`, which names a spec's image as a digest names bytes).
@@ -483,6 +509,31 @@ mod tests {
         assert_eq!(at("v1", "s1"), Some(prev("v0", "s0")));
         assert_eq!(at("v0", "s0"), None);
         assert_eq!(before(&entries, "b", "worker", &running("v1", "s1")), None);
+    }
+
+    #[test]
+    fn a_service_replaced_by_a_run_the_journal_lacks_is_not_as_recorded() {
+        let run = |command: &str, after: Option<&str>| {
+            serde_json::json!({"command": command, "surfaces": [{"name": "b", "outcome": "failed",
+                "services": [{"service": "api", "image_before": "v1", "image_after": after,
+                    "spec_after": "s1"}]}]})
+        };
+        let at = |entries: &[Value], image: &str, spec: &str| {
+            left_as_recorded(entries, "b", "api", image, spec)
+        };
+        let entries = vec![run("deploy", Some("v1")), run("deploy", Some("v2"))];
+        assert!(at(&entries, "v2", "s1"));
+        assert!(
+            !at(&entries, "v3", "s1"),
+            "a run cut off after it replaced api"
+        );
+        assert!(!at(&entries, "v2", "s2"), "the spec changed");
+        // A run that failed before it replaced api records no image after.
+        let entries = vec![run("deploy", Some("v2")), run("deploy", None)];
+        assert!(at(&entries, "v2", "s1"));
+        let entries = vec![run("deploy", Some("v2")), run("rollback", Some("v1"))];
+        assert!(at(&entries, "v1", "s1"));
+        assert!(!at(&[], "v1", "s1"), "nothing recorded");
     }
 
     #[test]

@@ -565,6 +565,9 @@ impl Agent {
             (false, false) => self.converge_services(name, dry, images, report).await?,
         };
         let touched = !dry && !list_output(&outputs, "recreated").is_empty();
+        if !dry && !swarm {
+            self.reroute_unrecorded(name, &mut outputs, report);
+        }
         self.run_steps(name, dry, touched, &mut outputs, report)
             .await?;
         let to_replace = list_output(&outputs, "replace");
@@ -584,6 +587,41 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// Services left alone now that run on a container the journal does not
+    /// know (a run cut off after it replaced them, or a change by hand) are
+    /// handed to the steps as `recreated` too: nginx may still hold their
+    /// old addresses, and a reload costs little where a stale one is a 502.
+    fn reroute_unrecorded(&self, name: &str, outputs: &mut [Output], report: &SurfaceReport) {
+        let Ok((entries, _)) = crate::journal::read(&self.loaded.state_dir()) else {
+            return;
+        };
+        let unrecorded: Vec<&str> = report
+            .services
+            .iter()
+            .filter(|s| s.action == Some(crate::reconcile::Verb::Skip))
+            .filter(|s| {
+                let (Some(image), Some(spec)) = (&s.image_built, &s.spec_after) else {
+                    return false;
+                };
+                !crate::journal::left_as_recorded(&entries, name, &s.service, image, spec)
+            })
+            .map(|s| s.service.as_str())
+            .collect();
+        let Some(recreated) = outputs.iter_mut().find(|o| o.key == "recreated") else {
+            return;
+        };
+        if unrecorded.is_empty() {
+            return;
+        }
+        tracing::info!(
+            "[{name}] {}: on containers no recorded run left; what routes to them resolves again",
+            unrecorded.join(", ")
+        );
+        let mut all = list_output(std::slice::from_ref(recreated), "recreated");
+        all.extend(unrecorded.iter().map(|s| (*s).to_owned()));
+        recreated.value = all.join(",");
     }
 
     /// Build, run the release command, and converge the surface's services

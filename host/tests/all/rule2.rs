@@ -95,6 +95,52 @@ fn with_a_one_line_location_and_ip_churn_nginx_reload_leaves_no_request_failing(
     assert!(body.starts_with("honeychat-api v2 "), "{body}");
 }
 
+/// A run cut off after it replaced api and before nginx reloaded (found by
+/// the kill matrix) leaves api on a container no recorded run left, and
+/// nginx on api's old address, which a decoy now holds. The rerun has
+/// nothing to replace, and still reloads nginx onto api.
+#[test]
+fn a_rerun_after_a_run_cut_off_before_the_reload_reloads_nginx() {
+    let stack = Stack::up_with(plain_nginx);
+    decoy_takes_api_ip(&stack);
+    // The cut-off run: api replaced on v2 by a deploy without the nginx
+    // step, whose journal line never made it to disk.
+    let manifest = format!(
+        "[project]\nname = \"{}\"\n[surface.backend]\nservices = [\"api\", \"bot\", \"worker\"]\n",
+        stack.project
+    );
+    std::fs::write(stack.path().join("cut-off.toml"), manifest).unwrap();
+    stack.set_version("api", "v2");
+    let out = stack.slipway(
+        &["-f", "cut-off.toml", "deploy", "backend"],
+        &[("APP_VERSION", "v2")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let journal = stack.path().join(".slipway/journal.jsonl");
+    let lines = std::fs::read_to_string(&journal).unwrap();
+    let kept: Vec<&str> = lines.lines().collect();
+    std::fs::write(&journal, kept[..kept.len() - 1].join("\n")).unwrap();
+    let (_, body) = http_get(stack.port, "/version");
+    assert_eq!(
+        body.trim(),
+        "decoy",
+        "nginx must still hold api's old address"
+    );
+
+    let out = deploy(&stack, "v2");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report = json(&out);
+    let api = &report["surfaces"][0]["services"][0];
+    assert_eq!(
+        (&api["service"], &api["action"]),
+        (&"api".into(), &"skip".into())
+    );
+    let summary = &report["surfaces"][0]["steps"][0]["calls"][0]["message"];
+    assert_eq!(summary, "reloaded nginx for api", "{}", text(&out));
+    let (_, body) = http_get(stack.port, "/version");
+    assert!(body.starts_with("honeychat-api v2 "), "{body}");
+}
+
 #[test]
 fn on_a_plain_config_zero_downtime_refuses_untouched_and_overlap_deploys_without_failures() {
     let stack = Stack::up_with(plain_nginx);
