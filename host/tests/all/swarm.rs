@@ -69,8 +69,8 @@ services:
 static SWARM: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A stack on the swarm: the fixture's api, worker and bot (one build for
-/// both), a service that is not deployed (`cache`), and `API_PORT` from
-/// `.env`, which `docker stack deploy` alone would not read. Removed, with
+/// both), a service that is not deployed (`cache`), two -f files, and
+/// `API_PORT` from `.env`, which `docker stack deploy` alone would not read. Removed, with
 /// its registry tags left, when dropped.
 struct SwarmStack {
     dir: tempfile::TempDir,
@@ -93,10 +93,14 @@ impl SwarmStack {
             &[],
         );
         std::fs::write(dir.path().join("docker-compose.yml"), COMPOSE).unwrap();
+        // A second -f file, merged over the first (and over its anchor).
+        let prod = "services:\n  bot:\n    deploy:\n      replicas: 2\n";
+        std::fs::write(dir.path().join("docker-compose.prod.yml"), prod).unwrap();
         let env = format!("API_PORT={port}\nAPI_REPLICAS={replicas}\n");
         std::fs::write(dir.path().join(".env"), env).unwrap();
         let manifest = format!(
-            "[project]\nname = \"{name}\"\nengine = \"swarm\"\nregistry = \"{REGISTRY}\"\n\n\
+            "[project]\nname = \"{name}\"\nengine = \"swarm\"\nregistry = \"{REGISTRY}\"\n\
+             compose_files = [\"docker-compose.yml\", \"docker-compose.prod.yml\"]\n\n\
              [surface.backend]\nservices = [\"api\", \"worker\", \"bot\"]\nready_timeout_secs = 120\n"
         );
         std::fs::write(dir.path().join("slipway.toml"), manifest).unwrap();
@@ -192,6 +196,16 @@ impl SwarmStack {
             "docker node update --availability drain {id} >/dev/null"
         ));
         Drained(id)
+    }
+
+    /// `running/wanted` tasks of a service, as `docker service ls` counts them.
+    fn replicas(&self, service: &str) -> String {
+        self.docker(&format!(
+            "docker service ls --filter name={}_{service} --format '{{{{.Replicas}}}}'",
+            self.name
+        ))
+        .trim()
+        .to_owned()
     }
 
     fn cache_tasks(&self) -> String {
@@ -344,6 +358,11 @@ fn assert_serving(stack: &SwarmStack, lb: &Balancer, image: &str, version: &str)
 fn a_swarm_deploy_pins_a_digest_on_every_node_and_serves_it_without_failed_requests() {
     let stack = SwarmStack::new(3);
     let first = assert_converged(&stack, &stack.deploy_ok("v1"), &NODES);
+    assert_eq!(
+        stack.replicas("bot"),
+        "2/2",
+        "the second -f file's replicas"
+    );
     let cache = stack.cache_tasks();
     let lb = Balancer::start(stack.port);
     assert_serving(&stack, &lb, &first, "v1");
