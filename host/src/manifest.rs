@@ -289,6 +289,7 @@ fn default_compose_file() -> PathBuf {
 fn default_state_dir() -> PathBuf {
     ".slipway".into()
 }
+
 /// A swarm needs a registry every node can pull from; plugin steps act on
 /// one engine's containers, so a swarm surface runs none (yet).
 fn validate_engine(m: &Manifest) -> Result<(), (String, String)> {

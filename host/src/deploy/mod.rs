@@ -609,12 +609,10 @@ impl Agent {
             })
             .map(|s| s.service.as_str())
             .collect();
-        let Some(recreated) = outputs.iter_mut().find(|o| o.key == "recreated") else {
+        let recreated = outputs.iter_mut().find(|o| o.key == "recreated");
+        let (Some(recreated), false) = (recreated, unrecorded.is_empty()) else {
             return;
         };
-        if unrecorded.is_empty() {
-            return;
-        }
         tracing::info!(
             "[{name}] {}: on containers no recorded run left; what routes to them resolves again",
             unrecorded.join(", ")

@@ -147,7 +147,7 @@ impl Agent {
         report: &mut SurfaceReport,
     ) -> Result<Vec<String>, Stop> {
         let stack = &self.loaded.manifest.project.name;
-        let overrides = self.pin_stack(docker, pinned, free).await?;
+        let overrides = self.pin_stack(docker, surface, pinned, free).await?;
         tracing::info!("[{surface}] docker stack deploy {stack}");
         self.stack_deploy(docker, surface, &overrides).await?;
         let timeout = Duration::from_secs(self.loaded.manifest.surface[surface].ready_timeout_secs);
@@ -258,10 +258,10 @@ impl Agent {
     async fn pin_stack(
         &self,
         docker: &Docker,
+        surface: &str,
         pinned: &BTreeMap<String, String>,
         free: &[String],
     ) -> Result<BTreeMap<String, String>, Stop> {
-        let stack = &self.loaded.manifest.project.name;
         let mut images = BTreeMap::new();
         for (service, def) in &self.loaded.compose.services {
             if !def.active || free.contains(service) {
@@ -269,14 +269,9 @@ impl Agent {
             }
             let image = match pinned.get(service) {
                 Some(image) => Some(image.clone()),
-                None => docker
-                    .swarm_service(&format!("{stack}_{service}"))
-                    .await
-                    .map_err(|e| {
-                        Stop::Failed(format!(
-                            "cannot inspect swarm service {stack}_{service}: {e:#}"
-                        ))
-                    })?
+                None => self
+                    .swarm_service(docker, surface, service)
+                    .await?
                     .map(|s| s.image),
             };
             if let Some(image) = image {

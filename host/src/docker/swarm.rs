@@ -57,7 +57,7 @@ impl Docker {
                 bail!("push of {repo}:{tag} failed: {e}");
             }
         }
-        let image = self.client.inspect_image(&format!("{repo}:{tag}")).await?;
+        let image = self.inspect_image(&format!("{repo}:{tag}")).await?;
         let prefix = format!("{repo}@");
         image
             .repo_digests
