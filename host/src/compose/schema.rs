@@ -150,6 +150,14 @@ pub fn check(root: &Mapping, swarm: bool) -> Result<(), KeyError> {
 fn check_service(name: &str, def: &Mapping, swarm: bool) -> Result<(), KeyError> {
     let at = ["services", name];
     only(def, SERVICE, &at)?;
+    if swarm && def.contains_key("profiles") {
+        return Err((
+            vec!["services".into(), name.into(), "profiles".into()],
+            "`docker stack deploy` ignores profiles and would run this service on every deploy: \
+             remove its profiles if it should always run, or move it to a compose file the swarm project does not list"
+                .into(),
+        ));
+    }
     for (key, allowed) in NESTED {
         if swarm && *key == "deploy" {
             continue;

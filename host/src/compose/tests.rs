@@ -305,4 +305,17 @@ fn the_rest_of_deploy_is_read_only_for_a_swarm_stack() {
         p.services["api"].extra.update_order,
         Some(UpdateOrder::StartFirst)
     );
+    // A profile would be ignored by `docker stack deploy`, not honoured.
+    write(
+        dir.path(),
+        "docker-compose.yml",
+        "services:\n  api:\n    image: x\n  seed:\n    image: x\n    profiles: [jobs]\n",
+    );
+    let e = ComposeProject::load(&files, "proj", &swarm)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("services.seed.profiles") && e.contains("ignores profiles"),
+        "{e}"
+    );
 }
