@@ -33,6 +33,10 @@ const PROJECT_LABEL: &str = "com.docker.compose.project";
 const SERVICE_LABEL: &str = "com.docker.compose.service";
 const ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
 const VERSION_LABEL: &str = "com.docker.compose.version";
+/// On a swarm task's container: the stack `docker stack deploy` made it for.
+const STACK_LABEL: &str = "com.docker.stack.namespace";
+/// On a swarm task's container: its service, `<stack>_<compose service>`.
+const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
 /// The hash of the spec a container was created from.
 pub const SPEC_LABEL: &str = "dev.slipway.spec-hash";
 /// On a release command's one-off container: the service it runs for.
@@ -95,6 +99,9 @@ pub struct Docker {
     /// then go through published ports there, or run inside the container.
     remote: Option<IpAddr>,
     compose: ComposeProject,
+    /// The project is a stack on a Swarm this engine manages: a service's
+    /// containers are its tasks on this node, and readiness is Swarm's.
+    swarm: bool,
     /// Containers stopped by a stop-first replacement and kept, until their
     /// successor is ready, to be put back if it never is. They are not the
     /// service's containers meanwhile: readiness, inspect and reconcile
@@ -140,6 +147,7 @@ impl Docker {
             remote: endpoint.remote_host(),
             endpoint,
             compose,
+            swarm: false,
             parked: Default::default(),
             builder: Default::default(),
             resources: Default::default(),
@@ -165,15 +173,41 @@ impl Docker {
         self.remote
     }
 
-    /// The project's containers, running or not, that carry `label=value`.
-    async fn labelled(&self, label: &str, value: &str) -> Result<Vec<ContainerSummary>> {
-        let filters = HashMap::from([(
-            "label".to_owned(),
-            vec![
-                format!("{PROJECT_LABEL}={}", self.compose.name),
+    /// The project is a stack on the Swarm this engine manages.
+    pub fn for_stack(mut self) -> Docker {
+        self.swarm = true;
+        self
+    }
+
+    /// Whether the project is a stack on a Swarm (see `for_stack`).
+    pub fn on_swarm(&self) -> bool {
+        self.swarm
+    }
+
+    /// Label filters for the project's containers that carry `label=value`.
+    /// On a swarm the project is a stack and a service's containers are its
+    /// tasks' (those on this node: an engine lists only its own).
+    fn label_filters(&self, label: &str, value: &str) -> Vec<String> {
+        let project = &self.compose.name;
+        match (self.swarm, label) {
+            (false, _) => vec![
+                format!("{PROJECT_LABEL}={project}"),
                 format!("{label}={value}"),
             ],
-        )]);
+            (true, SERVICE_LABEL) => vec![
+                format!("{STACK_LABEL}={project}"),
+                format!("{SWARM_SERVICE_LABEL}={project}_{value}"),
+            ],
+            (true, _) => vec![
+                format!("{STACK_LABEL}={project}"),
+                format!("{label}={value}"),
+            ],
+        }
+    }
+
+    /// The project's containers, running or not, that carry `label=value`.
+    async fn labelled(&self, label: &str, value: &str) -> Result<Vec<ContainerSummary>> {
+        let filters = HashMap::from([("label".to_owned(), self.label_filters(label, value))]);
         self.client
             .list_containers(Some(ListContainersOptions {
                 all: true,
@@ -224,6 +258,12 @@ impl Docker {
             .into_iter()
             .filter(|c| c.state == "running")
             .collect();
+        if running.is_empty() && self.swarm {
+            bail!(
+                "no task of service `{service}` runs on the node of the engine at {}: exec and signal reach only that node's containers; place the service there (e.g. deploy.placement.constraints: [node.role == manager])",
+                self.endpoint.url
+            );
+        }
         if running.is_empty() {
             bail!(
                 "service `{service}` has no running container in compose project `{}`",
@@ -953,6 +993,10 @@ impl Docker {
         timeout: Duration,
         settle: Duration,
     ) -> Result<()> {
+        if self.swarm {
+            let name = format!("{}_{service}", self.compose.name);
+            return self.wait_tasks_running(&name, timeout).await;
+        }
         // Elapsed time against the limit: no `Instant + Duration` to overflow.
         let (start, limit) = (Instant::now(), timeout.max(settle));
         let mut settling: Option<(String, i64, Instant)> = None;

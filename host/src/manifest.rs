@@ -290,8 +290,8 @@ fn default_state_dir() -> PathBuf {
     ".slipway".into()
 }
 
-/// A swarm needs a registry every node can pull from; plugin steps act on
-/// one engine's containers, so a swarm surface runs none (yet).
+/// A swarm needs a registry every node can pull from; its steps reach
+/// services and hosts, never this machine's directories.
 fn validate_engine(m: &Manifest) -> Result<(), (String, String)> {
     let registry = m.project.registry.as_deref();
     match (m.project.engine, registry) {
@@ -317,15 +317,19 @@ fn validate_engine(m: &Manifest) -> Result<(), (String, String)> {
         }
         _ => {}
     }
-    if m.project.engine == EngineKind::Swarm
-        && let Some((name, _)) = m.surface.iter().find(|(_, s)| !s.step.is_empty())
-    {
-        return Err((
-            format!("surface.{name}.step"),
-            "steps act on one engine's containers and do not run on a swarm: remove them; the stack's services, \
-             update_config and verify still apply"
-                .into(),
-        ));
+    if m.project.engine != EngineKind::Swarm {
+        return Ok(());
+    }
+    for (name, surface) in &m.surface {
+        if let Some(index) = surface.step.iter().position(|s| !s.grants.fs.is_empty()) {
+            return Err((
+                format!("surface.{name}.step[{index}].grants.fs"),
+                "a swarm's tasks run on other machines than these directories, and static releases across \
+                 nodes are not built yet (docs/swarm.md): remove the step from the swarm project, or deploy the \
+                 static surface from a project with engine = \"compose\" on the node that serves it"
+                    .into(),
+            ));
+        }
     }
     Ok(())
 }
@@ -838,7 +842,7 @@ depends_on = ["backend"]
     }
 
     #[test]
-    fn a_swarm_needs_a_registry_and_no_steps() {
+    fn a_swarm_needs_a_registry_and_no_directory_grants() {
         let swarm = |project: &str| GOOD.replace("name = \"honeychat\"", project);
         let msg = error_of(&swarm("name = \"h\"\nengine = \"swarm\""));
         assert!(
@@ -857,12 +861,16 @@ depends_on = ["backend"]
             "name = \"h\"\nengine = \"swarm\"\nregistry = \"r:5000\"",
         ));
         assert!(
-            msg.contains("surface.backend.step") && msg.contains("do not run on a swarm"),
+            msg.contains("surface.backend.step[0].grants.fs") && msg.contains("docs/swarm.md"),
             "{msg}"
         );
+        // A step that reaches services and hosts only runs on a swarm.
         let (_dir, loaded) = project(
             "[project]\nname = \"h\"\nengine = \"swarm\"\nregistry = \"r:5000\"\n\
-             [surface.backend]\nservices = [\"api\"]\n",
+             [plugins]\nnginx = { path = \"nginx.wasm\" }\n\
+             [surface.backend]\nservices = [\"api\"]\n\
+             [[surface.backend.step]]\nplugin = \"nginx\"\n\
+             grants = { docker = [\"nginx\", \"api\"], probe = [\"nginx:80\"] }\n",
         );
         assert_eq!(loaded.unwrap().manifest.project.engine, EngineKind::Swarm);
     }

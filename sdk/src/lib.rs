@@ -143,6 +143,13 @@ impl Context {
         self.list("recreated")
     }
 
+    /// Services whose address stays the same when their containers are
+    /// replaced (on a swarm, those behind a service VIP): what routes to them
+    /// by name need not resolve them again. Empty on one host.
+    pub fn stable(&self) -> Vec<String> {
+        self.list("stable")
+    }
+
     /// Compose services whose images the host built for this surface.
     pub fn built(&self) -> Vec<String> {
         self.list("built")

@@ -144,6 +144,26 @@ impl Op {
         !matches!(self, Op::Inspect | Op::WaitReady)
     }
 
+    /// `Err` for an op that builds or replaces containers: on a swarm the
+    /// deploy has built, pushed and pinned every image before the steps
+    /// run, and Swarm alone replaces a service's tasks.
+    pub fn on_swarm(self, service: &str) -> Result<(), Denied> {
+        match self {
+            Op::Build
+            | Op::Recreate
+            | Op::StartReplacement
+            | Op::Retire
+            | Op::Discard
+            | Op::Restart => Err(Denied(format!(
+                "docker {} of service `{service}` does not run on a swarm: Swarm replaces a service's tasks \
+                 itself, by its deploy.update_config, after slipway has built, pushed and pinned the image; \
+                 a step there reads, waits for, signals and execs in services",
+                self.name()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the op can give the service's containers new addresses.
     pub fn moves(self) -> bool {
         matches!(
@@ -206,10 +226,15 @@ impl DockerCtx {
 
     fn engine(&mut self, op: Op, service: &str) -> Result<&Docker, String> {
         self.grant.check(self.mode, op, service)?;
-        self.effects.record(op, service);
-        self.engine
+        let engine = self
+            .engine
             .as_deref()
-            .ok_or_else(|| "no Docker engine is connected to this run".to_owned())
+            .ok_or_else(|| "no Docker engine is connected to this run".to_owned())?;
+        if engine.on_swarm() {
+            op.on_swarm(service)?;
+        }
+        self.effects.record(op, service);
+        Ok(engine)
     }
 }
 
@@ -443,6 +468,25 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(msg.contains("slipway plan"), "{msg}");
+    }
+
+    /// On a swarm a step may not build or replace: those are the deploy's
+    /// and Swarm's.
+    #[test]
+    fn a_swarm_refuses_every_op_that_builds_or_replaces() {
+        for op in ALL {
+            let allowed = op.on_swarm("api").map_err(|d| d.0);
+            match op.moves() || op == Op::Build {
+                true => {
+                    let msg = allowed.unwrap_err();
+                    assert!(
+                        msg.contains(op.name()) && msg.contains("update_config"),
+                        "{msg}"
+                    );
+                }
+                false => assert!(allowed.is_ok(), "{op:?}"),
+            }
+        }
     }
 
     #[test]

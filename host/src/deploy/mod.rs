@@ -108,14 +108,16 @@ impl Agent {
         if let Some(d) = &self.docker {
             return Ok(d.clone());
         }
-        let docker = Arc::new(
-            Docker::connect(self.loaded.compose.clone())
-                .await
-                .map_err(|e| match e.downcast::<Unreachable>() {
-                    Ok(u) => AgentError::Unreachable(u),
-                    Err(e) => AgentError::Other(e),
-                })?,
-        );
+        let docker = Docker::connect(self.loaded.compose.clone())
+            .await
+            .map_err(|e| match e.downcast::<Unreachable>() {
+                Ok(u) => AgentError::Unreachable(u),
+                Err(e) => AgentError::Other(e),
+            })?;
+        let docker = Arc::new(match self.loaded.manifest.project.engine {
+            EngineKind::Swarm => docker.for_stack(),
+            EngineKind::Compose => docker,
+        });
         self.docker = Some(docker.clone());
         Ok(docker)
     }
@@ -182,10 +184,27 @@ impl Agent {
             for (index, step) in steps.iter().enumerate() {
                 self.load_plugin(&step.plugin, Role::Step).await?;
                 let who = format!("surface.{surface}.step[{index}]");
+                self.refuse_replacing_on_swarm(&step.plugin, &who)?;
                 self.resolve_grants((surface.clone(), index), &step.grants, &who)?;
             }
         }
         Ok(())
+    }
+
+    /// On a swarm, Swarm replaces a service's tasks (by its
+    /// `update_config`), so a step that replaces containers itself cannot
+    /// run there.
+    fn refuse_replacing_on_swarm(&self, plugin: &str, who: &str) -> Result<(), AgentError> {
+        let info = &self.plugins[plugin].info;
+        if self.loaded.manifest.project.engine != EngineKind::Swarm || !info.replaces_services {
+            return Ok(());
+        }
+        Err(AgentError::Usage(format!(
+            "{who}: plugin {plugin} ({} {}) replaces containers itself, which on a swarm is Swarm's job: \
+             set the order in the service's deploy.update_config (order: start-first) and use a step that \
+             does not replace services, such as nginx-reload",
+            info.name, info.version
+        )))
     }
 
     /// Resolve a step's or watcher's grants from the manifest, once.
@@ -405,6 +424,9 @@ impl Agent {
                         "",
                     );
                     handed = restored.step;
+                    if self.loaded.manifest.project.engine == EngineKind::Swarm {
+                        outputs.push(self.stable_output(surface).await);
+                    }
                 }
                 Err(message) => {
                     tracing::error!("[{surface}] {message}");

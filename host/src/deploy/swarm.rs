@@ -11,6 +11,7 @@ use crate::bindings::Output;
 use crate::docker::{Docker, SwarmService, SwarmTask};
 use crate::reconcile::Verb;
 use crate::report::{ServiceReport, SurfaceReport};
+use crate::runtime::Phase;
 use crate::text::short_id;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -61,13 +62,30 @@ impl Agent {
         let acted = self
             .roll_stack(docker, surface, (&pinned, &free), &before, report)
             .await?;
-        Ok(host_outputs(
-            &services.join(","),
-            &acted.join(","),
-            "",
-            "",
-            "",
-        ))
+        let mut outputs = host_outputs(&services.join(","), &acted.join(","), "", "", "");
+        outputs.push(self.stable_output(surface).await);
+        Ok(outputs)
+    }
+
+    /// `stable`: the surface's services reached through a Swarm VIP, whose
+    /// address stays the same when their tasks are replaced, so what routes
+    /// to them need not resolve them again. A service that cannot be read
+    /// is left out: when in doubt, reload.
+    pub(super) async fn stable_output(&self, surface: &str) -> Output {
+        let mut stable = Vec::new();
+        if let Ok(docker) = self.swarm_manager(surface).await {
+            for service in &self.loaded.manifest.surface[surface].services {
+                if let Ok(Some(s)) = self.swarm_service(docker, surface, service).await
+                    && s.vip
+                {
+                    stable.push(service.as_str());
+                }
+            }
+        }
+        Output {
+            key: "stable".into(),
+            value: stable.join(","),
+        }
     }
 
     /// The swarm counterpart of `restore_services`: each service goes back
@@ -169,7 +187,15 @@ impl Agent {
             let changed = spec_changes(before[&service].as_ref(), &after);
             let name = format!("{stack}_{service}");
             let t = Instant::now();
-            let tasks = match settle(docker, &name, &image, !changed.is_empty(), timeout).await {
+            let rollout = Rollout {
+                name: &name,
+                image: &image,
+                updated: !changed.is_empty(),
+                timeout,
+                // A dnsrr service's tasks take new addresses batch by batch.
+                reroute: (!after.vip && !changed.is_empty()).then_some((surface, service.as_str())),
+            };
+            let tasks = match self.settle(docker, &rollout).await {
                 Settled::Converged(tasks) => tasks,
                 Settled::RolledBack(why) => {
                     return Err(Stop::Failed(format!(
@@ -320,48 +346,130 @@ impl Agent {
     }
 }
 
-/// Wait until every task Swarm wants for `name` runs `image` and the update
-/// is over, or until Swarm has rolled the update back. A paused update
-/// (Swarm's default `failure_action`) is rolled back here, so that a failed
-/// deploy never stays half done.
-async fn settle(
-    docker: &Docker,
-    name: &str,
-    image: &str,
+/// One service's rolling update, as `settle` waits for it.
+struct Rollout<'a> {
+    /// The swarm service, `<stack>_<service>`.
+    name: &'a str,
+    image: &'a str,
+    /// Its spec changed: an update runs, and an old update state says nothing.
     updated: bool,
     timeout: Duration,
-) -> Settled {
-    let deadline = Instant::now() + timeout;
-    let mut asked_rollback = false;
-    let mut last = String::from("no answer from the manager yet");
-    while Instant::now() < deadline {
-        match observe(docker, name, image, updated).await {
-            Ok(Observed::Done(tasks)) => return Settled::Converged(tasks),
-            Ok(Observed::RolledBack(why)) => return Settled::RolledBack(why),
-            Ok(Observed::Paused(why)) if !asked_rollback => {
-                tracing::warn!("{name}: update paused ({why}); asking Swarm to roll it back");
-                asked_rollback = true;
-                if let Err(e) = docker.rollback_service(name).await {
-                    return Settled::Stuck(format!(
-                        "the update paused ({why}) and the rollback was refused: {e:#}"
-                    ));
-                }
+    /// `(surface, service)` when the steps that reach the service apply
+    /// again each time one of its tasks starts (see `reroute_mid_update`).
+    reroute: Option<(&'a str, &'a str)>,
+}
+
+impl Agent {
+    /// Wait until every task Swarm wants for the service runs the image and
+    /// the update is over, or until Swarm has rolled the update back. A
+    /// paused update (Swarm's default `failure_action`) is rolled back here,
+    /// so that a failed deploy never stays half done.
+    async fn settle(&self, docker: &Docker, r: &Rollout<'_>) -> Settled {
+        let deadline = Instant::now() + r.timeout;
+        let mut asked_rollback = false;
+        let mut last = String::from("no answer from the manager yet");
+        let mut seen: Option<Vec<String>> = None;
+        while Instant::now() < deadline {
+            if let Some((surface, service)) = r.reroute {
+                self.reroute_if_moved(docker, r.name, &mut seen, surface, service)
+                    .await;
             }
-            Ok(Observed::Paused(why) | Observed::Pending(why)) => last = why,
-            Err(e) => last = format!("{e:#}"),
+            match observe(docker, r.name, r.image, r.updated).await {
+                Ok(Observed::Done(tasks)) => return Settled::Converged(tasks),
+                Ok(Observed::RolledBack(why)) => {
+                    if let Some((surface, service)) = r.reroute {
+                        self.reroute_mid_update(surface, service).await;
+                    }
+                    return Settled::RolledBack(why);
+                }
+                Ok(Observed::Paused(why)) if !asked_rollback => {
+                    tracing::warn!(
+                        "{}: update paused ({why}); asking Swarm to roll it back",
+                        r.name
+                    );
+                    asked_rollback = true;
+                    if let Err(e) = docker.rollback_service(r.name).await {
+                        return Settled::Stuck(format!(
+                            "the update paused ({why}) and the rollback was refused: {e:#}"
+                        ));
+                    }
+                }
+                Ok(Observed::Paused(why) | Observed::Pending(why)) => last = why,
+                Err(e) => last = format!("{e:#}"),
+            }
+            tokio::time::sleep(POLL).await;
         }
-        tokio::time::sleep(POLL).await;
+        let secs = r.timeout.as_secs();
+        if !asked_rollback && docker.rollback_service(r.name).await.is_ok() {
+            return Settled::Stuck(format!(
+                "not converged after {secs} s ({last}); slipway asked Swarm to roll it back to the previous digest"
+            ));
+        }
+        Settled::Stuck(format!("not converged after {secs} s ({last})"))
     }
-    if !asked_rollback && docker.rollback_service(name).await.is_ok() {
-        return Settled::Stuck(format!(
-            "not converged after {} s ({last}); slipway asked Swarm to roll it back to the previous digest",
-            timeout.as_secs()
-        ));
+
+    /// Reroute once a task of `name` that was not running at the last look
+    /// runs. The first look only records what runs.
+    async fn reroute_if_moved(
+        &self,
+        docker: &Docker,
+        name: &str,
+        seen: &mut Option<Vec<String>>,
+        surface: &str,
+        service: &str,
+    ) {
+        let Ok(tasks) = docker.swarm_tasks(name).await else {
+            return;
+        };
+        let mut running: Vec<String> = tasks
+            .into_iter()
+            .filter(|t| t.desired == "running" && t.state == "running")
+            .map(|t| t.id)
+            .collect();
+        running.sort();
+        let started = seen
+            .as_ref()
+            .is_some_and(|before| running.iter().any(|id| !before.contains(id)));
+        *seen = Some(running);
+        if started {
+            self.reroute_mid_update(surface, service).await;
+        }
     }
-    Settled::Stuck(format!(
-        "not converged after {} s ({last})",
-        timeout.as_secs()
-    ))
+
+    /// Rule 2 between the batches of a rolling update. A `dnsrr` service's
+    /// name resolves to its tasks' addresses, and each batch replaces some:
+    /// an nginx that resolved them at its last reload would hold only gone
+    /// ones by the last batch. So each time one of its tasks starts running
+    /// (and when Swarm has rolled an update back), every step granted the
+    /// service applies again with `recreated` = the service; the steps run
+    /// in full once the update is over. A failure here is logged: the final
+    /// run decides.
+    async fn reroute_mid_update(&self, surface: &str, service: &str) {
+        let outputs = host_outputs("", service, "", "", "");
+        for (index, step) in self.loaded.manifest.surface[surface]
+            .step
+            .iter()
+            .enumerate()
+        {
+            let grants = &self.grants[&(surface.to_owned(), index)];
+            if !grants.docker.names().any(|s| s == service) {
+                continue;
+            }
+            match self
+                .call_step(surface, index, step, Phase::Apply, &outputs, false)
+                .await
+            {
+                Ok((call, _)) => tracing::info!(
+                    "[{surface}] {service}: a task started mid-update; step {index}: {}",
+                    call.message
+                ),
+                Err((_, stop)) => tracing::warn!(
+                    "[{surface}] {service}: a task started mid-update; step {index}: {}",
+                    stop.message()
+                ),
+            }
+        }
+    }
 }
 
 enum Observed {
@@ -490,6 +598,7 @@ mod tests {
             image: String::new(),
             update_state: String::new(),
             update_message: String::new(),
+            vip: true,
             replicas: Some(1),
             spec,
         }

@@ -12,6 +12,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 /// A service as the manager holds it.
 pub struct SwarmService {
@@ -21,6 +22,10 @@ pub struct SwarmService {
     /// `rollback_started`, …); empty when the service was never updated.
     pub update_state: String,
     pub update_message: String,
+    /// Reached through a virtual IP (Swarm's default `endpoint_mode`): its
+    /// address stays the same when its tasks are replaced. With `dnsrr`
+    /// its name resolves to the tasks' own addresses.
+    pub vip: bool,
     /// Wanted tasks for a replicated service; None for a global one.
     pub replicas: Option<u64>,
     /// The whole spec, as the engine gives it: two specs that differ mean
@@ -101,10 +106,17 @@ impl Docker {
                 .and_then(|c| c.image.clone())
         };
         let status = service.update_status.clone().unwrap_or_default();
+        let endpoint_mode = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.endpoint_spec.as_ref())
+            .and_then(|e| e.mode);
+        let vip = endpoint_mode != Some(bollard::models::EndpointSpecModeEnum::DNSRR);
         Ok(Some(SwarmService {
             image: image_of(service.spec.as_ref()).unwrap_or_default(),
             update_state: status.state.map(|s| s.to_string()).unwrap_or_default(),
             update_message: status.message.unwrap_or_default(),
+            vip,
             spec: serde_json::to_value(&service.spec).unwrap_or_default(),
             replicas: service
                 .spec
@@ -150,6 +162,35 @@ impl Docker {
                 }
             })
             .collect())
+    }
+
+    /// Wait until every task Swarm wants of the service `name` runs, on
+    /// whichever node: a task with a healthcheck counts as running only once
+    /// it is healthy. Readiness on a swarm is the orchestrator's, not one
+    /// engine's containers.
+    pub async fn wait_tasks_running(&self, name: &str, timeout: Duration) -> Result<()> {
+        let start = std::time::Instant::now();
+        loop {
+            let wanted = self.swarm_service(name).await?.and_then(|s| s.replicas);
+            let tasks: Vec<SwarmTask> = self
+                .swarm_tasks(name)
+                .await?
+                .into_iter()
+                .filter(|t| t.desired == "running")
+                .collect();
+            let running = tasks.iter().filter(|t| t.state == "running").count();
+            let enough = wanted.map_or(running > 0, |w| running as u64 >= w);
+            if enough && running == tasks.len() {
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                bail!(
+                    "swarm service {name} was not ready after {timeout:?}: {running} of {} tasks running",
+                    wanted.map_or(tasks.len(), |w| w as usize)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Swarm's own rollback to the service's previous spec, as

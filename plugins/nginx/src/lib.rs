@@ -158,16 +158,37 @@ fn reload_for(
 /// apply, and every strategy's rollback. Without a parsable config, reload.
 fn reload_moved(ctx: &Context) -> Result<Report, String> {
     let config: Config = ctx.config()?;
-    let moved = ctx.recreated();
+    let (stable, moved) = split_stable(ctx.recreated(), &ctx.stable());
     if moved.is_empty() {
-        return Ok(Report::new("no service moved; nginx keeps its addresses"));
+        return Ok(Report::new(match stable.is_empty() {
+            true => "no service moved; nginx keeps its addresses".into(),
+            false => format!(
+                "{}: replaced behind a Swarm service VIP, an address that stays; nginx keeps its addresses and only verifies",
+                stable.join(", ")
+            ),
+        }));
     }
+    // nginx itself may still be starting (on a swarm, a new stack's nginx
+    // task restarts until its upstreams resolve): its config is read, and
+    // reloaded, once it runs.
+    docker::wait_ready(&config.service, config.ready_timeout_ms).map_err(|e| {
+        format!(
+            "{} is not running, so it was not reloaded: {e}",
+            config.service
+        )
+    })?;
     let routes = nginx::routes(&config.service)
         .inspect_err(|e| slipway_sdk::warn!("{e}; reloading anyway"))
         .ok();
     let summary = reload_for(&config, &moved, routes.as_ref())?;
     slipway_sdk::info!("{summary}");
     Ok(Report::new(summary))
+}
+
+/// `(stable, moved)`: the services of `recreated` whose address stays
+/// (a Swarm VIP), and those whose address may have changed.
+fn split_stable(recreated: Vec<String>, stable: &[String]) -> (Vec<String>, Vec<String>) {
+    recreated.into_iter().partition(|s| stable.contains(s))
 }
 
 /// Poll `url` until it answers 200 (with `expect` in the body, if set).
