@@ -80,8 +80,35 @@ struct SwarmStack {
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
+/// nginx as a service of the stack, on the manager (a step's exec reaches
+/// the tasks of the node slipway talks to), with its port in host mode and
+/// the config mounted from the project: `location`s proxying to api by name,
+/// resolved once, at start or reload.
+const NGINX_SERVICE: &str = r#"  nginx:
+    image: slipway-test/nginx:latest
+    command: ["nginx"]
+    volumes: ["./nginx.conf:/etc/nginx/nginx.conf:ro"]
+    ports:
+      - target: 80
+        published: ${NGINX_PORT}
+        mode: host
+    deploy:
+      placement: {constraints: [node.role == manager]}
+"#;
+
+const NGINX_CONF: &str = "daemon off; pid /run/nginx.pid; events {}\n\
+http { server { listen 80;\n\
+  location /api/ { proxy_pass http://api:8000/; }\n\
+  location / { proxy_pass http://api:8000; } } }\n";
+
 impl SwarmStack {
     fn new(replicas: usize) -> SwarmStack {
+        SwarmStack::with(replicas, "", "")
+    }
+
+    /// The stack with `service` added to the compose file and `surface`
+    /// appended to the backend surface of the manifest.
+    fn with(replicas: usize, service: &str, surface: &str) -> SwarmStack {
         let turn = SWARM.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let name = unique("sw");
@@ -92,16 +119,21 @@ impl SwarmStack {
             dir.path(),
             &[],
         );
-        std::fs::write(dir.path().join("docker-compose.yml"), COMPOSE).unwrap();
+        let compose = format!("{COMPOSE}{service}");
+        std::fs::write(dir.path().join("docker-compose.yml"), compose).unwrap();
+        std::fs::write(dir.path().join("nginx.conf"), NGINX_CONF).unwrap();
         // A second -f file, merged over the first (and over its anchor).
         let prod = "services:\n  bot:\n    deploy:\n      replicas: 2\n";
         std::fs::write(dir.path().join("docker-compose.prod.yml"), prod).unwrap();
-        let env = format!("API_PORT={port}\nAPI_REPLICAS={replicas}\n");
+        let env = format!(
+            "API_PORT={port}\nAPI_REPLICAS={replicas}\nNGINX_PORT={}\n",
+            port + 1
+        );
         std::fs::write(dir.path().join(".env"), env).unwrap();
         let manifest = format!(
             "[project]\nname = \"{name}\"\nengine = \"swarm\"\nregistry = \"{REGISTRY}\"\n\
              compose_files = [\"docker-compose.yml\", \"docker-compose.prod.yml\"]\n\n\
-             [surface.backend]\nservices = [\"api\", \"worker\", \"bot\"]\nready_timeout_secs = 120\n"
+             [surface.backend]\nservices = [\"api\", \"worker\", \"bot\"]\nready_timeout_secs = 120\n{surface}"
         );
         std::fs::write(dir.path().join("slipway.toml"), manifest).unwrap();
         SwarmStack {
@@ -475,4 +507,103 @@ fn a_node_drained_during_a_deploy_leaves_the_update_converged_on_the_other_nodes
     let rest: Vec<&str> = NODES.into_iter().filter(|n| *n != victim).collect();
     assert_converged(&stack, &json(&out), &rest);
     drop(drained);
+}
+
+/// Rule 2 with nginx inside the swarm. With `endpoint_mode: dnsrr`, `api`
+/// resolves to its tasks' addresses, which every update replaces: nginx,
+/// which resolved them at start, must reload once the update is over, on
+/// the node slipway talks to. Behind a VIP (worker and bot) the address
+/// stays, and the step only verifies.
+#[test]
+fn nginx_in_the_swarm_reloads_after_a_dnsrr_update_and_keeps_its_addresses_behind_a_vip() {
+    let nginx_port = |stack: &SwarmStack| stack.port + 1;
+    let manifest_step = |port: u16| {
+        let plugin = slipway_fixtures::plugins_dir().join("nginx-reload.wasm");
+        format!(
+            "\n[plugins.nginx]\npath = \"{}\"\n\n\
+             [[surface.backend.step]]\nplugin = \"nginx\"\n\
+             config = {{ service = \"nginx\", verify_url = \"http://{m}:{port}/version\", verify_expect = \"honeychat-api\" }}\n\
+             grants = {{ docker = [\n  {{ service = \"nginx\", exec = [[\"nginx\", \"-t\"], [\"nginx\", \"-T\"], [\"nginx\", \"-s\", \"reload\"], [\"ps\", \"-o\", \"pid,args\"]] }},\n  \
+             \"api\", \"worker\", \"bot\",\n], probe = [\"{m}:{port}\"] }}\n",
+            plugin.display(),
+            m = NODES[0],
+        )
+    };
+    // The port is only known once the stack has one; the manifest is
+    // written with a placeholder and filled in.
+    let stack = SwarmStack::with(3, NGINX_SERVICE, &manifest_step(0));
+    let manifest = stack.path().join("slipway.toml");
+    let text_of = std::fs::read_to_string(&manifest).unwrap();
+    let port = nginx_port(&stack);
+    let fixed = text_of.replace(&format!("{}:0", NODES[0]), &format!("{}:{port}", NODES[0]));
+    std::fs::write(&manifest, fixed).unwrap();
+    let front: SocketAddr = format!("{}:{port}", NODES[0]).parse().unwrap();
+
+    let first = assert_converged(&stack, &stack.deploy_ok("v1"), &NODES);
+    wait_for_version(front, "v1");
+
+    stack.set_version("v2");
+    let load = Load::at(front, 100);
+    let report = stack.deploy_ok("v2");
+    let (rolling, took) = load.stop_after(Duration::ZERO);
+    eprintln!("dnsrr rolling update through nginx in the swarm: {rolling:?} in {took:?}");
+    // nginx reloads each time a new api task runs: it never holds only
+    // addresses that are gone (reloading only at the end failed 493 of
+    // 2,748 requests).
+    assert_no_failures(
+        &rolling,
+        "a dnsrr rolling update through nginx in the swarm",
+    );
+    let second = assert_converged(&stack, &report, &NODES);
+    assert_ne!(first, second);
+    let step = &report["surfaces"][0]["steps"][0]["calls"][0]["message"];
+    assert!(
+        step.as_str()
+            .unwrap_or_default()
+            .contains("reloaded nginx for api"),
+        "{report}"
+    );
+    // Once the deploy is over, nginx routes to the new tasks only: without
+    // the reload every request here would go to addresses that are gone.
+    let load = Load::at(front, 100);
+    let (after, _) = load.stop_after(Duration::from_secs(3));
+    assert_no_failures(&after, "after a dnsrr update and the reload");
+    let (_, body) = crate::harness::http_get_at(front, "/version");
+    assert!(body.contains("honeychat-api v2 "), "{body}");
+
+    // Only worker and bot (behind VIPs) change: nothing to resolve again.
+    std::fs::write(stack.path().join("worker/VERSION"), "w2\n").unwrap();
+    let report = stack.deploy_ok("worker only");
+    let step = report["surfaces"][0]["steps"][0]["calls"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        step.contains("worker") && step.contains("bot") && step.contains("Swarm service VIP"),
+        "{report}"
+    );
+}
+
+/// Poll nginx at `front` until it serves `version` (its task may restart
+/// until api's name resolves).
+fn wait_for_version(front: SocketAddr, version: &str) {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < Duration::from_secs(90) {
+        let mut body = String::new();
+        let answered = std::net::TcpStream::connect_timeout(&front, Duration::from_secs(2))
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                s.write_all(b"GET /version HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+                s.read_to_string(&mut body)
+            });
+        match answered {
+            Ok(_) if body.contains(&format!("honeychat-api {version} ")) => return,
+            Ok(_) => last = body,
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("nginx at {front} never served {version}: {last}");
 }
