@@ -607,3 +607,28 @@ fn wait_for_version(front: SocketAddr, version: &str) {
     }
     panic!("nginx at {front} never served {version}: {last}");
 }
+
+/// A step that replaces containers itself (start-first by `nginx-overlap`)
+/// is Swarm's job on a swarm: refused when the plugin loads, before the
+/// stack exists.
+#[test]
+fn a_step_that_replaces_containers_is_refused_on_a_swarm_before_anything_runs() {
+    let plugin = slipway_fixtures::plugins_dir().join("nginx-overlap.wasm");
+    let step = format!(
+        "\n[plugins.nginx]\npath = \"{}\"\n\n[[surface.backend.step]]\nplugin = \"nginx\"\n\
+         grants = {{ docker = [\"nginx\", \"api\"] }}\n",
+        plugin.display()
+    );
+    let stack = SwarmStack::with(1, NGINX_SERVICE, &step);
+    let out = stack.deploy();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let error = json(&out)["error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        error.contains("surface.backend.step[0]")
+            && error.contains("replaces containers itself")
+            && error.contains("update_config"),
+        "{error}"
+    );
+    let stacks = stack.docker("docker stack ls --format '{{.Name}}'");
+    assert!(!stacks.lines().any(|s| s == stack.name), "{stacks}");
+}
