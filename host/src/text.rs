@@ -3,7 +3,9 @@
 //! UTF-8: everything here cuts on character boundaries, never on bytes.
 
 /// An ID as people read it: without `sha256:`, its first 12 characters.
+/// A pinned reference (`repo@sha256:…`, a swarm's) reads as its digest.
 pub fn short_id(id: &str) -> &str {
+    let id = id.rsplit_once('@').map_or(id, |(_, digest)| digest);
     let id = id.strip_prefix("sha256:").unwrap_or(id);
     match id.char_indices().nth(12) {
         Some((at, _)) => &id[..at],
@@ -22,6 +24,10 @@ mod tests {
         assert_eq!(short_id("abc"), "abc");
         assert_eq!(short_id(""), "");
         assert_eq!(short_id("-"), "-");
+        assert_eq!(
+            short_id("10.231.3.2:5000/p/api@sha256:c733478d9ec2d356ef82"),
+            "c733478d9ec2"
+        );
         assert_eq!(short_id("sha256:ééééééééééééééé"), "éééééééééééé");
         assert_eq!(short_id("déploiement-ü-日本語"), "déploiement-");
         assert_eq!(
