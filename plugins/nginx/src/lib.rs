@@ -84,6 +84,23 @@ fn default_drain_ms() -> u32 {
 }
 
 impl Config {
+    /// When no container of nginx runs (on a swarm, a new stack's nginx
+    /// task restarts until its upstreams resolve), wait until it is ready:
+    /// its config is read, and reloaded, once it runs. A running nginx is
+    /// not probed: its exposed ports need not all be ones it listens on.
+    fn wait_running(&self) -> Result<(), String> {
+        let containers = docker::inspect(&self.service).unwrap_or_default();
+        if containers.iter().any(|c| c.state == "running") {
+            return Ok(());
+        }
+        docker::wait_ready(&self.service, self.ready_timeout_ms).map_err(|e| {
+            format!(
+                "{} is not running, so it was not reloaded: {e}",
+                self.service
+            )
+        })
+    }
+
     /// `nginx -t`, reload, and wait (up to `drain_timeout_ms`) until the old
     /// workers are gone; see `slipway_sdk::nginx::reload_gracefully`.
     fn reload_gracefully(&self) -> Result<(), String> {
@@ -168,15 +185,7 @@ fn reload_moved(ctx: &Context) -> Result<Report, String> {
             ),
         }));
     }
-    // nginx itself may still be starting (on a swarm, a new stack's nginx
-    // task restarts until its upstreams resolve): its config is read, and
-    // reloaded, once it runs.
-    docker::wait_ready(&config.service, config.ready_timeout_ms).map_err(|e| {
-        format!(
-            "{} is not running, so it was not reloaded: {e}",
-            config.service
-        )
-    })?;
+    config.wait_running()?;
     let routes = nginx::routes(&config.service)
         .inspect_err(|e| slipway_sdk::warn!("{e}; reloading anyway"))
         .ok();
