@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(500);
+/// How long after the manager lets a task go a reroute waits: past the
+/// node's DNS update, well within the 2 s before the task is stopped.
+const LET_GO_SETTLE: Duration = Duration::from_millis(700);
 
 /// How one service's update ended.
 enum Settled {
@@ -60,7 +63,17 @@ impl Agent {
             .cloned()
             .collect();
         let acted = self
-            .roll_stack(docker, surface, (&pinned, &free), &before, report)
+            .roll_stack(
+                docker,
+                surface,
+                &Pins {
+                    pinned: &pinned,
+                    free: &free,
+                    built: images,
+                },
+                &before,
+                report,
+            )
             .await?;
         let mut outputs = host_outputs(&services.join(","), &acted.join(","), "", "", "");
         outputs.push(self.stable_output(surface).await);
@@ -133,7 +146,17 @@ impl Agent {
             return Ok(Restored::default());
         }
         let host = self
-            .roll_stack(docker, surface, (&pinned, &[]), &before, report)
+            .roll_stack(
+                docker,
+                surface,
+                &Pins {
+                    pinned: &pinned,
+                    free: &[],
+                    built: &Images::default(),
+                },
+                &before,
+                report,
+            )
             .await
             .map_err(|e| e.message().to_owned())?;
         Ok(Restored {
@@ -152,7 +175,7 @@ impl Agent {
         Ok(docker)
     }
 
-    /// Put the `pinned` services on their images and the `free` ones on
+    /// Put the pinned services on their images and the free ones on
     /// their compose files' with `docker stack deploy`, and wait until each
     /// has settled; returns the services that changed. `before` holds what
     /// each of the surface's services ran.
@@ -160,12 +183,13 @@ impl Agent {
         &self,
         docker: &Docker,
         surface: &str,
-        (pinned, free): (&BTreeMap<String, String>, &[String]),
+        pins: &Pins<'_>,
         before: &BTreeMap<String, Option<SwarmService>>,
         report: &mut SurfaceReport,
     ) -> Result<Vec<String>, Stop> {
         let stack = &self.loaded.manifest.project.name;
-        let overrides = self.pin_stack(docker, surface, pinned, free).await?;
+        let (pinned, free) = (pins.pinned, pins.free);
+        let overrides = self.pin_stack(docker, surface, pins).await?;
         tracing::info!("[{surface}] docker stack deploy {stack}");
         self.stack_deploy(docker, surface, &overrides).await?;
         let timeout = Duration::from_secs(self.loaded.manifest.surface[surface].ready_timeout_secs);
@@ -252,59 +276,108 @@ impl Agent {
         images: &Images,
         report: &mut SurfaceReport,
     ) -> Result<BTreeMap<String, String>, Stop> {
-        let project = &self.loaded.manifest.project;
-        let registry = project.registry.as_deref().unwrap_or_default();
         let mut pinned = BTreeMap::new();
         for entry in &mut report.services {
             let Some(image_id) = images.image(&entry.service) else {
                 continue;
             };
-            let repo = format!("{registry}/{}/{}", project.name, entry.service);
-            let reference = docker
-                .push(image_id, &repo, short_id(image_id))
-                .await
-                .map_err(|e| {
-                    Stop::Failed(format!(
-                        "surface {surface}: service {}: {e:#}; nothing was updated: check that {registry} answers and that every engine lists it in insecure-registries or trusts its certificate",
-                        entry.service
-                    ))
-                })?;
-            tracing::info!("[{surface}] {}: pushed {reference}", entry.service);
+            let reference = self.push(docker, surface, &entry.service, image_id).await?;
             entry.image_built = Some(reference.clone());
             pinned.insert(entry.service.clone(), reference);
         }
         Ok(pinned)
     }
 
+    /// Push one built image as `<registry>/<project>/<service>:<image id>`;
+    /// returns the pinned reference.
+    async fn push(
+        &self,
+        docker: &Docker,
+        surface: &str,
+        service: &str,
+        image_id: &str,
+    ) -> Result<String, Stop> {
+        let project = &self.loaded.manifest.project;
+        let registry = project.registry.as_deref().unwrap_or_default();
+        let repo = format!("{registry}/{}/{service}", project.name);
+        let reference = docker
+            .push(image_id, &repo, short_id(image_id))
+            .await
+            .map_err(|e| {
+                Stop::Failed(format!(
+                    "surface {surface}: service {service}: {e:#}; nothing was updated: check that {registry} answers and that every engine lists it in insecure-registries or trusts its certificate"
+                ))
+            })?;
+        tracing::info!("[{surface}] {service}: pushed {reference}");
+        Ok(reference)
+    }
+
     /// The image every service of the stack gets: the new digest for those
     /// just built, what runs now for the others (so that deploying one
     /// surface leaves the rest of the stack on its digests), and the
-    /// compose file's image for the `free` ones and a service that does not
+    /// compose file's image for the free ones and a service that does not
     /// exist yet.
     async fn pin_stack(
         &self,
         docker: &Docker,
         surface: &str,
-        pinned: &BTreeMap<String, String>,
-        free: &[String],
+        pins: &Pins<'_>,
     ) -> Result<BTreeMap<String, String>, Stop> {
+        let Pins {
+            pinned,
+            free,
+            built,
+        } = *pins;
         let mut images = BTreeMap::new();
+        // Every service is named in the file, even one on its compose
+        // image: the CLI orders a service's mounts differently when a second
+        // file names it, and a new order is a new spec, which Swarm rolls.
         for (service, def) in &self.loaded.compose.services {
-            if !def.active || free.contains(service) {
+            if !def.active {
                 continue;
             }
             let image = match pinned.get(service) {
                 Some(image) => Some(image.clone()),
-                None => self
-                    .swarm_service(docker, surface, service)
-                    .await?
-                    .map(|s| s.image),
+                None if free.contains(service) => def.image.clone(),
+                None => match self.swarm_service(docker, surface, service).await? {
+                    Some(running) => Some(running.image),
+                    None => self.unborn(docker, surface, service, built).await?,
+                },
             };
             if let Some(image) = image {
                 images.insert(service.clone(), image);
             }
         }
         Ok(images)
+    }
+
+    /// The image of a service of the stack that another surface deploys and
+    /// that has no swarm service yet: `docker stack deploy` creates every
+    /// service at once, so one with a `build:` needs its image now. This
+    /// run built it (`deploy --all`): push it. It did not: refuse, before
+    /// the stack changes. A service without a build runs its compose image.
+    async fn unborn(
+        &self,
+        docker: &Docker,
+        surface: &str,
+        service: &str,
+        built: &Images,
+    ) -> Result<Option<String>, Stop> {
+        if let Some(image_id) = built.image(service) {
+            return self
+                .push(docker, surface, service, image_id)
+                .await
+                .map(Some);
+        }
+        let def = &self.loaded.compose.services[service];
+        if def.build.is_none() || def.image.is_some() {
+            return Ok(def.image.clone());
+        }
+        Err(Stop::Refused(format!(
+            "surface {surface}: service {service} of the stack is built (`build:`) and not on the swarm yet, and `docker stack deploy` \
+             creates every service at once: deploy every surface once with `slipway deploy --all`, with {service} in a surface; \
+             nothing was changed on the swarm"
+        )))
     }
 
     /// The user's compose files, then slipway's own file pinning images,
@@ -325,6 +398,11 @@ impl Agent {
             })
             .collect();
         let mut root = serde_yaml::Mapping::new();
+        // `docker stack deploy` refuses files of different versions, and
+        // one without a version counts as the newest.
+        if let Some(version) = self.compose_version() {
+            root.insert("version".into(), version.into());
+        }
         root.insert("services".into(), services.into());
         let text = serde_yaml::to_string(&root).map_err(|e| failed(e.to_string()))?;
         let dir = self.loaded.state_dir();
@@ -344,6 +422,31 @@ impl Agent {
             ))
         })
     }
+}
+
+impl Agent {
+    /// The `version` the user's first compose file declares, if any.
+    fn compose_version(&self) -> Option<String> {
+        let first = self.loaded.compose.files.first()?;
+        let text = std::fs::read_to_string(first).ok()?;
+        let root: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+        match root.get("version")? {
+            serde_yaml::Value::String(v) => Some(v.clone()),
+            serde_yaml::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// What a stack deploy puts each service on.
+#[derive(Clone, Copy)]
+struct Pins<'a> {
+    /// The surface's services, on these references.
+    pinned: &'a BTreeMap<String, String>,
+    /// The surface's services on their compose files' images.
+    free: &'a [String],
+    /// What this run built, for a service the stack does not have yet.
+    built: &'a Images,
 }
 
 /// One service's rolling update, as `settle` waits for it.
@@ -408,8 +511,13 @@ impl Agent {
         Settled::Stuck(format!("not converged after {secs} s ({last})"))
     }
 
-    /// Reroute once a task of `name` that was not running at the last look
-    /// runs. The first look only records what runs.
+    /// Reroute once a task of `name` runs that did not at the last look, or
+    /// one that did is no longer wanted. Swarm takes a task out of its
+    /// service's DNS records, then waits 2 s before it stops the task
+    /// (moby's `defaultGossipConvergeDelay`, in its executor's
+    /// `controller.Shutdown`): a reload in that window moves nginx off the
+    /// task before the task closes its listener. The first look only
+    /// records.
     async fn reroute_if_moved(
         &self,
         docker: &Docker,
@@ -421,17 +529,22 @@ impl Agent {
         let Ok(tasks) = docker.swarm_tasks(name).await else {
             return;
         };
-        let mut running: Vec<String> = tasks
+        let running: Vec<String> = tasks
             .into_iter()
             .filter(|t| t.desired == "running" && t.state == "running")
             .map(|t| t.id)
             .collect();
-        running.sort();
-        let started = seen
-            .as_ref()
-            .is_some_and(|before| running.iter().any(|id| !before.contains(id)));
-        *seen = Some(running);
-        if started {
+        let before = seen
+            .replace(running.clone())
+            .unwrap_or_else(|| running.clone());
+        let started = running.iter().any(|id| !before.contains(id));
+        let let_go = before.iter().any(|id| !running.contains(id));
+        if let_go {
+            // The manager lets a task go before its node has taken it out
+            // of the DNS records: a reload now could still resolve it.
+            tokio::time::sleep(LET_GO_SETTLE).await;
+        }
+        if started || let_go {
             self.reroute_mid_update(surface, service).await;
         }
     }
@@ -440,7 +553,7 @@ impl Agent {
     /// name resolves to its tasks' addresses, and each batch replaces some:
     /// an nginx that resolved them at its last reload would hold only gone
     /// ones by the last batch. So each time one of its tasks starts running
-    /// (and when Swarm has rolled an update back), every step granted the
+    /// or is let go (and when Swarm has rolled an update back), every step granted the
     /// service applies again with `recreated` = the service; the steps run
     /// in full once the update is over. A failure here is logged: the final
     /// run decides.
