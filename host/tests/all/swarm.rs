@@ -632,3 +632,174 @@ fn a_step_that_replaces_containers_is_refused_on_a_swarm_before_anything_runs() 
     let stacks = stack.docker("docker stack ls --format '{{.Name}}'");
     assert!(!stacks.lines().any(|s| s == stack.name), "{stacks}");
 }
+
+/// The example's 14 services as a swarm stack (examples/honeychat/swarm):
+/// `deploy --all` builds the three images once, pushes them, and one stack
+/// deploy creates every service; then a backend deploy rolls the eight
+/// Python services onto a new digest, api start-first across the three
+/// nodes, under 100 req/s through the stack's nginx.
+#[test]
+fn the_example_stack_deploys_onto_the_swarm_and_its_backend_rolls_without_failed_requests() {
+    let _turn = SWARM.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    sh(
+        &format!(
+            "cp -r {}/. .",
+            repo_root().join("examples/honeychat").display()
+        ),
+        dir.path(),
+        &[],
+    );
+    let project = dir.path().join("swarm");
+    let manifest = project.join("slipway.toml");
+    let plugins = slipway_fixtures::plugins_dir().display().to_string();
+    let text_of = std::fs::read_to_string(&manifest).unwrap();
+    let name = unique("hcs");
+    let text_of = text_of
+        .replace("../../../target/plugins", &plugins)
+        .replace("name = \"honeychat-swarm\"", &format!("name = \"{name}\""));
+    std::fs::write(&manifest, text_of).unwrap();
+    let stack = RemovedStack(name.clone());
+    let port = free_port();
+    let port_text = port.to_string();
+    let deploy = |args: &[&str], version: &str| {
+        let out = slipway(
+            &project,
+            args,
+            &[
+                ("DOCKER_HOST", MANAGER),
+                ("HONEYCHAT_HTTP_PORT", &port_text),
+                ("APP_VERSION", version),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}:\n{}", text(&out));
+        json(&out)
+    };
+    let docker = |cmd: &str| sh(cmd, &project, &[("DOCKER_HOST", MANAGER)]);
+    let front: SocketAddr = format!("{}:{port}", NODES[0]).parse().unwrap();
+
+    let first = deploy(&["deploy", "--all", "--json"], "v1");
+    // The services no surface deploys (postgres, redis, certbot, nginx)
+    // start with the stack; nothing waits for them, so poll.
+    let start = Instant::now();
+    let services = loop {
+        let services = docker(&format!(
+            "docker stack services {name} --format '{{{{.Name}}}} {{{{.Replicas}}}}'"
+        ));
+        // `3/3`, or `3/3 (max 1 per node)`.
+        let all_running = services.lines().all(|line| {
+            let replicas = line.split(' ').nth(1).unwrap_or_default();
+            replicas.split_once('/').is_some_and(|(r, w)| r == w)
+        });
+        if all_running || start.elapsed() > Duration::from_secs(90) {
+            break services;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(services.lines().count(), 14, "{services}");
+    assert!(
+        !services.lines().any(|l| l.contains(" 0/")),
+        "a service never ran: {services}"
+    );
+    let python = backend_digests(&first);
+    assert_eq!(python.len(), 1, "one build, one digest: {python:?}");
+    wait_for_version(front, "v1");
+
+    // What the backend surface does not deploy keeps its tasks, nginx with
+    // its two mounts among them (a second compose file naming a service
+    // makes the CLI reorder its mounts: a new spec, which Swarm rolls).
+    let others = |docker: &dyn Fn(&str) -> String| {
+        [
+            "nginx", "postgres", "redis", "certbot", "chromadb", "nextjs",
+        ]
+        .map(|s| {
+            docker(&format!(
+                "docker service ps -q --filter desired-state=running {name}_{s}"
+            ))
+        })
+    };
+    let kept = others(&docker);
+
+    std::fs::write(dir.path().join("backend/VERSION"), "v2\n").unwrap();
+    let load = Load::at(front, 100);
+    let second = deploy(&["deploy", "backend", "--json"], "v2");
+    let (tally, took) = load.stop_after(Duration::ZERO);
+    eprintln!("the example's backend on the swarm under load: {tally:?} in {took:?}");
+    if tally.non_2xx + tally.errors > 0 {
+        eprintln!(
+            "nginx's tasks:\n{}",
+            docker(&format!(
+                "docker service ps {name}_nginx --no-trunc; docker service ps {name}_api --no-trunc; docker service logs --tail 30 {name}_nginx 2>&1"
+            ))
+        );
+    }
+    assert_no_failures(&tally, "the example's backend rolling on the swarm");
+    let now = backend_digests(&second);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now, python, "the eight services moved to the new digest");
+    let digest = now.iter().next().unwrap().clone();
+    // Node IDs: the three engines share this machine's hostname.
+    let tasks = docker(&format!(
+        "docker service ps -q --filter desired-state=running {name}_api | xargs docker inspect --format '{{{{.NodeID}}}} {{{{.Spec.ContainerSpec.Image}}}} {{{{.Status.State}}}}'"
+    ));
+    assert_eq!(tasks.lines().count(), 3, "{tasks}");
+    for line in tasks.lines() {
+        assert!(
+            line.contains(&digest) && line.ends_with(" running"),
+            "{tasks}"
+        );
+    }
+    let api_nodes: BTreeSet<&str> = tasks.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert!(api_nodes.len() >= 2, "api spread over the nodes: {tasks}");
+    let all = docker(&format!(
+        "docker stack ps -q --filter desired-state=running {name} | xargs docker inspect --format '{{{{.NodeID}}}}'"
+    ));
+    let nodes: BTreeSet<&str> = all.lines().collect();
+    assert_eq!(nodes.len(), 3, "the stack's tasks on every node: {all}");
+    let (_, body) = crate::harness::http_get_at(front, "/version");
+    assert!(body.contains("honeychat-api v2 "), "{body}");
+    assert_eq!(
+        others(&docker),
+        kept,
+        "a service the backend does not deploy was rolled"
+    );
+    // Nor did any of the four deploys before roll them: no update ever ran.
+    for service in ["nginx", "postgres", "redis", "certbot"] {
+        let update = docker(&format!(
+            "docker service inspect {name}_{service} --format '{{{{if .UpdateStatus}}}}{{{{.UpdateStatus.State}}}}{{{{end}}}}'"
+        ));
+        assert_eq!(update.trim(), "", "{service} was rolled");
+    }
+    drop(stack);
+}
+
+/// The digests the report's backend services run (`sha256:…`).
+fn backend_digests(report: &serde_json::Value) -> BTreeSet<String> {
+    let backend = report["surfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "backend")
+        .unwrap_or_else(|| panic!("no backend in {report}"));
+    backend["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let image = s["image_running"].as_str().unwrap_or_default();
+            image.rsplit_once('@').map_or(image, |(_, d)| d).to_owned()
+        })
+        .collect()
+}
+
+/// A stack removed when dropped.
+struct RemovedStack(String);
+
+impl Drop for RemovedStack {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["stack", "rm", &self.0])
+            .env("DOCKER_HOST", MANAGER)
+            .output();
+    }
+}
