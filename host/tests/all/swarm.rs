@@ -829,8 +829,8 @@ impl Drop for RemovedStack {
 /// (nginx's log: `recv() failed (104: Connection reset by peer) while
 /// reading response header`). nginx leaves a departing task within Swarm's
 /// 2 s gossip delay, but an old nginx worker may still finish a request on
-/// it. Measured over 7 start-first rolls of 3 api tasks at 100 req/s: 0 or
-/// 1 failed POST per roll of 1,400 to 1,700 requests; the bound (0.2%)
+/// it. Measured over 8 start-first rolls of 3 api tasks at 100 req/s: 0 or
+/// 1 failed POST per roll of 1,376 to 1,709 requests; the bound (0.2%)
 /// holds that with room and fails for any real breakage.
 fn assert_rare_post_resets(tally: &crate::harness::Tally, what: &str) {
     let failed = tally.non_2xx + tally.errors;
