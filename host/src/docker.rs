@@ -24,9 +24,11 @@ use std::time::{Duration, Instant};
 mod archive;
 mod build;
 mod engine;
+mod layer;
 mod swarm;
 pub use build::{Builder, Built, shared_builds};
 pub use engine::{Endpoint, explain};
+pub use layer::Files;
 pub use swarm::{SwarmService, SwarmTask};
 
 const PROJECT_LABEL: &str = "com.docker.compose.project";

@@ -143,6 +143,10 @@ pub struct Surface {
     /// is replaced, e.g. database migrations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<Release>,
+    /// On a swarm: the static release a step publishes in one of this
+    /// machine's directories ships as an image of one of the services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_image: Option<SiteImage>,
     /// Plugin steps, run in order after the services are recreated.
     #[serde(default)]
     pub step: Vec<StepSpec>,
@@ -166,6 +170,35 @@ pub struct Release {
     #[serde(default = "default_release_timeout_secs")]
     #[schemars(range(min = 1, max = MAX_SECS))]
     pub timeout_secs: u64,
+}
+
+/// `surface.<name>.site_image`, on a swarm: nginx tasks run on other nodes
+/// than the agent's directories, so the live release of `site` (its
+/// `current`) is copied onto the service's image at `path`, pushed, and
+/// rolled out in two updates: first the new files next to the served
+/// release, then the new release (docs/swarm.md).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteImage {
+    /// One of the surface's services: its compose image (built or pulled)
+    /// is the server the release is added to.
+    pub service: String,
+    /// The release root a step publishes into: the `host` of one of the
+    /// surface's steps' `mode = "rw"` directory grants, written the same.
+    pub site: PathBuf,
+    /// The absolute directory the service's server serves the site from.
+    pub path: String,
+}
+
+impl SiteImage {
+    /// Whether the step publishes into the site: it is granted `site`
+    /// read-write.
+    pub fn published_by(&self, step: &StepSpec) -> bool {
+        step.grants
+            .fs
+            .iter()
+            .any(|g| g.mode == FsMode::Rw && g.host == self.site)
+    }
 }
 
 fn default_release_timeout_secs() -> u64 {
@@ -318,18 +351,62 @@ fn validate_engine(m: &Manifest) -> Result<(), (String, String)> {
         _ => {}
     }
     if m.project.engine != EngineKind::Swarm {
-        return Ok(());
+        return match m.surface.iter().find(|(_, s)| s.site_image.is_some()) {
+            Some((name, _)) => Err((
+                format!("surface.{name}.site_image"),
+                "only a swarm ships a site as an image; on one host nginx serves the release directory: remove it, or set engine = \"swarm\"".into(),
+            )),
+            None => Ok(()),
+        };
     }
     for (name, surface) in &m.surface {
-        if let Some(index) = surface.step.iter().position(|s| !s.grants.fs.is_empty()) {
+        if let Some(site) = &surface.site_image {
+            validate_site_image(name, surface, site)?;
+        } else if let Some(index) = surface.step.iter().position(|s| !s.grants.fs.is_empty()) {
             return Err((
                 format!("surface.{name}.step[{index}].grants.fs"),
-                "a swarm's tasks run on other machines than these directories, and static releases across \
-                 nodes are not built yet (docs/swarm.md): remove the step from the swarm project, or deploy the \
-                 static surface from a project with engine = \"compose\" on the node that serves it"
-                    .into(),
+                format!(
+                    "a swarm's tasks run on other machines than these directories: to ship a release a step \
+                     publishes here, add surface.{name}.site_image = {{ service = \"<the service that serves it>\", \
+                     site = \"<the step's rw grant host>\", path = \"<where the service serves it>\" }} (docs/swarm.md)"
+                ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// A site image names a service of the surface, a release root one of its
+/// steps writes, and an absolute path.
+fn validate_site_image(
+    name: &str,
+    surface: &Surface,
+    site: &SiteImage,
+) -> Result<(), (String, String)> {
+    let at = format!("surface.{name}.site_image");
+    if !surface.services.contains(&site.service) {
+        return Err((
+            format!("{at}.service"),
+            format!(
+                "`{}` is not one of the surface's services; add it to surface.{name}.services",
+                site.service
+            ),
+        ));
+    }
+    if !surface.step.iter().any(|s| site.published_by(s)) {
+        return Err((
+            format!("{at}.site"),
+            format!(
+                "no step of the surface is granted `{}` with mode = \"rw\": name the host directory a step publishes its releases into",
+                site.site.display()
+            ),
+        ));
+    }
+    if !site.path.starts_with('/') || site.path.split('/').any(|c| c == "..") {
+        return Err((
+            format!("{at}.path"),
+            format!("`{}` is not an absolute path without `..`", site.path),
+        ));
     }
     Ok(())
 }
@@ -861,7 +938,9 @@ depends_on = ["backend"]
             "name = \"h\"\nengine = \"swarm\"\nregistry = \"r:5000\"",
         ));
         assert!(
-            msg.contains("surface.backend.step[0].grants.fs") && msg.contains("docs/swarm.md"),
+            msg.contains("surface.backend.step[0].grants.fs")
+                && msg.contains("surface.backend.site_image = { service")
+                && msg.contains("docs/swarm.md"),
             "{msg}"
         );
         // A step that reaches services and hosts only runs on a swarm.
@@ -873,6 +952,56 @@ depends_on = ["backend"]
              grants = { docker = [\"nginx\", \"api\"], probe = [\"nginx:80\"] }\n",
         );
         assert_eq!(loaded.unwrap().manifest.project.engine, EngineKind::Swarm);
+    }
+
+    #[test]
+    fn a_site_image_ships_a_directory_a_step_writes_and_only_on_a_swarm() {
+        let swarm = "name = \"h\"\nengine = \"swarm\"\nregistry = \"r:5000\"";
+        let with = |project: &str, site: &str| {
+            GOOD.replace("name = \"honeychat\"", project).replace(
+                "services = [\"api\"]",
+                &format!("services = [\"api\"]\nsite_image = {{ {site} }}"),
+            )
+        };
+        let good = "service = \"api\", site = \"site\", path = \"/srv/site\"";
+        let (_dir, loaded) = project(&with(swarm, good));
+        let site = loaded.unwrap().manifest.surface["backend"]
+            .site_image
+            .clone();
+        assert_eq!(site.unwrap().path, "/srv/site");
+        let msg = error_of(&with("name = \"h\"", good));
+        assert!(
+            msg.contains("surface.backend.site_image") && msg.contains("only a swarm"),
+            "{msg}"
+        );
+        let cases = [
+            (
+                "service = \"nginx\", site = \"site\", path = \"/srv\"",
+                "site_image.service",
+            ),
+            (
+                "service = \"api\", site = \"other\", path = \"/srv\"",
+                "site_image.site",
+            ),
+            (
+                "service = \"api\", site = \"site\", path = \"srv\"",
+                "site_image.path",
+            ),
+            (
+                "service = \"api\", site = \"site\", path = \"/srv/../etc\"",
+                "site_image.path",
+            ),
+        ];
+        for (site, key) in cases {
+            let msg = error_of(&with(swarm, site));
+            assert!(
+                msg.contains(&format!("surface.backend.{key}")),
+                "{site}: {msg}"
+            );
+        }
+        // A read-only grant of the directory is not where a step publishes.
+        let ro = with(swarm, good).replace("mode = \"rw\"", "mode = \"ro\"");
+        assert!(error_of(&ro).contains("site_image.site"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod build;
 mod converge;
 mod front_door;
 mod remote;
+mod site_image;
 mod swarm;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -579,6 +580,10 @@ impl Agent {
         report: &mut SurfaceReport,
     ) -> Result<(), Stop> {
         let surface = &self.loaded.manifest.surface[name];
+        if surface.site_image.is_some() && !dry {
+            self.ship_site_surface(name, images, report).await?;
+            return self.verify_surface(name, report).await;
+        }
         let step_replaces = self.step_replaces(name);
         let swarm = self.loaded.manifest.project.engine == EngineKind::Swarm;
         let mut outputs = match (surface.services.is_empty(), swarm) {
@@ -596,7 +601,15 @@ impl Agent {
         if step_replaces && !to_replace.is_empty() && !dry {
             self.prove_running(name, &to_replace, report).await?;
         }
-        if let (Some(check), false) = (&surface.verify, dry) {
+        match dry {
+            true => Ok(()),
+            false => self.verify_surface(name, report).await,
+        }
+    }
+
+    /// The surface's `[verify]` check through the front door, if it has one.
+    async fn verify_surface(&self, name: &str, report: &mut SurfaceReport) -> Result<(), Stop> {
+        if let Some(check) = &self.loaded.manifest.surface[name].verify {
             let result = self.check(check).await;
             let ok = result.ok;
             let message = format!(
@@ -698,24 +711,55 @@ impl Agent {
         outputs: &mut Vec<Output>,
         report: &mut SurfaceReport,
     ) -> Result<(), Stop> {
-        let mut applied: Vec<usize> = Vec::new();
-        for (index, step) in self.loaded.manifest.surface[name].step.iter().enumerate() {
-            let phases: &[Phase] = if dry {
-                &[Phase::Plan]
-            } else {
-                &[Phase::Apply, Phase::Verify]
-            };
-            report.steps.push(self.step_report(index, step));
-            if !dry {
+        let phases: &[Phase] = match dry {
+            true => &[Phase::Plan],
+            false => &[Phase::Apply, Phase::Verify],
+        };
+        let steps: Vec<usize> = (0..self.loaded.manifest.surface[name].step.len()).collect();
+        let pass = Pass {
+            steps: &steps,
+            phases,
+            touched,
+        };
+        self.run_phases(name, &pass, outputs, report, &mut Vec::new())
+            .await
+    }
+
+    /// The pass's phases of each of its steps, in order, adding to `applied`
+    /// the steps whose apply ran; at the first failure, those roll back. A
+    /// surface whose steps apply and verify in separate passes keeps one
+    /// `applied`.
+    async fn run_phases(
+        &self,
+        name: &str,
+        pass: &Pass<'_>,
+        outputs: &mut Vec<Output>,
+        report: &mut SurfaceReport,
+        applied: &mut Vec<usize>,
+    ) -> Result<(), Stop> {
+        let Pass {
+            steps,
+            phases,
+            touched,
+        } = *pass;
+        let dry = phases == [Phase::Plan];
+        for &index in steps {
+            let step = &self.loaded.manifest.surface[name].step[index];
+            if report.steps.iter().all(|s| s.index != index) {
+                report.steps.push(self.step_report(index, step));
                 let step_report = report.steps.last_mut().expect("pushed above");
-                if let Err(m) = self.start_front_doors(name, index, step_report).await {
-                    self.roll_back(name, &applied, outputs, report).await;
+                if !dry && let Err(m) = self.start_front_doors(name, index, step_report).await {
+                    self.roll_back(name, applied, outputs, report).await;
                     return Err(Stop::Failed(m));
                 }
             }
             for &phase in phases {
                 let result = self.call_step(name, index, step, phase, outputs, dry).await;
-                let step_report = report.steps.last_mut().expect("pushed above");
+                let step_report = report
+                    .steps
+                    .iter_mut()
+                    .find(|s| s.index == index)
+                    .expect("pushed above");
                 match result {
                     Ok((call, new_outputs)) => {
                         step_report.calls.push(call);
@@ -729,7 +773,7 @@ impl Agent {
                     }
                     Err((call, stop)) => {
                         step_report.calls.push(call);
-                        self.roll_back(name, &applied, outputs, report).await;
+                        self.roll_back(name, applied, outputs, report).await;
                         let stop = match dry {
                             true => stop,
                             false => self.after_failed_step(name, index, stop, report).await,
@@ -1041,6 +1085,17 @@ impl Agent {
 
 /// The run's report when a build failed: nothing ran; the surface holding
 /// the build failed, the others were skipped.
+/// Which steps a run of `run_phases` calls, and in which phases.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    /// Step indices, in the order they run.
+    steps: &'a [usize],
+    phases: &'a [Phase],
+    /// The deploy already changed services: a refusal now counts as a
+    /// failure.
+    touched: bool,
+}
+
 fn build_failed(
     mut report: RunReport,
     surfaces: &[String],

@@ -55,7 +55,24 @@ impl Agent {
         if dry {
             return Ok(host_outputs(&services.join(","), "", "", "", ""));
         }
-        let pinned = self.push_built(docker, surface, images, report).await?;
+        let mut pinned = self.push_built(docker, surface, images, report).await?;
+        if let Some(site) = &self.loaded.manifest.surface[surface].site_image {
+            let running = before[&site.service].as_ref();
+            let shipped = self
+                .ship_site(docker, surface, images, running, report)
+                .await?;
+            match shipped.or_else(|| running.map(|s| s.image.clone())) {
+                Some(reference) => pinned.insert(site.service.clone(), reference),
+                None => pinned.remove(&site.service),
+            };
+            if let Some(entry) = report
+                .services
+                .iter_mut()
+                .find(|e| e.service == site.service)
+            {
+                entry.image_built = pinned.get(&site.service).cloned();
+            }
+        }
         // A service with no build runs what its compose file names.
         let free: Vec<String> = services
             .iter()
@@ -252,6 +269,32 @@ impl Agent {
         Ok(acted)
     }
 
+    /// Roll one of the surface's services onto `reference`, the rest of the
+    /// stack staying as it runs.
+    pub(super) async fn roll_one(
+        &self,
+        docker: &Docker,
+        surface: &str,
+        service: &str,
+        reference: &str,
+        images: &Images,
+        report: &mut SurfaceReport,
+    ) -> Result<(), Stop> {
+        let before = BTreeMap::from([(
+            service.to_owned(),
+            self.swarm_service(docker, surface, service).await?,
+        )]);
+        let pinned = BTreeMap::from([(service.to_owned(), reference.to_owned())]);
+        let pins = Pins {
+            pinned: &pinned,
+            free: &[],
+            built: images,
+        };
+        self.roll_stack(docker, surface, &pins, &before, report)
+            .await
+            .map(drop)
+    }
+
     async fn swarm_service(
         &self,
         docker: &Docker,
@@ -281,27 +324,31 @@ impl Agent {
             let Some(image_id) = images.image(&entry.service) else {
                 continue;
             };
-            let reference = self.push(docker, surface, &entry.service, image_id).await?;
+            let tag = short_id(image_id);
+            let reference = self
+                .push(docker, surface, &entry.service, image_id, tag)
+                .await?;
             entry.image_built = Some(reference.clone());
             pinned.insert(entry.service.clone(), reference);
         }
         Ok(pinned)
     }
 
-    /// Push one built image as `<registry>/<project>/<service>:<image id>`;
-    /// returns the pinned reference.
-    async fn push(
+    /// Push one image as `<registry>/<project>/<service>:<tag>`; returns
+    /// the pinned reference.
+    pub(super) async fn push(
         &self,
         docker: &Docker,
         surface: &str,
         service: &str,
         image_id: &str,
+        tag: &str,
     ) -> Result<String, Stop> {
         let project = &self.loaded.manifest.project;
         let registry = project.registry.as_deref().unwrap_or_default();
         let repo = format!("{registry}/{}/{service}", project.name);
         let reference = docker
-            .push(image_id, &repo, short_id(image_id))
+            .push(image_id, &repo, tag)
             .await
             .map_err(|e| {
                 Stop::Failed(format!(
@@ -365,7 +412,7 @@ impl Agent {
     ) -> Result<Option<String>, Stop> {
         if let Some(image_id) = built.image(service) {
             return self
-                .push(docker, surface, service, image_id)
+                .push(docker, surface, service, image_id, short_id(image_id))
                 .await
                 .map(Some);
         }
@@ -557,7 +604,7 @@ impl Agent {
     /// service applies again with `recreated` = the service; the steps run
     /// in full once the update is over. A failure here is logged: the final
     /// run decides.
-    async fn reroute_mid_update(&self, surface: &str, service: &str) {
+    pub(super) async fn reroute_mid_update(&self, surface: &str, service: &str) {
         let outputs = host_outputs("", service, "", "", "");
         for (index, step) in self.loaded.manifest.surface[surface]
             .step

@@ -24,4 +24,5 @@ mod sandbox;
 mod scaffold;
 mod seed;
 mod swarm;
+mod swarm_site;
 mod watch;

@@ -20,9 +20,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const MANAGER: &str = "unix:///run/slipway-engines/3.sock";
-const REGISTRY: &str = "10.231.3.2:5000";
-const NODES: [&str; 3] = ["10.231.3.2", "10.231.4.2", "10.231.5.2"];
+pub(crate) const MANAGER: &str = "unix:///run/slipway-engines/3.sock";
+pub(crate) const REGISTRY: &str = "10.231.3.2:5000";
+pub(crate) const NODES: [&str; 3] = ["10.231.3.2", "10.231.4.2", "10.231.5.2"];
 
 const COMPOSE: &str = r#"x-health: &health
   test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8000/version"]
@@ -66,7 +66,7 @@ services:
 "#;
 
 /// The tests share one swarm and one of them drains a node: one at a time.
-static SWARM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static SWARM: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A stack on the swarm: the fixture's api, worker and bot (one build for
 /// both), a service that is not deployed (`cache`), two -f files, and
@@ -810,7 +810,7 @@ fn backend_digests(report: &serde_json::Value) -> BTreeSet<String> {
 }
 
 /// A stack removed when dropped.
-struct RemovedStack(String);
+pub(crate) struct RemovedStack(pub(crate) String);
 
 impl Drop for RemovedStack {
     fn drop(&mut self) {
