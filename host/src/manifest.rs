@@ -188,6 +188,11 @@ pub struct SiteImage {
     pub site: PathBuf,
     /// The absolute directory the service's server serves the site from.
     pub path: String,
+    /// Files of the release, by their path in it, that change in an update
+    /// of their own once every task serves the rest: a service worker
+    /// (`sw.js`), whose install fetches the files it caches from any task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last: Vec<String>,
 }
 
 impl SiteImage {
@@ -401,6 +406,15 @@ fn validate_site_image(
                 site.site.display()
             ),
         ));
+    }
+    for (i, file) in site.last.iter().enumerate() {
+        let relative = !file.is_empty() && !file.starts_with('/');
+        if !relative || file.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err((
+                format!("{at}.last[{i}]"),
+                format!("`{file}` is not a file's path in the release, like `sw.js`"),
+            ));
+        }
     }
     if !site.path.starts_with('/') || site.path.split('/').any(|c| c == "..") {
         return Err((
@@ -990,6 +1004,14 @@ depends_on = ["backend"]
             (
                 "service = \"api\", site = \"site\", path = \"/srv/../etc\"",
                 "site_image.path",
+            ),
+            (
+                "service = \"api\", site = \"site\", path = \"/srv\", last = [\"/sw.js\"]",
+                "site_image.last[0]",
+            ),
+            (
+                "service = \"api\", site = \"site\", path = \"/srv\", last = [\"a/../sw.js\"]",
+                "site_image.last[0]",
             ),
         ];
         for (site, key) in cases {

@@ -15,6 +15,7 @@
 //! and a deploy cut off after the stage finishes the job when rerun.
 
 use super::{Agent, Pass, Stop, build::Images, host_outputs};
+use crate::bindings::Output;
 use crate::docker::{Docker, SwarmService};
 use crate::manifest::SiteImage;
 use crate::report::SurfaceReport;
@@ -26,20 +27,32 @@ use std::path::{Path, PathBuf};
 /// What one site image holds, as its tag spells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Shipped {
-    /// The release whose files are all there.
+    /// The release being shipped.
     release: String,
-    /// For a stage: the release whose pages it serves, the new release's
-    /// added files next to them.
-    over: Option<String>,
+    held: Held,
     /// The base image's short ID: a new server is a new image too.
     base: String,
 }
 
+/// How much of the release a site image serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Held {
+    /// All of it.
+    Live,
+    /// The stage: this served release, with the release's added files
+    /// (but its `last` ones) next to it.
+    Over(String),
+    /// All of it but the `last` files, which are still this release's.
+    Holding(String),
+}
+
 impl Shipped {
     fn tag(&self) -> String {
-        match &self.over {
-            Some(over) => format!("site-{}-over-{over}-on-{}", self.release, self.base),
-            None => format!("site-{}-on-{}", self.release, self.base),
+        let (release, base) = (&self.release, &self.base);
+        match &self.held {
+            Held::Live => format!("site-{release}-on-{base}"),
+            Held::Over(pages) => format!("site-{release}-over-{pages}-on-{base}"),
+            Held::Holding(last) => format!("site-{release}-hold-{last}-on-{base}"),
         }
     }
 
@@ -49,20 +62,120 @@ impl Shipped {
         let name = reference.split('@').next()?;
         let (_, tag) = name.rsplit_once(':').filter(|(_, t)| !t.contains('/'))?;
         let (held, base) = tag.strip_prefix("site-")?.rsplit_once("-on-")?;
-        let (release, over) = match held.split_once("-over-") {
-            Some((release, over)) => (release, Some(over.to_owned())),
-            None => (held, None),
+        let (release, held) = if let Some((release, pages)) = held.split_once("-over-") {
+            (release, Held::Over(pages.to_owned()))
+        } else if let Some((release, last)) = held.split_once("-hold-") {
+            (release, Held::Holding(last.to_owned()))
+        } else {
+            (held, Held::Live)
         };
         Some(Shipped {
             release: release.to_owned(),
-            over,
+            held,
             base: base.to_owned(),
         })
     }
 
     /// The release whose pages the image serves.
     fn pages(&self) -> &str {
-        self.over.as_deref().unwrap_or(&self.release)
+        match &self.held {
+            Held::Over(pages) => pages,
+            Held::Live | Held::Holding(_) => &self.release,
+        }
+    }
+
+    /// The release whose `last` files the image serves.
+    fn last(&self) -> &str {
+        match &self.held {
+            Held::Over(last) | Held::Holding(last) => last,
+            Held::Live => &self.release,
+        }
+    }
+
+    fn with(&self, held: Held) -> Shipped {
+        Shipped {
+            held,
+            ..self.clone()
+        }
+    }
+}
+
+/// The updates that ship `wanted` (a live image) to a service that serves
+/// `served`, in order, ending with `wanted`; empty when it serves it
+/// already. An update that adds nothing, or that a run cut off already
+/// made, is left out, and so is one whose served release is gone.
+fn updates(
+    releases: &Path,
+    served: Option<&Shipped>,
+    wanted: &Shipped,
+    last: &[String],
+) -> Result<Vec<Shipped>, String> {
+    if served == Some(wanted) {
+        return Ok(Vec::new());
+    }
+    let mut updates = Vec::new();
+    let kept = |id: &str| id != wanted.release && releases.join(id).is_dir();
+    if let Some(pages) = served.map(Shipped::pages).filter(|p| kept(p)) {
+        let stage = wanted.with(Held::Over(pages.to_owned()));
+        if served != Some(&stage) && !added(releases, &stage, last)?.is_empty() {
+            updates.push(stage);
+        }
+    }
+    if let Some(old) = served.map(Shipped::last).filter(|l| kept(l)) {
+        let holding = wanted.with(Held::Holding(old.to_owned()));
+        if served != Some(&holding) && lasts_differ(releases, old, &wanted.release, last) {
+            updates.push(holding);
+        }
+    }
+    updates.push(wanted.clone());
+    Ok(updates)
+}
+
+/// The release's files a stage adds: those the served release lacks, but
+/// its `last` ones.
+fn added(
+    releases: &Path,
+    stage: &Shipped,
+    last: &[String],
+) -> Result<BTreeMap<String, PathBuf>, String> {
+    let served = walk(&releases.join(stage.pages()))?;
+    let mut new = walk(&releases.join(&stage.release))?;
+    new.retain(|rel, _| !served.contains_key(rel) && !last.contains(rel));
+    Ok(new)
+}
+
+/// Whether a `last` file's bytes differ from one release to the other.
+fn lasts_differ(releases: &Path, a: &str, b: &str, last: &[String]) -> bool {
+    last.iter().any(|file| {
+        let read = |id: &str| std::fs::read(releases.join(id).join(file)).ok();
+        read(a) != read(b)
+    })
+}
+
+/// Every file one site image holds, by its path in the release.
+fn files(
+    releases: &Path,
+    shipped: &Shipped,
+    last: &[String],
+) -> Result<BTreeMap<String, PathBuf>, String> {
+    match &shipped.held {
+        Held::Live => walk(&releases.join(&shipped.release)),
+        Held::Over(pages) => {
+            let mut files = walk(&releases.join(pages))?;
+            files.extend(added(releases, shipped, last)?);
+            Ok(files)
+        }
+        Held::Holding(old) => {
+            let mut files = walk(&releases.join(&shipped.release))?;
+            let before = walk(&releases.join(old))?;
+            for file in last {
+                match before.get(file) {
+                    Some(from) => files.insert(file.clone(), from.clone()),
+                    None => files.remove(file),
+                };
+            }
+            Ok(files)
+        }
     }
 }
 
@@ -82,22 +195,15 @@ impl Agent {
         let site = surface.site_image.as_ref().expect("a site surface");
         let (publish, rest): (Vec<usize>, Vec<usize>) =
             (0..surface.step.len()).partition(|&i| site.published_by(&surface.step[i]));
-        let all: Vec<usize> = (0..surface.step.len()).collect();
         let mut outputs = host_outputs(&surface.services.join(","), "", "", "", "");
         let mut applied = Vec::new();
-        let apply = |steps, touched| Pass {
-            steps,
+        let publishing = Pass {
+            steps: &publish,
             phases: &[Phase::Apply],
-            touched,
+            touched: false,
         };
-        self.run_phases(
-            name,
-            &apply(&publish, false),
-            &mut outputs,
-            report,
-            &mut applied,
-        )
-        .await?;
+        self.run_phases(name, &publishing, &mut outputs, report, &mut applied)
+            .await?;
         match self.converge_stack(name, false, images, report).await {
             Ok(host) => outputs.extend(host),
             Err(stop) => {
@@ -105,25 +211,9 @@ impl Agent {
                 return Err(stop);
             }
         }
-        let mut finished = self
-            .run_phases(
-                name,
-                &apply(&rest, true),
-                &mut outputs,
-                report,
-                &mut applied,
-            )
+        let finished = self
+            .after_shipping(name, &rest, &mut outputs, report, &mut applied)
             .await;
-        if finished.is_ok() {
-            let verify = Pass {
-                steps: &all,
-                phases: &[Phase::Verify],
-                touched: true,
-            };
-            finished = self
-                .run_phases(name, &verify, &mut outputs, report, &mut applied)
-                .await;
-        }
         let Err(stop) = finished else {
             return Ok(());
         };
@@ -138,10 +228,37 @@ impl Agent {
         Err(Stop::Failed(format!("{}; {back}", stop.message())))
     }
 
-    /// Ship the site's live release to its service: roll the stage out
-    /// first when a release it replaces still serves, then return the
-    /// reference of the release's own image, for the stack deploy to pin.
-    /// Returns None when the service already serves it on this base.
+    /// Once the release ships: the `rest` of the steps apply, then every
+    /// step verifies.
+    async fn after_shipping(
+        &self,
+        name: &str,
+        rest: &[usize],
+        outputs: &mut Vec<Output>,
+        report: &mut SurfaceReport,
+        applied: &mut Vec<usize>,
+    ) -> Result<(), Stop> {
+        let apply = Pass {
+            steps: rest,
+            phases: &[Phase::Apply],
+            touched: true,
+        };
+        self.run_phases(name, &apply, outputs, report, applied)
+            .await?;
+        let all: Vec<usize> = (0..self.loaded.manifest.surface[name].step.len()).collect();
+        let verify = Pass {
+            steps: &all,
+            phases: &[Phase::Verify],
+            touched: true,
+        };
+        self.run_phases(name, &verify, outputs, report, applied)
+            .await
+    }
+
+    /// Ship the site's live release to its service: roll out the updates
+    /// that must come first (see `updates`), then return the reference of
+    /// the release's own image, for the stack deploy to pin. Returns None
+    /// when the service already serves it on this base.
     pub(super) async fn ship_site(
         &self,
         docker: &Docker,
@@ -161,46 +278,47 @@ impl Agent {
         let served = running.and_then(|s| Shipped::of(&s.image));
         let wanted = Shipped {
             release: live.clone(),
-            over: None,
+            held: Held::Live,
             base: short_id(&base).to_owned(),
         };
-        if served.as_ref() == Some(&wanted) {
+        let releases = root.join("releases");
+        if let Some(gone) = served
+            .as_ref()
+            .map(Shipped::pages)
+            .filter(|p| *p != live && !releases.join(p).is_dir())
+        {
+            tracing::warn!(
+                "[{surface}] {}: the served release {gone} is no longer under {}; its pages get no stage",
+                site.service,
+                root.display()
+            );
+        }
+        let mut updates = updates(&releases, served.as_ref(), &wanted, &site.last).map_err(fail)?;
+        let Some(wanted) = updates.pop() else {
             tracing::info!("[{surface}] {}: serves release {live}", site.service);
             return Ok(None);
-        }
-        let pages = served.as_ref().map(|s| s.pages().to_owned());
-        let stage = match pages {
-            Some(pages) if pages != live && root.join("releases").join(&pages).is_dir() => {
-                Some(Shipped {
-                    over: Some(pages),
-                    ..wanted.clone()
-                })
-            }
-            Some(pages) if pages != live => {
-                tracing::warn!(
-                    "[{surface}] {}: the served release {pages} is no longer under {}; shipping {live} in one update",
-                    site.service,
-                    root.display()
-                );
-                None
-            }
-            _ => None,
         };
-        if let Some(stage) = stage.filter(|s| served.as_ref() != Some(s)) {
-            let files = stage_files(&root, &stage, &site.path).map_err(fail)?;
+        for update in updates {
+            let held = files(&releases, &update, &site.last).map_err(fail)?;
             let reference = self
-                .commit_site(docker, surface, site, &base, &stage, files)
+                .commit_site(docker, surface, site, &base, &update, held)
                 .await?;
-            tracing::info!(
-                "[{surface}] {}: stage: release {live}'s new files next to {}",
-                site.service,
-                stage.pages()
-            );
+            let what = match &update.held {
+                Held::Over(pages) => {
+                    format!("{pages}'s pages, release {live}'s new files next to them")
+                }
+                _ => format!(
+                    "release {live} but {}'s {}",
+                    update.last(),
+                    site.last.join(", ")
+                ),
+            };
+            tracing::info!("[{surface}] {}: first {what}", site.service);
             self.roll_one(docker, surface, &site.service, &reference, images, report)
                 .await?;
         }
-        let files = release_files(&root, &live, &site.path).map_err(fail)?;
-        self.commit_site(docker, surface, site, &base, &wanted, files)
+        let held = files(&releases, &wanted, &site.last).map_err(fail)?;
+        self.commit_site(docker, surface, site, &base, &wanted, held)
             .await
             .map(Some)
     }
@@ -237,8 +355,9 @@ impl Agent {
         site: &SiteImage,
         base: &str,
         shipped: &Shipped,
-        files: crate::docker::Files,
+        files: BTreeMap<String, PathBuf>,
     ) -> Result<String, Stop> {
+        let files = in_image(&site.path, files);
         let project = &self.loaded.manifest.project;
         let registry = project.registry.as_deref().unwrap_or_default();
         let repo = format!("{registry}/{}/{}", project.name, site.service);
@@ -287,22 +406,7 @@ fn live_release(root: &Path) -> Result<String, String> {
     Ok(id.to_owned())
 }
 
-/// Every file of one release, at its path in the image.
-fn release_files(root: &Path, id: &str, path: &str) -> Result<crate::docker::Files, String> {
-    let files = walk(&root.join("releases").join(id))?;
-    Ok(in_image(path, files))
-}
-
-/// The served release's files, and the new release's files it lacks.
-fn stage_files(root: &Path, stage: &Shipped, path: &str) -> Result<crate::docker::Files, String> {
-    let releases = root.join("releases");
-    let mut files = walk(&releases.join(stage.pages()))?;
-    for (rel, from) in walk(&releases.join(&stage.release))? {
-        files.entry(rel).or_insert(from);
-    }
-    Ok(in_image(path, files))
-}
-
+/// The files at their paths in the image, under `path`.
 fn in_image(path: &str, files: BTreeMap<String, PathBuf>) -> crate::docker::Files {
     let path = path.trim_end_matches('/');
     files
@@ -341,27 +445,36 @@ fn walk(dir: &Path) -> Result<BTreeMap<String, PathBuf>, String> {
 mod tests {
     use super::*;
 
+    const OLD: &str = "20261204T100000Z-0123456789ab";
+    const NEW: &str = "20261205T220000Z-abcdef012345";
+
+    fn live(release: &str) -> Shipped {
+        Shipped {
+            release: release.into(),
+            held: Held::Live,
+            base: "c733478d9ec2".into(),
+        }
+    }
+
     #[test]
     fn a_site_image_tag_reads_back_as_what_it_holds() {
-        let stage = Shipped {
-            release: "20261205T220000Z-abcdef012345".into(),
-            over: Some("20261204T100000Z-0123456789ab".into()),
-            base: "c733478d9ec2".into(),
-        };
-        let live = Shipped {
-            over: None,
-            ..stage.clone()
-        };
-        for shipped in [&stage, &live] {
+        let wanted = live(NEW);
+        for shipped in [
+            wanted.clone(),
+            wanted.with(Held::Over(OLD.into())),
+            wanted.with(Held::Holding(OLD.into())),
+        ] {
             let reference = format!("10.0.0.1:5000/p/website:{}@sha256:beef", shipped.tag());
-            assert_eq!(Shipped::of(&reference).as_ref(), Some(shipped));
+            assert_eq!(Shipped::of(&reference).as_ref(), Some(&shipped));
+            assert!(
+                shipped.tag().len() <= 128,
+                "a Docker tag is at most 128 characters"
+            );
         }
-        assert_eq!(stage.pages(), "20261204T100000Z-0123456789ab");
-        assert_eq!(live.pages(), "20261205T220000Z-abcdef012345");
-        assert!(
-            stage.tag().len() <= 128,
-            "a Docker tag is at most 128 characters"
-        );
+        let stage = wanted.with(Held::Over(OLD.into()));
+        assert_eq!((stage.pages(), stage.last()), (OLD, OLD));
+        let holding = wanted.with(Held::Holding(OLD.into()));
+        assert_eq!((holding.pages(), holding.last()), (NEW, OLD));
         for other in [
             "10.0.0.1:5000/p/website@sha256:beef",
             "slipway-test/nginx:latest",
@@ -371,37 +484,124 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_stage_serves_the_old_pages_with_every_new_file_next_to_them() {
+    /// Two releases: `old` with index, a.css and sw.js v1; `new` with
+    /// index, a.css, b.css and sw.js v2.
+    fn two_releases() -> tempfile::TempDir {
         let root = tempfile::tempdir().unwrap();
         let write = |rel: &str, text: &str| {
-            let path = root.path().join("releases").join(rel);
+            let path = root.path().join(rel);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         };
-        write("old/index.html", "old");
-        write("old/_astro/a.css", "a");
-        write("new/index.html", "new");
-        write("new/_astro/a.css", "a");
-        write("new/_astro/b.css", "b");
-        let stage = Shipped {
-            release: "new".into(),
-            over: Some("old".into()),
-            base: "base".into(),
-        };
-        let files = stage_files(root.path(), &stage, "/srv/site/").unwrap();
-        let shown: Vec<(String, String)> = files
+        for (file, old, new) in [
+            ("index.html", "old", "new"),
+            ("_astro/a.css", "a", "a"),
+            ("sw.js", "sw1", "sw2"),
+        ] {
+            write(&format!("{OLD}/{file}"), old);
+            write(&format!("{NEW}/{file}"), new);
+        }
+        write(&format!("{NEW}/_astro/b.css"), "b");
+        root
+    }
+
+    fn shown(files: &BTreeMap<String, PathBuf>) -> Vec<(String, String)> {
+        files
             .iter()
             .map(|(at, from)| (at.clone(), std::fs::read_to_string(from).unwrap()))
-            .collect();
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_release_ships_as_stage_then_all_but_the_worker_then_all() {
+        let root = two_releases();
+        let releases = root.path();
+        let last = vec!["sw.js".to_owned()];
+        let (old, wanted) = (live(OLD), live(NEW));
+        let plan = updates(releases, Some(&old), &wanted, &last).unwrap();
+        let stage = wanted.with(Held::Over(OLD.into()));
+        let holding = wanted.with(Held::Holding(OLD.into()));
+        assert_eq!(plan, [stage.clone(), holding.clone(), wanted.clone()]);
+        // The stage: the old pages and worker, the new stylesheet.
         assert_eq!(
-            shown,
-            [
-                ("/srv/site/_astro/a.css".into(), "a".into()),
-                ("/srv/site/_astro/b.css".into(), "b".into()),
-                ("/srv/site/index.html".into(), "old".into()),
-            ]
+            shown(&files(releases, &stage, &last).unwrap()),
+            pairs(&[
+                ("_astro/a.css", "a"),
+                ("_astro/b.css", "b"),
+                ("index.html", "old"),
+                ("sw.js", "sw1")
+            ])
         );
+        // Then every new file but the worker.
+        assert_eq!(
+            shown(&files(releases, &holding, &last).unwrap()),
+            pairs(&[
+                ("_astro/a.css", "a"),
+                ("_astro/b.css", "b"),
+                ("index.html", "new"),
+                ("sw.js", "sw1")
+            ])
+        );
+        // A run cut off after an update resumes after it.
+        assert_eq!(
+            updates(releases, Some(&stage), &wanted, &last).unwrap(),
+            [holding.clone(), wanted.clone()]
+        );
+        assert_eq!(
+            updates(releases, Some(&holding), &wanted, &last).unwrap(),
+            std::slice::from_ref(&wanted)
+        );
+        assert!(
+            updates(releases, Some(&wanted), &wanted, &last)
+                .unwrap()
+                .is_empty()
+        );
+        // No `last`: two updates. Nothing served, or a release that is
+        // gone: one.
+        assert_eq!(
+            updates(releases, Some(&old), &wanted, &[]).unwrap(),
+            [stage, wanted.clone()]
+        );
+        for served in [None, Some(live("gone"))] {
+            assert_eq!(
+                updates(releases, served.as_ref(), &wanted, &last).unwrap(),
+                std::slice::from_ref(&wanted)
+            );
+        }
+    }
+
+    #[test]
+    fn an_update_that_would_change_nothing_is_left_out() {
+        let root = two_releases();
+        let releases = root.path();
+        // The same worker and no new file: only the release itself.
+        std::fs::write(releases.join(NEW).join("sw.js"), "sw1").unwrap();
+        std::fs::remove_file(releases.join(NEW).join("_astro/b.css")).unwrap();
+        let last = vec!["sw.js".to_owned()];
+        assert_eq!(
+            updates(releases, Some(&live(OLD)), &live(NEW), &last).unwrap(),
+            [live(NEW)]
+        );
+    }
+
+    #[test]
+    fn a_new_worker_waits_for_the_last_update_even_in_the_stage() {
+        let root = two_releases();
+        let releases = root.path();
+        std::fs::remove_file(releases.join(OLD).join("sw.js")).unwrap();
+        let last = vec!["sw.js".to_owned()];
+        let stage = live(NEW).with(Held::Over(OLD.into()));
+        let holding = live(NEW).with(Held::Holding(OLD.into()));
+        for held in [&stage, &holding] {
+            let files = files(releases, held, &last).unwrap();
+            assert!(!files.contains_key("sw.js"), "{held:?}: {files:?}");
+        }
     }
 
     #[test]

@@ -42,12 +42,13 @@ services:
       placement: {constraints: [node.role == manager]}
 "#;
 
-/// The site's server, the user's: nginx with its own config; the release
-/// goes to /srv/site.
+/// The site's server, the user's: nginx with its own config, serving the
+/// release from ROOT with LOCATIONS.
 const SERVER_CONF: &str = "daemon off; worker_processes 1; pid /run/nginx.pid; error_log /dev/stderr;\n\
 events {}\n\
 http { include /etc/nginx/mime.types; access_log off;\n\
-  server { listen 80; root /srv/site; location = /health { return 200 \"ok\\n\"; } } }\n";
+  server { listen 80; root ROOT; index index.html;\n\
+    location = /health { return 200 \"ok\\n\"; } LOCATIONS } }\n";
 
 /// The front door: one `location`, `website` resolved at start and reload.
 const FRONT_CONF: &str = "daemon off; pid /run/nginx.pid; events {}\n\
@@ -63,8 +64,19 @@ struct SiteStack {
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
+/// A site served by the `website` service: its server's `locations`, the
+/// publishing step (`step`, given the front door's `host:port`) with its
+/// plugin, and more of `site_image` (`extra`).
+struct Site<'a> {
+    root: &'a str,
+    locations: &'a str,
+    plugin: &'a str,
+    step: &'a dyn Fn(&str) -> String,
+    extra: &'a str,
+}
+
 impl SiteStack {
-    fn new() -> SiteStack {
+    fn new(site: &Site) -> SiteStack {
         let turn = SWARM.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let name = unique("site");
@@ -77,7 +89,10 @@ impl SiteStack {
             "FROM slipway-test/nginx:latest\nCOPY nginx.conf /etc/nginx/nginx.conf\nCMD [\"nginx\"]\n",
         )
         .unwrap();
-        std::fs::write(at("server/nginx.conf"), SERVER_CONF).unwrap();
+        let server = SERVER_CONF
+            .replace("ROOT", site.root)
+            .replace("LOCATIONS", site.locations);
+        std::fs::write(at("server/nginx.conf"), server).unwrap();
         std::fs::write(at("front.conf"), FRONT_CONF).unwrap();
         std::fs::write(at("docker-compose.yml"), COMPOSE).unwrap();
         std::fs::write(at(".env"), format!("FRONT_PORT={port}\n")).unwrap();
@@ -87,40 +102,42 @@ impl SiteStack {
                 .display()
                 .to_string()
         };
+        let front = format!("{}:{port}", NODES[0]);
         let manifest = format!(
             r#"[project]
 name = "{name}"
 engine = "swarm"
 registry = "{REGISTRY}"
 
-[plugins.astro]
-path = "{astro}"
+[plugins.publish]
+path = "{publish}"
 [plugins.nginx]
 path = "{nginx}"
 
 [surface.site]
 services = ["website"]
 ready_timeout_secs = 120
-site_image = {{ service = "website", site = "release", path = "/srv/site" }}
+site_image = {{ service = "website", site = "release", path = "{root}"{extra} }}
 
 [[surface.site.step]]
-plugin = "astro"
-config = {{ keep = 5, verify = [{{ url = "http://{m}:{port}/en/page-0.html", file = "en/page-0.html" }}] }}
-grants = {{ fs = [{{ host = "dist", guest = "/build", mode = "ro" }}, {{ host = "release", guest = "/site", mode = "rw" }}], probe = ["{m}:{port}"] }}
+plugin = "publish"
+{step}grants = {{ fs = [{{ host = "dist", guest = "/build", mode = "ro" }}, {{ host = "release", guest = "/site", mode = "rw" }}], probe = ["{front}"] }}
 
 [[surface.site.step]]
 plugin = "nginx"
 config = {{ service = "nginx" }}
 grants = {{ docker = [{{ service = "nginx", exec = [["nginx", "-t"], ["nginx", "-T"], ["nginx", "-s", "reload"], ["ps", "-o", "pid,args"]] }}, "website"] }}
 "#,
-            astro = plugin("astro.wasm"),
+            publish = plugin(site.plugin),
             nginx = plugin("nginx-reload.wasm"),
-            m = NODES[0],
+            root = site.root,
+            extra = site.extra,
+            step = (site.step)(&front),
         );
         std::fs::write(at("slipway.toml"), manifest).unwrap();
         SiteStack {
             _removed: RemovedStack(name.clone()),
-            front: format!("{}:{port}", NODES[0]).parse().unwrap(),
+            front: front.parse().unwrap(),
             dir,
             name,
             _turn: turn,
@@ -223,30 +240,55 @@ fn get(front: SocketAddr, path: &str) -> Result<(u16, String), String> {
     Ok((status, body.unwrap_or_default()))
 }
 
-/// What readers saw: pages read, the builds they were from, and every page
-/// or stylesheet that did not come back 200.
+/// What readers saw: reads that succeeded, the builds they were from, and
+/// every read that failed.
 #[derive(Debug, Default)]
 struct Seen {
-    pages: u64,
+    reads: u64,
     builds: BTreeSet<String>,
     failed: u64,
     first_failures: Vec<String>,
 }
 
-/// Readers at about 100 requests a second: each reads a page, then the
-/// stylesheet the page names, as a browser does.
+impl Seen {
+    fn fail(&mut self, what: String) {
+        self.failed += 1;
+        if self.first_failures.len() < 5 {
+            self.first_failures.push(what);
+        }
+    }
+}
+
+/// One read, the `n`th of a reader, through the front door.
+type OneRead = dyn Fn(SocketAddr, usize, &mut Seen) + Send + Sync;
+
+/// Four readers at about 100 requests a second, each read two requests.
 struct Readers {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<Seen>>,
 }
 
 impl Readers {
-    fn start(front: SocketAddr) -> Readers {
+    fn start(front: SocketAddr, read: Arc<OneRead>) -> Readers {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..4)
             .map(|t| {
-                let stop = stop.clone();
-                std::thread::spawn(move || read_pages(front, t, &stop))
+                let (stop, read) = (stop.clone(), read.clone());
+                std::thread::spawn(move || {
+                    let mut seen = Seen::default();
+                    // 2 requests per 80 ms, 4 readers: 100 requests a second.
+                    let period = Duration::from_millis(80);
+                    let mut n = t;
+                    while !stop.load(Ordering::Relaxed) {
+                        let start = Instant::now();
+                        n += 7;
+                        read(front, n, &mut seen);
+                        if let Some(rest) = period.checked_sub(start.elapsed()) {
+                            std::thread::sleep(rest);
+                        }
+                    }
+                    seen
+                })
             })
             .collect();
         Readers { stop, threads }
@@ -257,7 +299,7 @@ impl Readers {
         let mut all = Seen::default();
         for thread in self.threads {
             let seen = thread.join().unwrap();
-            all.pages += seen.pages;
+            all.reads += seen.reads;
             all.failed += seen.failed;
             all.builds.extend(seen.builds);
             all.first_failures.extend(seen.first_failures);
@@ -267,48 +309,29 @@ impl Readers {
     }
 }
 
-fn read_pages(front: SocketAddr, thread: usize, stop: &AtomicBool) -> Seen {
-    let mut seen = Seen::default();
-    let mut n = thread;
-    // 4 readers, 2 requests per 80 ms each: 100 requests a second.
-    let period = Duration::from_millis(80);
-    while !stop.load(Ordering::Relaxed) {
-        let start = Instant::now();
-        n += 7;
-        let page = format!("/en/page-{}.html", n % PAGES);
-        let mut fail = |what: String| {
-            seen.failed += 1;
-            if seen.first_failures.len() < 5 {
-                seen.first_failures.push(what);
-            }
-        };
-        match get(front, &page) {
-            Ok((200, body)) => {
-                seen.pages += 1;
-                let css = body
-                    .split("href=\"")
-                    .nth(1)
-                    .and_then(|rest| rest.split('"').next())
-                    .unwrap_or_default()
-                    .to_owned();
-                if let Some(build) = css.strip_prefix("/_astro/app.") {
-                    seen.builds
-                        .insert(build.trim_end_matches(".css").to_owned());
-                }
-                match get(front, &css) {
-                    Ok((200, _)) => {}
-                    Ok((status, _)) => fail(format!("{css} (named by {page}): {status}")),
-                    Err(e) => fail(format!("{css}: {e}")),
-                }
-            }
-            Ok((status, _)) => fail(format!("{page}: {status}")),
-            Err(e) => fail(format!("{page}: {e}")),
-        }
-        if let Some(rest) = period.checked_sub(start.elapsed()) {
-            std::thread::sleep(rest);
-        }
+/// A page, then the stylesheet it names, as a browser reads them.
+fn read_page(front: SocketAddr, n: usize, seen: &mut Seen) {
+    let page = format!("/en/page-{}.html", n % PAGES);
+    let body = match get(front, &page) {
+        Ok((200, body)) => body,
+        Ok((status, _)) => return seen.fail(format!("{page}: {status}")),
+        Err(e) => return seen.fail(format!("{page}: {e}")),
+    };
+    let css = body
+        .split("href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    if let Some(build) = css.strip_prefix("/_astro/app.") {
+        seen.builds
+            .insert(build.trim_end_matches(".css").to_owned());
     }
-    seen
+    match get(front, &css) {
+        Ok((200, _)) => seen.reads += 1,
+        Ok((status, _)) => seen.fail(format!("{css} (named by {page}): {status}")),
+        Err(e) => seen.fail(format!("{css}: {e}")),
+    }
 }
 
 /// Poll the front door until `page` answers with build `version`.
@@ -333,7 +356,17 @@ fn wait_for_build(front: SocketAddr, version: u32) {
 /// `rollback` puts the previous release back on every task.
 #[test]
 fn a_static_release_ships_to_every_node_as_an_image_and_no_page_misses_its_assets() {
-    let stack = SiteStack::new();
+    let stack = SiteStack::new(&Site {
+        root: "/srv/site",
+        locations: "",
+        plugin: "astro.wasm",
+        step: &|front| {
+            format!(
+                "config = {{ keep = 5, verify = [{{ url = \"http://{front}/en/page-0.html\", file = \"en/page-0.html\" }}] }}\n"
+            )
+        },
+        extra: "",
+    });
     stack.build(1);
     stack.deploy_ok("v1");
     let v1 = stack.live();
@@ -341,7 +374,7 @@ fn a_static_release_ships_to_every_node_as_an_image_and_no_page_misses_its_asset
     wait_for_build(stack.front, 1);
 
     stack.build(2);
-    let readers = Readers::start(stack.front);
+    let readers = Readers::start(stack.front, Arc::new(read_page));
     let report = stack.deploy_ok("v2");
     std::thread::sleep(Duration::from_secs(2));
     let seen = readers.stop();
@@ -351,7 +384,7 @@ fn a_static_release_ships_to_every_node_as_an_image_and_no_page_misses_its_asset
     let second = assert_ships(&stack, &v2);
     assert_ne!(first, second);
     assert_eq!(seen.failed, 0, "{seen:?}");
-    assert!(seen.pages > 100, "{seen:?}");
+    assert!(seen.reads > 100, "{seen:?}");
     assert!(seen.builds.contains("v2"), "{seen:?}");
     // The stage shipped first: v1's pages with v2's new files next to them.
     let tags = stack.site_tags();
@@ -379,4 +412,98 @@ fn a_static_release_ships_to_every_node_as_an_image_and_no_page_misses_its_asset
     assert_eq!(stack.live(), v1);
     assert_eq!(assert_ships(&stack, &v1), first);
     wait_for_build(stack.front, 1);
+}
+
+/// The Mini App's server: sw.js and the page are never cached.
+const MINIAPP_LOCATIONS: &str = "location = /sw.js { add_header Cache-Control \"no-cache\"; }\n\
+    location = /index.html { add_header Cache-Control \"no-cache\"; }";
+
+/// The example's Mini App, its bundle at `version`, in `dist`.
+fn miniapp_build(stack: &SiteStack, version: &str) {
+    let dist = stack.path().join("dist");
+    let _ = std::fs::remove_dir_all(&dist);
+    std::fs::create_dir_all(&dist).unwrap();
+    let example = crate::harness::repo_root().join("examples/honeychat/miniapp/dist");
+    for entry in std::fs::read_dir(example).unwrap() {
+        let path = entry.unwrap().path();
+        let original = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap();
+        std::fs::write(dist.join(name), original.replace("v1", version)).unwrap();
+    }
+}
+
+/// `SW_VERSION` as sw.js carries it.
+fn stamp_of(sw: &str) -> String {
+    sw.lines()
+        .find_map(|l| l.strip_prefix("const SW_VERSION = \""))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Rule 5 across nodes. A browser that gets a new sw.js installs it at
+/// once, and the install fetches `/` and `/app.js` from whichever task the
+/// front door picks. So sw.js changes in an update of its own (`last`),
+/// once every task serves the rest of the release: whenever a reader gets
+/// the new worker, the files it would cache are the new bundle's.
+#[test]
+fn a_service_worker_ships_last_so_no_node_hands_it_the_old_bundle_to_cache() {
+    let stack = SiteStack::new(&Site {
+        root: "/srv/app",
+        locations: MINIAPP_LOCATIONS,
+        plugin: "miniapp-sw.wasm",
+        step: &|front| format!("config = {{ url = \"http://{front}/\" }}\n"),
+        extra: ", last = [\"sw.js\"]",
+    });
+    miniapp_build(&stack, "v1");
+    stack.deploy_ok("v1");
+    let (_, sw) = get(stack.front, "/sw.js").unwrap();
+    let old = stamp_of(&sw);
+    assert!(!old.is_empty() && old != "dev", "{sw}");
+
+    miniapp_build(&stack, "v2");
+    let old_worker = old.clone();
+    let read = move |front: SocketAddr, _: usize, seen: &mut Seen| {
+        let sw = match get(front, "/sw.js") {
+            Ok((200, body)) => body,
+            Ok((status, _)) => return seen.fail(format!("/sw.js: {status}")),
+            Err(e) => return seen.fail(format!("/sw.js: {e}")),
+        };
+        let stamp = stamp_of(&sw);
+        seen.builds.insert(stamp.clone());
+        if stamp != old_worker {
+            // What this worker's install caches, read as it reads it.
+            for (path, new) in [("/", "data-version=\"v2\""), ("/app.js", "\"v2\"")] {
+                match get(front, path) {
+                    Ok((200, body)) if body.contains(new) => {}
+                    Ok((status, _)) => {
+                        return seen.fail(format!(
+                            "worker {stamp} would cache {path} answered {status} without v2"
+                        ));
+                    }
+                    Err(e) => return seen.fail(format!("{path}: {e}")),
+                }
+            }
+        }
+        seen.reads += 1;
+    };
+    let readers = Readers::start(stack.front, Arc::new(read));
+    let report = stack.deploy_ok("v2");
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = readers.stop();
+    eprintln!("a service worker shipped last over 3 tasks under load: {seen:?}");
+    assert_eq!(seen.failed, 0, "{seen:?}");
+    assert!(seen.reads > 100, "{seen:?}");
+    assert!(
+        seen.builds.len() == 2 && seen.builds.contains(&old),
+        "readers saw the old worker, then the new one: {seen:?}"
+    );
+    let live = stack.live();
+    assert_ships(&stack, &live);
+    let tags = stack.site_tags();
+    assert!(
+        tags.lines()
+            .any(|t| t.contains(&format!("site-{live}-hold-"))),
+        "the release but its sw.js shipped before sw.js: {tags}\n{report}"
+    );
 }
