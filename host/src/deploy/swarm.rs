@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(500);
+/// How often a rollout whose tasks nginx routes to by address is looked at.
+const REROUTE_POLL: Duration = Duration::from_millis(200);
 /// How long after the manager lets a task go a reroute waits: past the
 /// node's DNS update, well within the 2 s before the task is stopped.
 const LET_GO_SETTLE: Duration = Duration::from_millis(700);
@@ -525,7 +527,16 @@ impl Agent {
                     .await;
             }
             match observe(docker, r.name, r.image, r.updated).await {
-                Ok(Observed::Done(tasks)) => return Settled::Converged(tasks),
+                Ok(Observed::Done(tasks)) => {
+                    // The last task let go can fall between the look above
+                    // and this one; the next update's first look only
+                    // records, so route now.
+                    if let Some((surface, service)) = r.reroute {
+                        self.reroute_if_moved(docker, r.name, &mut seen, surface, service)
+                            .await;
+                    }
+                    return Settled::Converged(tasks);
+                }
                 Ok(Observed::RolledBack(why)) => {
                     if let Some((surface, service)) = r.reroute {
                         self.reroute_mid_update(surface, service).await;
@@ -547,7 +558,12 @@ impl Agent {
                 Ok(Observed::Paused(why) | Observed::Pending(why)) => last = why,
                 Err(e) => last = format!("{e:#}"),
             }
-            tokio::time::sleep(POLL).await;
+            // A reroute must land within Swarm's 2 s: look more often.
+            let poll = match r.reroute {
+                Some(_) => REROUTE_POLL,
+                None => POLL,
+            };
+            tokio::time::sleep(poll).await;
         }
         let secs = r.timeout.as_secs();
         if !asked_rollback && docker.rollback_service(r.name).await.is_ok() {
@@ -563,8 +579,8 @@ impl Agent {
     /// service's DNS records, then waits 2 s before it stops the task
     /// (moby's `defaultGossipConvergeDelay`, in its executor's
     /// `controller.Shutdown`): a reload in that window moves nginx off the
-    /// task before the task closes its listener. The first look only
-    /// records.
+    /// task before it stops, after which a connection to its address hangs.
+    /// The first look only records.
     async fn reroute_if_moved(
         &self,
         docker: &Docker,
@@ -573,27 +589,23 @@ impl Agent {
         surface: &str,
         service: &str,
     ) {
-        let Ok(tasks) = docker.swarm_tasks(name).await else {
+        let Some(running) = running_tasks(docker, name).await else {
             return;
         };
-        let running: Vec<String> = tasks
-            .into_iter()
-            .filter(|t| t.desired == "running" && t.state == "running")
-            .map(|t| t.id)
-            .collect();
         let before = seen
             .replace(running.clone())
             .unwrap_or_else(|| running.clone());
-        let started = running.iter().any(|id| !before.contains(id));
-        let let_go = before.iter().any(|id| !running.contains(id));
-        if let_go {
-            // The manager lets a task go before its node has taken it out
-            // of the DNS records: a reload now could still resolve it.
-            tokio::time::sleep(LET_GO_SETTLE).await;
+        if running == before {
+            return;
         }
-        if started || let_go {
-            self.reroute_mid_update(surface, service).await;
+        // A task let go follows one that starts (start-first) or comes
+        // first (stop-first), and the manager lets it go before its node has
+        // taken it out of the DNS records: wait for both, then route once.
+        tokio::time::sleep(LET_GO_SETTLE).await;
+        if let Some(now) = running_tasks(docker, name).await {
+            *seen = Some(now);
         }
+        self.reroute_mid_update(surface, service).await;
     }
 
     /// Rule 2 between the batches of a rolling update. A `dnsrr` service's
@@ -630,6 +642,19 @@ impl Agent {
             }
         }
     }
+}
+
+/// The IDs of the service's tasks that run and are wanted, sorted; None
+/// when the manager does not answer.
+async fn running_tasks(docker: &Docker, name: &str) -> Option<Vec<String>> {
+    let tasks = docker.swarm_tasks(name).await.ok()?;
+    let mut running: Vec<String> = tasks
+        .into_iter()
+        .filter(|t| t.desired == "running" && t.state == "running")
+        .map(|t| t.id)
+        .collect();
+    running.sort();
+    Some(running)
 }
 
 enum Observed {

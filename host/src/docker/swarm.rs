@@ -167,11 +167,18 @@ impl Docker {
     /// Wait until every task Swarm wants of the service `name` runs, on
     /// whichever node: a task with a healthcheck counts as running only once
     /// it is healthy. Readiness on a swarm is the orchestrator's, not one
-    /// engine's containers.
+    /// engine's containers. While an update rolls, one running task is
+    /// enough: the deploy waits for the update itself, and a step that
+    /// routes to the tasks between batches must not wait for the next one
+    /// (a task let go is stopped 2 s later, and routing to it then hangs).
     pub async fn wait_tasks_running(&self, name: &str, timeout: Duration) -> Result<()> {
         let start = std::time::Instant::now();
         loop {
-            let wanted = self.swarm_service(name).await?.and_then(|s| s.replicas);
+            let service = self.swarm_service(name).await?;
+            let wanted = service.as_ref().and_then(|s| s.replicas);
+            let rolling = service.as_ref().is_some_and(|s| {
+                matches!(s.update_state.as_str(), "updating" | "rollback_started")
+            });
             let tasks: Vec<SwarmTask> = self
                 .swarm_tasks(name)
                 .await?
@@ -180,7 +187,7 @@ impl Docker {
                 .collect();
             let running = tasks.iter().filter(|t| t.state == "running").count();
             let enough = wanted.map_or(running > 0, |w| running as u64 >= w);
-            if enough && running == tasks.len() {
+            if (enough && running == tasks.len()) || (rolling && running > 0) {
                 return Ok(());
             }
             if start.elapsed() >= timeout {

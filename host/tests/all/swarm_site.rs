@@ -50,9 +50,14 @@ http { include /etc/nginx/mime.types; access_log off;\n\
   server { listen 80; root ROOT; index index.html;\n\
     location = /health { return 200 \"ok\\n\"; } LOCATIONS } }\n";
 
-/// The front door: one `location`, `website` resolved at start and reload.
+/// The front door: one `location`, `website` resolved at start and reload,
+/// and a connect timeout short enough to try the next task when one has
+/// stopped before nginx forgot its address (docs/swarm.md: this manager's
+/// DNS can lag past the 2 s Swarm waits; with nginx's default 60 s, such a
+/// request hangs).
 const FRONT_CONF: &str = "daemon off; pid /run/nginx.pid; events {}\n\
-http { access_log off; server { listen 80; location / { proxy_pass http://website:80; } } }\n";
+http { access_log off; server { listen 80;\n\
+  location / { proxy_pass http://website:80; proxy_connect_timeout 1s; } } }\n";
 
 const PAGES: usize = 50;
 
@@ -245,6 +250,9 @@ fn get(front: SocketAddr, path: &str) -> Result<(u16, String), String> {
 #[derive(Debug, Default)]
 struct Seen {
     reads: u64,
+    /// Reads that took over a second: a request nginx sent to a stopped
+    /// task first, then to the next one after `proxy_connect_timeout`.
+    slow: u64,
     builds: BTreeSet<String>,
     failed: u64,
     first_failures: Vec<String>,
@@ -283,6 +291,9 @@ impl Readers {
                         let start = Instant::now();
                         n += 7;
                         read(front, n, &mut seen);
+                        if start.elapsed() > Duration::from_secs(1) {
+                            seen.slow += 1;
+                        }
                         if let Some(rest) = period.checked_sub(start.elapsed()) {
                             std::thread::sleep(rest);
                         }
@@ -300,6 +311,7 @@ impl Readers {
         for thread in self.threads {
             let seen = thread.join().unwrap();
             all.reads += seen.reads;
+            all.slow += seen.slow;
             all.failed += seen.failed;
             all.builds.extend(seen.builds);
             all.first_failures.extend(seen.first_failures);
@@ -506,4 +518,40 @@ fn a_service_worker_ships_last_so_no_node_hands_it_the_old_bundle_to_cache() {
             .any(|t| t.contains(&format!("site-{live}-hold-"))),
         "the release but its sw.js shipped before sw.js: {tags}\n{report}"
     );
+}
+
+/// A release whose server never becomes healthy: Swarm rolls the update
+/// back, the step puts `current` back, the deploy exits 1 saying what
+/// serves, and every task still serves the old release.
+#[test]
+fn a_release_on_a_broken_server_is_rolled_back_and_the_old_release_serves() {
+    let stack = SiteStack::new(&Site {
+        root: "/srv/site",
+        locations: "",
+        plugin: "astro.wasm",
+        step: &|_| "config = { keep = 5 }\n".to_owned(),
+        extra: "",
+    });
+    stack.build(1);
+    stack.deploy_ok("v1");
+    let v1 = stack.live();
+    let first = assert_ships(&stack, &v1);
+
+    stack.build(2);
+    // nginx starts, but the healthcheck's /health is gone.
+    let conf = stack.path().join("server/nginx.conf");
+    let broken = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace("location = /health", "location = /gone");
+    std::fs::write(&conf, broken).unwrap();
+    let out = stack.slipway(&["deploy", "site", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let error = json(&out)["error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        error.contains("Swarm rolled it back") && error.contains("what serves is"),
+        "{error}"
+    );
+    assert_eq!(stack.live(), v1, "the step put current back");
+    assert_eq!(assert_ships(&stack, &v1), first);
+    wait_for_build(stack.front, 1);
 }
