@@ -1083,8 +1083,6 @@ impl Agent {
     }
 }
 
-/// The run's report when a build failed: nothing ran; the surface holding
-/// the build failed, the others were skipped.
 /// Which steps a run of `run_phases` calls, and in which phases.
 #[derive(Clone, Copy)]
 struct Pass<'a> {
@@ -1096,6 +1094,8 @@ struct Pass<'a> {
     touched: bool,
 }
 
+/// The run's report when a build failed: nothing ran; the surface holding
+/// the build failed, the others were skipped.
 fn build_failed(
     mut report: RunReport,
     surfaces: &[String],
