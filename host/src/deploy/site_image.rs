@@ -8,11 +8,14 @@
 //! out in two updates: first the served release with the new release's
 //! added files next to it (the *stage*), then the new release, which holds
 //! the old hashed assets its steps carried over. Every task then has every
-//! file that any page a task serves refers to.
+//! file that any page a task serves refers to. With `last` (a service
+//! worker), the release but those files goes out in between: a new worker's
+//! install reads what it caches from any task, and every task then serves
+//! the new bundle.
 //!
 //! What a service serves is read back from its image's tag,
-//! `site-<release>[-over-<served>]-on-<base>`: the running spec decides,
-//! and a deploy cut off after the stage finishes the job when rerun.
+//! `site-<release>[-over-|-hold-<served>]-on-<base>`: the running spec
+//! decides, and a deploy cut off between updates resumes when rerun.
 
 use super::{Agent, Pass, Stop, build::Images, host_outputs};
 use crate::bindings::Output;
@@ -369,7 +372,7 @@ impl Agent {
             .await
             .map_err(|e| {
                 Stop::Failed(format!(
-                    "surface {surface}: site_image: cannot add the release to {}: {e:#}; nothing was updated",
+                    "surface {surface}: site_image: cannot add the release to {}: {e:#}; the service keeps serving what it served",
                     short_id(base)
                 ))
             })?;
@@ -396,10 +399,12 @@ fn live_release(root: &Path) -> Result<String, String> {
     let id = target
         .strip_prefix("releases/")
         .filter(|id| !id.is_empty() && id.len() <= 48)
-        .filter(|id| id.chars().all(|c| c.is_ascii_alphanumeric() || "_.".contains(c) || c == '-'))
+        .filter(|id| id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
+        // The tag's separators: an id holding one would read back wrong.
+        .filter(|id| !["-on-", "-over-", "-hold-"].iter().any(|sep| id.contains(sep)))
         .ok_or_else(|| {
             format!(
-                "{} points to `{target}`, not to releases/<id> with an id of at most 48 letters, digits, `-`, `_` and `.`",
+                "{} points to `{target}`, not to releases/<id> with an id of at most 48 letters, digits, `-`, `_` and `.` (and no `-on-`, `-over-` or `-hold-`)",
                 current.display()
             )
         })?;
@@ -615,7 +620,12 @@ mod tests {
         );
         std::os::unix::fs::symlink("releases/20261205T220000Z-abc", &current).unwrap();
         assert_eq!(live_release(root.path()).unwrap(), "20261205T220000Z-abc");
-        for bad in ["elsewhere/x", "releases/a b", "releases/"] {
+        for bad in [
+            "elsewhere/x",
+            "releases/a b",
+            "releases/",
+            "releases/a-on-b",
+        ] {
             std::fs::remove_file(&current).unwrap();
             std::os::unix::fs::symlink(bad, &current).unwrap();
             assert!(live_release(root.path()).is_err(), "{bad}");
