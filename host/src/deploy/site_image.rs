@@ -120,7 +120,7 @@ fn updates(
     let kept = |id: &str| id != wanted.release && releases.join(id).is_dir();
     if let Some(pages) = served.map(Shipped::pages).filter(|p| kept(p)) {
         let stage = wanted.with(Held::Over(pages.to_owned()));
-        if served != Some(&stage) && !added(releases, &stage, last)?.is_empty() {
+        if served != Some(&stage) && self::stage(releases, &stage, last)?.1 > 0 {
             updates.push(stage);
         }
     }
@@ -134,17 +134,22 @@ fn updates(
     Ok(updates)
 }
 
-/// The release's files a stage adds: those the served release lacks, but
-/// its `last` ones.
-fn added(
+/// The stage: the served release's files, and the release's files it
+/// lacks but its `last` ones. Returns the stage and how many it adds.
+fn stage(
     releases: &Path,
     stage: &Shipped,
     last: &[String],
-) -> Result<BTreeMap<String, PathBuf>, String> {
-    let served = walk(&releases.join(stage.pages()))?;
-    let mut new = walk(&releases.join(&stage.release))?;
-    new.retain(|rel, _| !served.contains_key(rel) && !last.contains(rel));
-    Ok(new)
+) -> Result<(BTreeMap<String, PathBuf>, usize), String> {
+    let mut files = walk(&releases.join(stage.pages()))?;
+    let served = files.len();
+    for (rel, from) in walk(&releases.join(&stage.release))? {
+        if !last.contains(&rel) {
+            files.entry(rel).or_insert(from);
+        }
+    }
+    let added = files.len() - served;
+    Ok((files, added))
 }
 
 /// Whether a `last` file's bytes differ from one release to the other.
@@ -163,11 +168,7 @@ fn files(
 ) -> Result<BTreeMap<String, PathBuf>, String> {
     match &shipped.held {
         Held::Live => walk(&releases.join(&shipped.release)),
-        Held::Over(pages) => {
-            let mut files = walk(&releases.join(pages))?;
-            files.extend(added(releases, shipped, last)?);
-            Ok(files)
-        }
+        Held::Over(_) => stage(releases, shipped, last).map(|(files, _)| files),
         Held::Holding(old) => {
             let mut files = walk(&releases.join(&shipped.release))?;
             let before = walk(&releases.join(old))?;
@@ -361,14 +362,11 @@ impl Agent {
         files: BTreeMap<String, PathBuf>,
     ) -> Result<String, Stop> {
         let files = in_image(&site.path, files);
-        let project = &self.loaded.manifest.project;
-        let registry = project.registry.as_deref().unwrap_or_default();
-        let repo = format!("{registry}/{}/{}", project.name, site.service);
-        let tag = shipped.tag();
         let count = files.len();
-        let name = format!("slipway-site-{}-{}", project.name, site.service);
+        let project = &self.loaded.manifest.project.name;
+        let name = format!("slipway-site-{project}-{}", site.service);
         let image = docker
-            .commit_files(base, files, &name, (&repo, &tag))
+            .commit_files(base, files, &name)
             .await
             .map_err(|e| {
                 Stop::Failed(format!(
@@ -376,12 +374,14 @@ impl Agent {
                     short_id(base)
                 ))
             })?;
-        tracing::info!("[{surface}] {}: {repo}:{tag}, {count} files", site.service);
+        let tag = shipped.tag();
         let pushed = self
             .push(docker, surface, &site.service, &image, &tag)
             .await?;
-        let digest = pushed.rsplit_once('@').map_or("", |(_, d)| d);
-        Ok(format!("{repo}:{tag}@{digest}"))
+        tracing::info!("[{surface}] {}: {tag}, {count} files", site.service);
+        // `repo@sha256:…` as `repo:tag@sha256:…`: the spec then says what
+        // the tasks serve.
+        Ok(pushed.replacen('@', &format!(":{tag}@"), 1))
     }
 }
 

@@ -8,8 +8,7 @@ use super::Docker;
 use anyhow::{Context as _, Result};
 use bollard::models::{ContainerConfig, ContainerCreateBody};
 use bollard::query_parameters::{
-    CommitContainerOptions, CreateContainerOptions, RemoveContainerOptions,
-    UploadToContainerOptions,
+    CommitContainerOptions, CreateContainerOptions, UploadToContainerOptions,
 };
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -19,16 +18,10 @@ use std::path::PathBuf;
 pub type Files = Vec<(String, PathBuf)>;
 
 impl Docker {
-    /// Commit `base` plus `files` as `repo:tag`; returns the image ID. The
-    /// container it goes through is named `name`; a killed run's leftover of
-    /// that name is removed first.
-    pub async fn commit_files(
-        &self,
-        base: &str,
-        files: Files,
-        name: &str,
-        (repo, tag): (&str, &str),
-    ) -> Result<String> {
+    /// Commit `base` plus `files`, untagged (a push tags it); returns the
+    /// image ID. The container it goes through is named `name`; a killed
+    /// run's leftover of that name is removed first.
+    pub async fn commit_files(&self, base: &str, files: Files, name: &str) -> Result<String> {
         let tar = tokio::task::spawn_blocking(move || files_tar(&files))
             .await
             .context("tar task panicked")??;
@@ -47,20 +40,14 @@ impl Docker {
             .await
             .with_context(|| format!("cannot create a container from {base}"))?
             .id;
-        let committed = self.unpack_and_commit(&id, tar, repo, tag).await;
+        let committed = self.unpack_and_commit(&id, tar).await;
         let removed = self.remove_leftover(name).await;
         let image = committed?;
         removed?;
         Ok(image)
     }
 
-    async fn unpack_and_commit(
-        &self,
-        id: &str,
-        tar: Vec<u8>,
-        repo: &str,
-        tag: &str,
-    ) -> Result<String> {
+    async fn unpack_and_commit(&self, id: &str, tar: Vec<u8>) -> Result<String> {
         let options = UploadToContainerOptions {
             path: "/".to_owned(),
             ..Default::default()
@@ -71,8 +58,6 @@ impl Docker {
             .context("cannot unpack the release into the container")?;
         let options = CommitContainerOptions {
             container: Some(id.to_owned()),
-            repo: Some(repo.to_owned()),
-            tag: Some(tag.to_owned()),
             pause: false,
             ..Default::default()
         };
@@ -82,25 +67,27 @@ impl Docker {
             .client
             .commit_container(options, ContainerConfig::default())
             .await
-            .with_context(|| format!("cannot commit {repo}:{tag}"))?;
+            .context("cannot commit the container")?;
         Ok(committed.id)
     }
 
     async fn remove_leftover(&self, name: &str) -> Result<()> {
-        let options = RemoveContainerOptions {
-            force: true,
-            ..Default::default()
-        };
-        match self.client.remove_container(name, Some(options)).await {
-            Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(e) => {
-                Err(anyhow::Error::from(e).context(format!("cannot remove container {name}")))
-            }
+        match self.remove(name, name).await {
+            Err(e) if not_found(&e) => Ok(()),
+            other => other,
         }
     }
+}
+
+/// The engine answered 404: there is no such container.
+fn not_found(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<bollard::errors::Error>(),
+        Some(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        })
+    )
 }
 
 /// A tar of `files` at their image paths, with every parent directory,
