@@ -18,7 +18,7 @@
 //! - Bad compose or manifest input exits 2 before anything changes, naming
 //!   the file and the line (`file:LINE` or `line LINE`).
 
-use crate::harness::{cache_dir, json, repo_root, text, unique};
+use crate::harness::{cache_dir, claim, json, repo_root, text, unique};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -414,11 +414,10 @@ fn is_anonymous(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// A /24 prefix (`10.231.N`) that no network on the engine, and no other
-/// fixture of this process, uses.
+/// A /24 prefix (`10.231.N`) that no network on the engine, no route of
+/// this machine (scripts/engines gives its engines 10.231.1-5) and no other
+/// test process uses.
 fn free_subnet() -> String {
-    static TAKEN: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
-    let mut taken = TAKEN.lock().unwrap();
     let networks = docker_lenient(&["network", "ls", "-q"]);
     let mut used = String::new();
     for id in networks.split_whitespace() {
@@ -430,12 +429,13 @@ fn free_subnet() -> String {
             id,
         ]));
     }
+    let routes = Command::new("ip").args(["-4", "route"]).output().unwrap();
+    used.push_str(&String::from_utf8_lossy(&routes.stdout));
     let start = std::process::id() % 250;
     for k in 0..250 {
         let n = 1 + (start + k) % 250;
         let prefix = format!("10.231.{n}");
-        if !taken.contains(&n) && !used.contains(&format!("{prefix}.")) {
-            taken.insert(n);
+        if !used.contains(&format!("{prefix}.")) && claim(&format!("subnet-{prefix}")) {
             return prefix;
         }
     }

@@ -20,9 +20,11 @@ pub fn plugin(name: &str) -> PathBuf {
     slipway_fixtures::plugin(name)
 }
 
-/// Compiled plugins shared by every test, so each compiles once.
+/// Compiled plugins shared by every test, so each compiles once; kept in
+/// cargo's target directory, so once per build of the plugins rather than
+/// once per clone (entries are keyed by the plugin's hash and the engine).
 pub fn cache_dir() -> PathBuf {
-    repo_root().join("target/test-plugin-cache")
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-plugin-cache")
 }
 
 /// A name no other test (or test run) uses, for compose projects.
@@ -35,12 +37,42 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// Claims `name` for this test process, against every other process of
+/// this machine: true if none holds it. The tests run one process each, side
+/// by side, so an in-process set cannot keep two of them off the same port or
+/// subnet. The claim is an advisory lock on a file, held until the process
+/// exits, however it exits.
+pub fn claim(name: &str) -> bool {
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("slipway-test-claims");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = std::fs::File::create(dir.join(name)).unwrap();
+    match file.try_lock() {
+        Ok(()) => {
+            HELD.lock().unwrap_or_else(|e| e.into_inner()).push(file);
+            true
+        }
+        Err(std::fs::TryLockError::WouldBlock) => false,
+        Err(std::fs::TryLockError::Error(e)) => panic!("lock {name}: {e}"),
+    }
+}
+
+/// A port no other test process holds and nothing listens on. It is drawn
+/// below the kernel's ephemeral range (32768 and up), where the source ports
+/// of the load generators' connections come from: a port taken from there
+/// could be in use by a connection by the time a stack publishes it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, RandomState};
+    const FIRST: u16 = 20_000;
+    const COUNT: u16 = 12_000;
+    for _ in 0..1_000 {
+        let port = FIRST + (RandomState::new().hash_one(0u8) % u64::from(COUNT)) as u16;
+        if claim(&format!("port-{port}")) && std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + COUNT);
 }
 
 /// A project directory with a one-service compose file (`api`, never

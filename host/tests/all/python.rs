@@ -20,10 +20,15 @@ use std::time::{Duration, Instant};
 const PYTHON: &str = "python-step";
 
 /// Compile the Python plugin into the shared cache once, before a test needs
-/// it: otherwise each test compiles it (seconds of CPU) at the same time.
+/// it: otherwise each test compiles it (seconds of CPU) at the same time. The
+/// tests run in processes of their own, so the first takes a lock that the
+/// others wait on, and then find the plugin compiled.
 fn warm_cache() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        std::fs::create_dir_all(cache_dir()).unwrap();
+        let lock = std::fs::File::create(cache_dir().join("python-step.lock")).unwrap();
+        lock.lock().unwrap();
         let wasm = plugin(PYTHON);
         let out = slipway(
             Path::new("."),

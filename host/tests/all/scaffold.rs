@@ -2,7 +2,7 @@
 //! crates.io alone (offline, from cargo's cache), passes its own tests, and
 //! the plugin loads, pins and runs as a deploy step against a real endpoint.
 
-use crate::harness::{json, repo_root, sh, slipway, text};
+use crate::harness::{json, sh, slipway, text};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -10,15 +10,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-/// Cargo in the scaffolded crate. The target directory is shared between
-/// runs so only the crate and its vendored SDK recompile.
+/// The scaffolded crate's target directory, kept in cargo's (outside any
+/// clone) so that a run recompiles only the crate and its vendored SDK.
+fn scaffold_target() -> std::path::PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-test")
+}
+
+/// Cargo in the scaffolded crate, in [`scaffold_target`].
 fn cargo(dir: &Path, args: &[&str]) -> Output {
     let start = Instant::now();
     let out = Command::new(env!("CARGO"))
         .current_dir(dir)
         .args(args)
         .arg("--offline")
-        .env("CARGO_TARGET_DIR", repo_root().join("target/scaffold-test"))
+        .env("CARGO_TARGET_DIR", scaffold_target())
         .output()
         .expect("run cargo");
     eprintln!(
@@ -84,7 +89,7 @@ fn a_new_plugin_builds_tests_inspects_pins_and_deploys() {
     assert!(krate.join("vendor/wit/slipway.wit").is_file());
 
     // The target directory is shared: never test an earlier run's plugin.
-    let wasm = repo_root().join("target/scaffold-test/wasm32-wasip2/release/demo_check.wasm");
+    let wasm = scaffold_target().join("wasm32-wasip2/release/demo_check.wasm");
     let _ = std::fs::remove_file(&wasm);
     let build = cargo(&krate, &["build", "--release", "--target", "wasm32-wasip2"]);
     assert!(
