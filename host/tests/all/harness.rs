@@ -517,6 +517,9 @@ pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<std::thread::JoinHandle<Tally>>,
     started: Instant,
+    per_second: u32,
+    /// Requests answered so far, whatever the answer.
+    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
     first_seen: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
@@ -540,11 +543,12 @@ impl Load {
     fn watching_at(addr: SocketAddr, per_second: u32, marker: Option<String>) -> Load {
         let first_seen = std::sync::Arc::new(std::sync::Mutex::new(None));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let threads = 4;
         let interval = Duration::from_secs_f64(threads as f64 / per_second as f64);
         let handles = (0..threads)
             .map(|t| {
-                let stop = stop.clone();
+                let (stop, answered) = (stop.clone(), answered.clone());
                 let (marker, first_seen) = (marker.clone(), first_seen.clone());
                 std::thread::spawn(move || {
                     let mut tally = Tally::default();
@@ -558,7 +562,9 @@ impl Load {
                         next += interval;
                         n += 1;
                         let post = n.is_multiple_of(2);
-                        match request(addr, post) {
+                        let answer = request(addr, post);
+                        answered.fetch_add(1, Ordering::Relaxed);
+                        match answer {
                             Ok((status, body)) if (200..300).contains(&status) => {
                                 tally.ok += 1;
                                 if marker.as_deref().is_some_and(|m| body.contains(m)) {
@@ -596,6 +602,8 @@ impl Load {
             stop,
             threads: handles,
             started: Instant::now(),
+            per_second,
+            answered,
             first_seen,
         }
     }
@@ -606,13 +614,24 @@ impl Load {
         *self.first_seen.lock().unwrap()
     }
 
-    /// [`Load::stop`], once the load has run at least `window`. A deploy
+    /// [`Load::stop`], once the load has run at least `window` and had at
+    /// least half of the requests that `window` paces answered. A deploy
     /// that fails or converges in under a second would otherwise leave a
     /// tally too thin to mean anything; the extra time measures the site
-    /// right after the deploy, which is what users see next.
+    /// right after the deploy, which is what users see next. On a busy
+    /// machine each request takes longer and fewer fit in the window, so
+    /// the load runs on until enough were answered (up to five windows):
+    /// the tally then judges as many requests as on an idle machine.
     pub fn stop_after(self, window: Duration) -> (Tally, Duration) {
-        if let Some(rest) = window.checked_sub(self.started.elapsed()) {
-            std::thread::sleep(rest);
+        let enough = (window.as_secs_f64() * f64::from(self.per_second) / 2.0) as u64;
+        loop {
+            let elapsed = self.started.elapsed();
+            let answered = self.answered.load(Ordering::Relaxed);
+            if elapsed >= window * 5 || (elapsed >= window && answered >= enough) {
+                break;
+            }
+            let rest = window.saturating_sub(elapsed);
+            std::thread::sleep(rest.max(Duration::from_millis(20)));
         }
         self.stop()
     }
