@@ -641,6 +641,8 @@ fn split_port(spec: &str) -> Res<Vec<(String, PortBind)>> {
     let targets = port_range(inner)?;
     let (host, published) = match outer.map(|o| o.rsplit_once(':').ok_or(o)) {
         None => (None, None),
+        // `${BIND:-}:443:443`: an empty host IP is none, as compose v2 reads it.
+        Some(Ok(("", published))) => (None, Some(published)),
         Some(Ok((host, published))) => (Some(host_ip(host)?), Some(published)),
         Some(Err(published)) => (None, Some(published)),
     };

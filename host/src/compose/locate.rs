@@ -21,7 +21,7 @@ pub fn line_of(text: &str, path: &[&str]) -> Option<usize> {
 }
 
 /// The first line at or after `from` that holds `key:` deeper than the
-/// parent, before the parent's block ends.
+/// parent, before the parent's block ends; at the top level, unindented.
 fn find_key(
     lines: &[&str],
     from: usize,
@@ -36,6 +36,11 @@ fn find_key(
         let indent = line.len() - trimmed.len();
         if parent_indent.is_some_and(|p| indent <= p) {
             return None;
+        }
+        // A top-level key starts its line: `secrets:` under a service is not
+        // the file's `secrets:`.
+        if parent_indent.is_none() && indent > 0 {
+            continue;
         }
         let entry = trimmed.trim_start_matches("- ");
         let unquoted = entry
@@ -77,5 +82,13 @@ networks:
         // A missing key gives its parent's line.
         assert_eq!(line_of(TEXT, &["services", "api", "nope"]), Some(2));
         assert_eq!(line_of(TEXT, &["nope"]), None);
+        // Top-level keys are found only at the top level.
+        assert_eq!(
+            line_of(
+                "services:\n  a:\n    networks: [x]\nnetworks:\n",
+                &["networks"]
+            ),
+            Some(4)
+        );
     }
 }

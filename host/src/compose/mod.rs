@@ -4,6 +4,7 @@
 //! and `profiles`. Keys slipway cannot carry onto a container are refused by
 //! name, with file and line, before anything changes.
 
+mod coerce;
 mod interpolate;
 mod locate;
 mod merge;
@@ -350,6 +351,7 @@ impl FileModel {
         let mut keys = Vec::new();
         interpolate_all(&mut root, vars, &mut keys, &mut unset)
             .map_err(|(keys, message)| file.error(&keys, &message))?;
+        coerce::apply(&mut root).map_err(|(keys, message)| file.error(&keys, &message))?;
         for name in unset {
             tracing::warn!(
                 "{}: variable {name} is not set; it defaults to an empty string",
@@ -360,6 +362,7 @@ impl FileModel {
             for (_, service) in services.iter_mut() {
                 if let Value::Mapping(service) = service {
                     merge::normalize_service(service);
+                    resolve_build_args(service, vars);
                     absolutize(service, &base);
                 }
             }
@@ -441,6 +444,25 @@ fn interpolate_value(
         _ => {}
     }
     Ok(())
+}
+
+/// A bare build arg (`- NAME`, or `NAME:` without a value) takes its value
+/// from the shell or `.env`, and is left out when neither sets it, so the
+/// Dockerfile's default applies, as compose does.
+fn resolve_build_args(service: &mut Mapping, vars: &Vars) {
+    let Some(Value::Mapping(args)) = service.get_mut("build").and_then(|b| b.get_mut("args"))
+    else {
+        return;
+    };
+    args.retain(|name, value| {
+        if value.is_null() {
+            match vars.get(&merge::scalar_text(name)) {
+                Some(v) => *value = Value::String(v.to_owned()),
+                None => return false,
+            }
+        }
+        true
+    });
 }
 
 /// Paths in a file are relative to that file's directory: make them
@@ -633,8 +655,10 @@ fn service_def(
     let env_files = take(&mut def, "env_file")
         .map(|v| string_list(&v))
         .unwrap_or_default();
-    let service: Service =
-        serde_yaml::from_value(Value::Mapping(def)).map_err(|e| at(format!("{e}")))?;
+    // The path names the key a type error is at (`expose[0]`), which serde_yaml's
+    // own message leaves out.
+    let service: Service = serde_path_to_error::deserialize(Value::Mapping(def))
+        .map_err(|e| at(format!("`{}`: {}", e.path(), e.inner())))?;
     let mut environment = IndexMap::new();
     for file in &env_files {
         let values = read_env_file(Path::new(file))

@@ -168,6 +168,13 @@ fn unsupported_keys_are_refused_with_file_and_line() {
     assert!(err(d, &["e.yml"]).contains("e.yml:4:"));
     write(
         d,
+        "e2.yml",
+        "services:\n  api:\n    image: x\n    secrets: [s]\nsecrets:\n  s: {}\n",
+    );
+    let e = err(d, &["e2.yml"]);
+    assert!(e.contains("e2.yml:5:") && e.contains("`secrets`"), "{e}");
+    write(
+        d,
         "f.yml",
         "services:\n  api:\n    image: x\n    network_mode: service:db\n",
     );
@@ -207,6 +214,17 @@ fn bad_files_name_their_file_and_line() {
     );
     let e = err(d, &["d.yml"]);
     assert!(e.contains("d.yml:2:") && e.contains("service `api`"), "{e}");
+    assert!(e.contains("`ports`"), "the key: {e}");
+    write(
+        d,
+        "f.yml",
+        "services:\n  api:\n    image: x\n    init: ${INIT:-maybe}\n",
+    );
+    let e = err(d, &["f.yml"]);
+    assert!(
+        e.contains("f.yml:4:") && e.contains("`maybe` is not a boolean"),
+        "{e}"
+    );
     write(d, "e.yml", "services:\n  api:\n    restart: always\n");
     assert!(err(d, &["e.yml"]).contains("neither `build` nor `image`"));
 }
@@ -317,5 +335,68 @@ fn the_rest_of_deploy_is_read_only_for_a_swarm_stack() {
     assert!(
         e.contains("services.seed.profiles") && e.contains("ignores profiles"),
         "{e}"
+    );
+}
+
+/// Shapes that public projects use and compose v2 loads: integer `expose`
+/// items, `${VAR}` in number and boolean fields (compose converts them,
+/// `yes` included), bare build args (from `.env`; left out when unset) and an
+/// empty host IP in a port. The values are what `docker compose config` of
+/// compose v2.40.3 prints for this file.
+#[test]
+fn shapes_real_projects_use_load_as_compose_v2_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        ".env",
+        "RO=true\nRETRIES=5\nSLIPWAY_TEST_IMAGE=getsentry/sentry:nightly\n",
+    );
+    write(
+        d,
+        "docker-compose.yml",
+        r#"
+services:
+  db:
+    image: postgres:16
+    expose:
+      - 5432
+      - "5433"
+    read_only: ${RO}
+    tty: ${SLIPWAY_TEST_TTY:-yes}
+    healthcheck:
+      test: ["CMD", "true"]
+      retries: $RETRIES
+  web:
+    build:
+      context: .
+      args:
+        - SLIPWAY_TEST_IMAGE
+        - SLIPWAY_TEST_UNSET
+    ports:
+      - "${SLIPWAY_TEST_BIND:-}:443:443"
+"#,
+    );
+    let p = load(d, &["docker-compose.yml"]).unwrap();
+    let db = crate::desired::desired(&p, "db", "postgres:16").unwrap();
+    assert_eq!(
+        db.expose.iter().collect::<Vec<_>>(),
+        ["5432/tcp", "5433/tcp"]
+    );
+    assert!(db.read_only && db.tty);
+    assert_eq!(db.healthcheck.unwrap().retries, Some(5));
+    let args = &p.service("web").unwrap().build.as_ref().unwrap().args;
+    assert_eq!(
+        args.iter().collect::<Vec<_>>(),
+        [(
+            &"SLIPWAY_TEST_IMAGE".to_owned(),
+            &"getsentry/sentry:nightly".to_owned()
+        )]
+    );
+    let web = crate::desired::desired(&p, "web", "proj-web").unwrap();
+    let bind = &web.ports["443/tcp"];
+    assert_eq!(
+        (bind[0].host_ip.as_str(), bind[0].host_port.as_str()),
+        ("", "443")
     );
 }
