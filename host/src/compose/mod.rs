@@ -783,12 +783,13 @@ fn build_def(service: &str, step: &BuildStep) -> Result<BuildDef> {
     })
 }
 
+/// `NAME=value` items. A bare `NAME` was already resolved from the shell and
+/// `.env`, or left out (`resolve_build_args`), when the list became a mapping.
 fn parse_args(items: impl Iterator<Item = String>) -> HashMap<String, String> {
     items
-        .filter_map(|item| match item.split_once('=') {
-            Some((k, v)) => Some((k.to_owned(), v.to_owned())),
-            // `- NAME` alone takes the value from the environment, as compose does.
-            None => std::env::var(&item).ok().map(|v| (item, v)),
+        .filter_map(|item| {
+            let (k, v) = item.split_once('=')?;
+            Some((k.to_owned(), v.to_owned()))
         })
         .collect()
 }
