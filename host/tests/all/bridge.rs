@@ -11,14 +11,12 @@ use crate::harness::{Stack, http_get, json, repo_root, sh, text};
 use chromiumoxide::Page;
 use chromiumoxide::cdp::browser_protocol::network::EventResponseReceived;
 use futures_util::StreamExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A `next build` of tests/frontends/next-app at `version`.
-fn next_build(version: &str) -> frontend::Copy {
-    let dir = frontend::copy("next-app");
-    frontend::run(&dir, "next", &["build"], &[("APP_VERSION", version)]);
-    dir
+fn next_build(version: &str) -> PathBuf {
+    frontend::cached_build("next-app", "next", &["build"], &[("APP_VERSION", version)])
 }
 
 /// The URL path of the `/other` page's chunk in a build.
