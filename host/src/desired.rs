@@ -130,6 +130,18 @@ pub struct ContainerSpec {
     pub cpus: Option<i64>,
     /// HostConfig.CpuShares.
     pub cpu_shares: Option<i64>,
+    // Fields added after the first release are left out of the JSON when
+    // unset, so that the spec hash of a service that does not use them
+    // stays what it was and an upgrade of slipway recreates nothing.
+    /// HostConfig.PidsLimit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    /// HostConfig.Runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// HostConfig.GroupAdd.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
     /// Anonymous volumes carried over from a container this one replaces
     /// (target, volume name); see [`ContainerSpec::with_anonymous_volumes`].
     /// Not part of the hash.
@@ -264,6 +276,7 @@ fn build_spec(project: &ComposeProject, def: &ServiceDef, image: &str) -> Res<Co
     if network_mode == "host" && !ports.is_empty() {
         return Err("ports: cannot publish ports with network_mode: host".into());
     }
+    let limits = &def.extra.resources;
     Ok(ContainerSpec {
         service: def.name.clone(),
         name: container_name(project, def),
@@ -295,7 +308,11 @@ fn build_spec(project: &ComposeProject, def: &ServiceDef, image: &str) -> Res<Co
         tmpfs: tmpfs(s.tmpfs.as_ref()),
         network_mode,
         networks,
-        restart: s.restart.as_deref().map(restart).transpose()?.flatten(),
+        restart: (def.extra.restart_policy.as_deref())
+            .or(s.restart.as_deref())
+            .map(restart)
+            .transpose()?
+            .flatten(),
         privileged: s.privileged,
         read_only: s.read_only,
         init: s.init,
@@ -315,12 +332,32 @@ fn build_spec(project: &ComposeProject, def: &ServiceDef, image: &str) -> Res<Co
             .collect::<Res<_>>()?,
         sysctls: sysctls(&s.sysctls),
         shm_size: bytes_of("shm_size", s.shm_size.as_deref())?,
-        mem_limit: bytes_of("mem_limit", s.mem_limit.as_deref())?,
-        // docker-py sets MemoryReservation only when truthy.
-        mem_reservation: bytes_of("mem_reservation", s.mem_reservation.as_deref())?
-            .filter(|&b| b != 0),
-        cpus: nano_cpus(def.extra.cpus)?,
+        mem_limit: match &limits.memory {
+            Some(m) => bytes_of("deploy.resources.limits.memory", Some(m))?,
+            None => bytes_of("mem_limit", s.mem_limit.as_deref())?,
+        },
+        // Set only when not zero, as compose sets it.
+        mem_reservation: match &limits.memory_reservation {
+            Some(m) => bytes_of("deploy.resources.reservations.memory", Some(m))?,
+            None => bytes_of("mem_reservation", s.mem_reservation.as_deref())?,
+        }
+        .filter(|&b| b != 0),
+        cpus: nano_cpus(limits.cpus.or(def.extra.cpus))?,
         cpu_shares: def.extra.cpu_shares.filter(|&c| c != 0),
+        pids_limit: limits
+            .pids
+            .filter(|&p| p > 0)
+            .or(def.extra.pids_limit)
+            .filter(|&p| p != 0),
+        runtime: s.runtime.clone(),
+        group_add: s
+            .group_add
+            .iter()
+            .map(|g| match g {
+                dct::Group::Named(name) => name.clone(),
+                dct::Group::Gid(gid) => gid.to_string(),
+            })
+            .collect(),
         carried: Vec::new(),
     })
 }
@@ -444,16 +481,14 @@ fn double_quoted(chars: &mut std::str::Chars<'_>, word: &mut String) -> Res<()> 
     }
 }
 
-/// `stop_grace_period` → StopTimeout. compose v1 sends the parsed seconds
-/// as they are, and the engine rejects a fraction; whole seconds only.
+/// `stop_grace_period` → StopTimeout, whole seconds.
 fn stop_timeout(v: &str) -> Res<i64> {
     let secs = timeparse(v).ok_or_else(|| format!("stop_grace_period `{v}`: {NOT_A_DURATION}"))?;
-    if secs.fract() != 0.0 || !(0.0..1e15).contains(&secs) {
-        return Err(format!(
-            "stop_grace_period `{v}`: must be whole seconds (the engine takes an integer)"
-        ));
+    if !(0.0..1e15).contains(&secs) {
+        return Err(format!("stop_grace_period `{v}`: out of range"));
     }
-    Ok(secs as i64)
+    // The engine takes whole seconds; compose v2 truncates (`2500ms` is 2).
+    Ok(secs.trunc() as i64)
 }
 
 const NOT_A_DURATION: &str = "not a duration (like 10s, 1m30s, 500ms, 1h)";
@@ -574,46 +609,15 @@ fn ports(p: &dct::Ports) -> Res<BTreeMap<String, Vec<PortBind>>> {
             }
             out
         }
-        dct::Ports::Long(list) => list
-            .iter()
-            .enumerate()
-            .map(|(i, port)| long_port(port).map_err(|e| format!("ports[{i}]: {e}")))
-            .collect::<Res<_>>()?,
+        // The loader writes every long-syntax port in the short syntax
+        // (compose::merge::normalize_service).
+        dct::Ports::Long(_) => return Err("ports: the long syntax was not normalized".into()),
     };
     let mut out: BTreeMap<String, Vec<PortBind>> = BTreeMap::new();
     for (key, bind) in entries {
         out.entry(key).or_default().push(bind);
     }
     Ok(out)
-}
-
-/// Long syntax as compose v1's schema allows it: target, published (a
-/// number), protocol, mode (ignored, as v1 ignores it).
-fn long_port(p: &dct::Port) -> Res<(String, PortBind)> {
-    if p.host_ip.is_some() {
-        return Err(
-            "`host_ip` is not allowed in the long syntax by compose v1; use `IP:PUBLISHED:TARGET`"
-                .into(),
-        );
-    }
-    let proto = p.protocol.as_deref().unwrap_or("tcp");
-    if !matches!(proto, "tcp" | "udp" | "sctp") {
-        return Err(format!("protocol `{proto}`: must be tcp, udp or sctp"));
-    }
-    let host_port = match &p.published {
-        None => String::new(),
-        Some(dct::PublishedPort::Single(n)) => n.to_string(),
-        Some(dct::PublishedPort::Range(r)) => {
-            return Err(format!(
-                "published `{r}`: compose v1 takes a single port number here"
-            ));
-        }
-    };
-    let bind = PortBind {
-        host_ip: String::new(),
-        host_port,
-    };
-    Ok((format!("{}/{proto}", p.target), bind))
 }
 
 /// `expose:` → ExposedPorts keys, through the same `split_port`.
@@ -830,13 +834,12 @@ fn normpath(path: &str) -> String {
 }
 
 /// Long syntax as compose v1's `MountSpec`/`build_mount` sends it; only
-/// the options block matching the type is read.
+/// the options block matching the type is read. A bind that may create its
+/// host path is a Binds entry instead, as compose v2 sends it (the mount
+/// API refuses a missing source).
 fn long_volume(project: &ComposeProject, a: &dct::AdvancedVolumes) -> Res<Volume> {
-    if a.bind
-        .as_ref()
-        .is_some_and(|b| b.create_host_path.is_some() || b.selinux.is_some())
-    {
-        return Err("`bind.create_host_path` and `bind.selinux` are not compose v1 keys".into());
+    if let Some(bind) = binds_entry(project, a)? {
+        return Ok(bind);
     }
     if a.volume.as_ref().is_some_and(|v| v.subpath.is_some()) {
         return Err("`volume.subpath` is not a compose v1 key".into());
@@ -872,6 +875,40 @@ fn long_volume(project: &ComposeProject, a: &dct::AdvancedVolumes) -> Res<Volume
             }
             _ => None,
         },
+    }))
+}
+
+/// A long-syntax bind with `bind.create_host_path: true` and no
+/// propagation, as compose v2 sends it: `source:target:ro|rw[,z|Z]`.
+fn binds_entry(project: &ComposeProject, a: &dct::AdvancedVolumes) -> Res<Option<Volume>> {
+    let Some(bind) = a.bind.as_ref().filter(|_| a._type == "bind") else {
+        return Ok(None);
+    };
+    if bind.create_host_path != Some(true) || bind.propagation.is_some() {
+        return match &bind.selinux {
+            Some(_) => Err(
+                "`bind.selinux` is applied with `bind.create_host_path: true` \
+                            and no `bind.propagation`"
+                    .into(),
+            ),
+            None => Ok(None),
+        };
+    }
+    let source = a
+        .source
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or("a bind mount needs a source")?;
+    let mut mode = if a.read_only { "ro" } else { "rw" }.to_owned();
+    match bind.selinux.as_deref() {
+        None => {}
+        Some(label @ ("z" | "Z")) => mode.push_str(&format!(",{label}")),
+        Some(other) => return Err(format!("bind.selinux `{other}`: must be z or Z")),
+    }
+    Ok(Some(Volume::Bind {
+        source: host_path(&project.dir, source),
+        target: normpath(&a.target),
+        mode,
     }))
 }
 
@@ -1414,6 +1451,9 @@ impl ContainerSpec {
             init: self.init.then_some(true),
             nano_cpus: self.cpus,
             cpu_shares: self.cpu_shares,
+            pids_limit: self.pids_limit,
+            runtime: self.runtime.clone(),
+            group_add: non_empty(self.group_add.clone()),
             mounts: non_empty(self.mounts()),
             ..Default::default()
         }
@@ -1803,6 +1843,15 @@ services:
         );
         assert_eq!(long.ports["80/udp"], [bind("", "8080")]);
         assert_eq!(long.ports["81/tcp"], [bind("", "")]);
+        // Both forms in one list, a host IP and a published string in the
+        // long one, as compose v2 reads them.
+        let mixed = spec(
+            "services:\n  api:\n    image: x\n    ports:\n      - \"8080:80\"\n      - {target: 443, host_ip: \"::1\", published: \"8443\"}\n      - {target: 444, host_ip: 127.0.0.1}\n      - 7001\n",
+        );
+        assert_eq!(mixed.ports["80/tcp"], [bind("", "8080")]);
+        assert_eq!(mixed.ports["443/tcp"], [bind("::1", "8443")]);
+        assert_eq!(mixed.ports["444/tcp"], [bind("127.0.0.1", "")]);
+        assert_eq!(mixed.ports["7001/tcp"], [bind("", "")]);
     }
 
     #[test]
@@ -1822,12 +1871,6 @@ services:
         ] {
             assert!(split_port(bad).is_err(), "{bad}");
         }
-        let long = "services:\n  api:\n    image: x\n    ports:\n      - {target: 80, host_ip: 127.0.0.1}\n";
-        assert!(
-            error(long).contains("ports[0]: `host_ip`"),
-            "{}",
-            error(long)
-        );
         let host =
             "services:\n  api:\n    image: x\n    network_mode: host\n    ports: [\"80:80\"]\n";
         assert!(error(host).contains("network_mode: host"));
@@ -1906,6 +1949,19 @@ volumes:
         );
         let parts = "services:\n  api:\n    image: x\n    volumes: [\"/a:/b:ro:z\"]\n";
         assert!(error(parts).contains("volumes[0] `/a:/b:ro:z`"));
+        let selinux = "services:\n  api:\n    image: x\n    volumes:\n      - {type: bind, source: /a, target: /b, bind: {selinux: z}}\n";
+        assert!(error(selinux).contains("`bind.selinux` is applied with"));
+    }
+
+    #[test]
+    fn a_bind_that_may_create_its_path_is_a_binds_entry_as_compose_v2_sends_it() {
+        let s = spec(
+            "services:\n  api:\n    image: x\n    volumes:\n      - {type: bind, source: /srv/a, target: /a/, read_only: true, bind: {create_host_path: true, selinux: Z}}\n      - {type: bind, source: /srv/b, target: /b, bind: {create_host_path: true}}\n",
+        );
+        assert_eq!(
+            body(&s)["HostConfig"]["Binds"],
+            serde_json::json!(["/srv/a:/a:ro,Z", "/srv/b:/b:rw"])
+        );
     }
 
     #[test]
@@ -2110,13 +2166,60 @@ services:
     }
 
     #[test]
+    fn pids_runtime_groups_and_deploy_resources_as_compose_v2_applies_them() {
+        let s = spec(
+            r#"
+services:
+  api:
+    image: x
+    mem_limit: 1g
+    cpus: 2
+    pids_limit: 50
+    runtime: runc
+    group_add: [video, 44]
+    deploy:
+      resources:
+        limits: {cpus: "0.5", memory: 512M, pids: 100}
+        reservations: {cpus: "0.25", memory: 128M}
+      restart_policy: {condition: on-failure, max_attempts: 3, delay: 5s}
+    restart: always
+"#,
+        );
+        let h = &body(&s)["HostConfig"];
+        assert_eq!(h["Memory"], 536_870_912);
+        assert_eq!(h["NanoCpus"], 500_000_000);
+        assert_eq!(h["PidsLimit"], 100);
+        assert_eq!(h["MemoryReservation"], 134_217_728);
+        assert_eq!(h["Runtime"], "runc");
+        assert_eq!(h["GroupAdd"], serde_json::json!(["video", "44"]));
+        assert_eq!(
+            h["RestartPolicy"],
+            serde_json::json!({"Name": "on-failure", "MaximumRetryCount": 3})
+        );
+        let any = spec(
+            "services:\n  api:\n    image: x\n    deploy:\n      restart_policy: {max_attempts: 2}\n",
+        );
+        assert_eq!(any.restart.unwrap().name, "always");
+        let own = spec("services:\n  api:\n    image: x\n    pids_limit: 50\n");
+        assert_eq!(body(&own)["HostConfig"]["PidsLimit"], 50);
+        // Unset, they are not in the hashed JSON: an upgrade recreates nothing.
+        let plain = serde_json::to_string(&spec("services:\n  api:\n    image: x\n")).unwrap();
+        for key in ["pids_limit", "runtime", "group_add"] {
+            assert!(!plain.contains(key), "{plain}");
+        }
+    }
+
+    #[test]
     fn host_config_errors() {
         let restart = "services:\n  api:\n    image: x\n    restart: sometimes\n";
         assert!(error(restart).starts_with("service `api`: restart `sometimes`"));
         let size = "services:\n  api:\n    image: x\n    mem_limit: 1tb\n";
         assert!(error(size).contains("mem_limit `1tb`: not a size"));
-        let grace = "services:\n  api:\n    image: x\n    stop_grace_period: 1.5s\n";
-        assert!(error(grace).contains("whole seconds"));
+        // The engine takes whole seconds; compose v2 truncates.
+        let grace = "services:\n  api:\n    image: x\n    stop_grace_period: 2500ms\n";
+        assert_eq!(spec(grace).stop_grace_period, Some(2));
+        let grace = "services:\n  api:\n    image: x\n    stop_grace_period: soon\n";
+        assert!(error(grace).contains("not a duration"));
         let seccomp =
             "services:\n  api:\n    image: x\n    security_opt: [\"seccomp:profile.json\"]\n";
         assert!(error(seccomp).contains("seccomp profile file"));

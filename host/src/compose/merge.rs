@@ -5,6 +5,47 @@
 
 use serde_yaml::{Mapping, Value};
 
+/// Resolve YAML merge keys (`<<: *x`, `<<: [*x, *y]`) at every level. A
+/// merged mapping's own `<<` is resolved before it merges, so that defaults
+/// built on defaults work (`<<: *app` where `app` has `<<: *restart`, as in
+/// Sentry's file); serde_yaml's `apply_merge` leaves that inner `<<` behind
+/// as a key. Keys written in the mapping win over merged ones, and earlier
+/// sources in a list win over later ones, as YAML 1.1 specifies.
+pub fn apply_merges(value: &mut Value) -> Result<(), String> {
+    match value {
+        Value::Mapping(map) => {
+            if let Some(merge) = map.remove("<<") {
+                let sources = match merge {
+                    Value::Sequence(items) => items,
+                    other => vec![other],
+                };
+                for mut source in sources {
+                    apply_merges(&mut source)?;
+                    let Value::Mapping(source) = source else {
+                        return Err("`<<` merges a mapping or a list of mappings, \
+                                    such as `<<: *defaults`"
+                            .into());
+                    };
+                    for (k, v) in source {
+                        map.entry(k).or_insert(v);
+                    }
+                }
+            }
+            for v in map.values_mut() {
+                apply_merges(v)?;
+            }
+        }
+        Value::Sequence(items) => {
+            for v in items {
+                apply_merges(v)?;
+            }
+        }
+        Value::Tagged(tagged) => apply_merges(&mut tagged.value)?,
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Rewrite the short forms of a service so that files using different
 /// forms merge: `environment`, `labels`, `sysctls` and `build.args` lists
 /// become mappings, a `networks` list becomes a mapping, `build: ./dir`
@@ -48,6 +89,40 @@ pub fn normalize_service(service: &mut Mapping) {
             *v = Value::Sequence(vec![v.clone()]);
         }
     }
+    if let Some(Value::Mapping(hosts)) = service.get("extra_hosts") {
+        let list = hosts
+            .iter()
+            .map(|(host, ip)| Value::String(format!("{}:{}", scalar_text(host), scalar_text(ip))))
+            .collect();
+        service.insert("extra_hosts".into(), Value::Sequence(list));
+    }
+    if let Some(Value::Sequence(ports)) = service.get_mut("ports") {
+        for port in ports.iter_mut() {
+            if let Value::Mapping(long) = port
+                && let Some(short) = short_port(long)
+            {
+                *port = Value::String(short);
+            }
+        }
+    }
+}
+
+/// A long-syntax port as the short syntax says it (`[host_ip:]published:
+/// target/protocol`), so that a list may mix both forms, as compose allows.
+/// `mode` only matters to a Swarm's routing mesh, and `name` and
+/// `app_protocol` are labels for tools. `None` without a `target`, left to
+/// the typed model to refuse.
+fn short_port(long: &Mapping) -> Option<String> {
+    let target = scalar_text(long.get("target").filter(|t| !t.is_null())?);
+    let field = |key: &str| long.get(key).filter(|v| !v.is_null()).map(scalar_text);
+    let protocol = field("protocol").unwrap_or_else(|| "tcp".to_owned());
+    let published = field("published").unwrap_or_default();
+    Some(match field("host_ip").filter(|h| !h.is_empty()) {
+        Some(ip) if ip.contains(':') => format!("[{ip}]:{published}:{target}/{protocol}"),
+        Some(ip) => format!("{ip}:{published}:{target}/{protocol}"),
+        None if published.is_empty() => format!("{target}/{protocol}"),
+        None => format!("{published}:{target}/{protocol}"),
+    })
 }
 
 /// `["A=1", "B"]` → `{A: "1", B: null}`; other values are left alone.

@@ -61,6 +61,24 @@ pub struct Extra {
     pub dns_search: Vec<String>,
     /// `deploy.update_config.order`, which the typed model drops.
     pub update_order: Option<UpdateOrder>,
+    pub pids_limit: Option<i64>,
+    /// `deploy.resources`, as compose v2 applies it outside a swarm.
+    pub resources: Resources,
+    /// `deploy.restart_policy` as a `restart:` value, which it overrides
+    /// outside a swarm as compose v2 applies it.
+    pub restart_policy: Option<String>,
+}
+
+/// `deploy.resources` outside a swarm: its limits win over `mem_limit`,
+/// `cpus` and `pids_limit`, its memory reservation over `mem_reservation`;
+/// a CPU reservation has no container setting and is left out, as compose
+/// v2 leaves it.
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    pub cpus: Option<f64>,
+    pub memory: Option<String>,
+    pub pids: Option<i64>,
+    pub memory_reservation: Option<String>,
 }
 
 /// How a replacement overlaps the container it replaces.
@@ -230,7 +248,7 @@ pub fn dotenv_only(dir: &Path) -> Result<Vec<(String, String)>> {
     if !env_path.is_file() {
         return Ok(Vec::new());
     }
-    let values = read_env_file(&env_path)?;
+    let values = read_env_file(&env_path, &shell_vars())?;
     Ok(values
         .into_iter()
         .filter(|(k, _)| std::env::var_os(k).is_none())
@@ -239,77 +257,100 @@ pub fn dotenv_only(dir: &Path) -> Result<Vec<(String, String)>> {
 
 /// The project's `.env`, overridden by the shell environment.
 fn project_vars(dir: &Path) -> Result<Vars> {
+    let shell = shell_vars();
     let mut vars = IndexMap::new();
     let env_path = dir.join(".env");
     if env_path.is_file() {
-        for (k, v) in read_env_file(&env_path)? {
+        for (k, v) in read_env_file(&env_path, &shell)? {
             vars.insert(k, v);
         }
     }
-    for (k, v) in std::env::vars() {
-        vars.insert(k, v);
-    }
+    vars.extend(shell.0);
     Ok(Vars(vars))
 }
 
-/// A `.env` or `env_file:` file, as compose reads it: `KEY=value` lines,
-/// `#` comments, an optional `export `, values unquoted (spaces kept, a
-/// ` #` starts a comment), single-quoted (literal) or double-quoted (`\n`,
-/// `\t`, `\"` and `\\` escapes). `dotenvy` refuses unquoted spaces, which
-/// compose accepts, so the format is read here.
-fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
+/// The shell's variables; one that is not UTF-8 cannot be interpolated
+/// into YAML text and is left out (`std::env::vars` would panic on it).
+fn shell_vars() -> Vars {
+    Vars(
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+    )
+}
+
+/// A `.env` or `env_file:` file, as compose v2 reads it: `KEY=value` lines,
+/// `#` comments, an optional `export `, values unquoted (spaces kept, a `#`
+/// starts a comment), single-quoted (literal) or double-quoted (`\n`, `\t`,
+/// `\"` and `\\` escapes). Unquoted and double-quoted values expand
+/// `${VAR}` as the compose file does, from `outer` first, then from the
+/// file's earlier lines; a bare `KEY` line takes its value from `outer`
+/// and is left out when `outer` lacks it. `dotenvy` refuses unquoted
+/// spaces, which compose accepts, so the format is read here.
+fn read_env_file(path: &Path, outer: &Vars) -> Result<Vec<(String, String)>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read env file {}", path.display()))?;
+    let mut scope = Vars(outer.0.clone());
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
+        let at = || format!("{}:{}", path.display(), i + 1);
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let (key, value) = match line.split_once('=') {
-            Some((k, v)) => (k.trim(), env_value(v.trim_start())),
-            None => (line, Ok(String::new())),
+            Some((k, v)) => (k.trim(), env_value(v.trim_start(), &scope)),
+            None => match outer.get(line) {
+                Some(v) => (line, Ok(v.to_owned())),
+                None => continue,
+            },
         };
-        let valid = !key.is_empty() && !key.contains(char::is_whitespace);
-        let value = value.ok().filter(|_| valid).ok_or_else(|| {
-            anyhow!(
-                "{}:{}: not a `KEY=value` line: `{line}`",
-                path.display(),
-                i + 1
-            )
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            bail!("{}: not a `KEY=value` line: `{line}`", at());
+        }
+        let value = value.map_err(|e| match e {
+            Some(e) => anyhow!("{}: {e}", at()),
+            None => anyhow!("{}: not a `KEY=value` line: `{line}`", at()),
         })?;
+        scope
+            .0
+            .entry(key.to_owned())
+            .or_insert_with(|| value.clone());
         out.push((key.to_owned(), value));
     }
     Ok(out)
 }
 
-fn env_value(raw: &str) -> Result<String, ()> {
+/// A value, unquoted and expanded; `Err(None)` when a quote is not closed,
+/// `Err(Some(why))` when an interpolation fails.
+fn env_value(raw: &str, scope: &Vars) -> Result<String, Option<String>> {
+    let expand = |text: &str| interpolate::interpolate(text, scope, &mut Vec::new()).map_err(Some);
     if let Some(rest) = raw.strip_prefix('\'') {
-        return rest.find('\'').map(|end| rest[..end].to_owned()).ok_or(());
+        return rest
+            .find('\'')
+            .map(|end| rest[..end].to_owned())
+            .ok_or(None);
     }
     if let Some(rest) = raw.strip_prefix('"') {
         let mut out = String::new();
         let mut chars = rest.chars();
         while let Some(c) = chars.next() {
             match c {
-                '"' => return Ok(out),
+                '"' => return expand(&out),
                 '\\' => match chars.next() {
                     Some('n') => out.push('\n'),
                     Some('t') => out.push('\t'),
                     Some(other) => out.push(other),
-                    None => return Err(()),
+                    None => return Err(None),
                 },
                 c => out.push(c),
             }
         }
-        return Err(());
+        return Err(None);
     }
-    let value = match raw.find(" #") {
-        Some(at) => &raw[..at],
-        None => raw,
-    };
-    Ok(value.trim_end().to_owned())
+    let value = raw.split('#').next().unwrap_or_default();
+    expand(value.trim_end())
 }
 
 fn active_profiles(vars: &Vars, extra: &[String]) -> Vec<String> {
@@ -330,9 +371,7 @@ impl FileModel {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read compose file {}", path.display()))?;
         let mut value: Value = serde_yaml::from_str(&text).map_err(|e| syntax_error(path, &e))?;
-        value
-            .apply_merge()
-            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        merge::apply_merges(&mut value).map_err(|e| anyhow!("{}: {e}", path.display()))?;
         let Value::Mapping(mut root) = value else {
             bail!(
                 "{}: a compose file is a mapping with `services:`",
@@ -352,6 +391,9 @@ impl FileModel {
         interpolate_all(&mut root, vars, &mut keys, &mut unset)
             .map_err(|(keys, message)| file.error(&keys, &message))?;
         coerce::apply(&mut root).map_err(|(keys, message)| file.error(&keys, &message))?;
+        if !swarm {
+            one_replica(&root).map_err(|(keys, message)| file.error(&keys, &message))?;
+        }
         for name in unset {
             tracing::warn!(
                 "{}: variable {name} is not set; it defaults to an empty string",
@@ -384,6 +426,32 @@ impl FileModel {
     fn line_of(&self, keys: &[&str]) -> usize {
         locate::line_of(&self.text, keys).unwrap_or(1)
     }
+}
+
+/// Outside a swarm compose v2 runs `deploy.replicas` containers of a
+/// service; slipway runs one.
+fn one_replica(root: &Mapping) -> Result<(), KeyError> {
+    let Some(Value::Mapping(services)) = root.get("services") else {
+        return Ok(());
+    };
+    for (name, service) in services {
+        match service.get("deploy").and_then(|d| d.get("replicas")) {
+            None | Some(Value::Null) => {}
+            Some(Value::Number(n)) if n.as_i64() == Some(1) => {}
+            Some(other) => {
+                let name = merge::scalar_text(name);
+                let keys = ["services", &name, "deploy", "replicas"];
+                return Err((
+                    keys.iter().map(|k| (*k).to_owned()).collect(),
+                    format!(
+                        "`{}` replicas: slipway runs one container per service; set 1 or remove it",
+                        merge::scalar_text(other)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn syntax_error(path: &Path, e: &serde_yaml::Error) -> anyhow::Error {
@@ -484,7 +552,11 @@ fn absolutize(service: &mut Mapping, base: &Path) {
     }
     if let Some(Value::Sequence(files)) = service.get_mut("env_file") {
         for f in files.iter_mut() {
-            if let Value::String(s) = f {
+            let path = match f {
+                Value::Mapping(long) => long.get_mut("path"),
+                short => Some(short),
+            };
+            if let Some(Value::String(s)) = path {
                 *s = join(s);
             }
         }
@@ -648,20 +720,34 @@ fn service_def(
             .unwrap_or_default(),
         update_order: update_order(&mut def)
             .map_err(|e| at(format!("deploy.update_config.order: {e}")))?,
+        pids_limit: take(&mut def, "pids_limit")
+            .map(|v| number(&v, "pids_limit").map(|n| n as i64))
+            .transpose()
+            .map_err(at)?,
+        resources: resources(&def).map_err(at)?,
+        restart_policy: restart_policy(&def).map_err(at)?,
     };
+    // `attach` picks the services whose logs an attached `up` prints; a
+    // deploy attaches to none.
+    take(&mut def, "attach");
     // The rest of `deploy:` is Swarm's (the schema admits it only for a
     // stack); nothing here reads it, and the typed model lacks half its keys.
     take(&mut def, "deploy");
     let env_files = take(&mut def, "env_file")
-        .map(|v| string_list(&v))
+        .map(|v| env_files(&v))
+        .transpose()
+        .map_err(|e| anyhow!("{env_file_at}: service `{name}`: env_file: {e}"))?
         .unwrap_or_default();
     // The path names the key a type error is at (`expose[0]`), which serde_yaml's
     // own message leaves out.
     let service: Service = serde_path_to_error::deserialize(Value::Mapping(def))
         .map_err(|e| at(format!("`{}`: {}", e.path(), e.inner())))?;
     let mut environment = IndexMap::new();
-    for file in &env_files {
-        let values = read_env_file(Path::new(file))
+    for (file, required) in &env_files {
+        if !required && !Path::new(file).exists() {
+            continue;
+        }
+        let values = read_env_file(Path::new(file), vars)
             .map_err(|e| anyhow!("{env_file_at}: service `{name}`: env_file: {e:#}"))?;
         environment.extend(values);
     }
@@ -694,6 +780,113 @@ fn service_def(
         active,
         location,
     })
+}
+
+/// The `env_file` entries, each a path and whether it must exist: a path
+/// (required), or compose's long form `{path, required}`.
+fn env_files(v: &Value) -> Result<Vec<(String, bool)>, String> {
+    let items = match v {
+        Value::Sequence(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Mapping(long) => {
+                if let Some(key) = long
+                    .keys()
+                    .map(merge::scalar_text)
+                    .find(|k| k != "path" && k != "required")
+                {
+                    return Err(format!(
+                        "unsupported key `{key}`: slipway reads `path` and `required`"
+                    ));
+                }
+                let path = long
+                    .get("path")
+                    .map(merge::scalar_text)
+                    .ok_or("an entry in the long form needs `path`")?;
+                let required = match long.get("required") {
+                    None | Some(Value::Null) => true,
+                    Some(Value::Bool(b)) => *b,
+                    Some(other) => {
+                        return Err(format!(
+                            "`required` is true or false, not `{}`",
+                            merge::scalar_text(other)
+                        ));
+                    }
+                };
+                Ok((path, required))
+            }
+            short => Ok((merge::scalar_text(short), true)),
+        })
+        .collect()
+}
+
+/// `deploy.resources.limits` and `.reservations`; the schema has refused
+/// any other key outside a swarm.
+fn resources(def: &Mapping) -> Result<Resources, String> {
+    let section = |name: &str| {
+        def.get("deploy")
+            .and_then(|d| d.get("resources"))
+            .and_then(|r| r.get(name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let (limits, reservations) = (section("limits"), section("reservations"));
+    let text = |v: &Value, key: &str| v.get(key).filter(|v| !v.is_null()).map(merge::scalar_text);
+    Ok(Resources {
+        cpus: limits
+            .get("cpus")
+            .filter(|v| !v.is_null())
+            .map(|v| number(v, "deploy.resources.limits.cpus"))
+            .transpose()?,
+        memory: text(&limits, "memory"),
+        pids: limits
+            .get("pids")
+            .filter(|v| !v.is_null())
+            .map(|v| number(v, "deploy.resources.limits.pids").map(|n| n as i64))
+            .transpose()?,
+        memory_reservation: text(&reservations, "memory"),
+    })
+}
+
+/// `deploy.restart_policy` in `restart:` terms: its condition (`any` when
+/// unset, as the compose specification defaults it) named as the engine
+/// names it, and `max_attempts` for `on-failure`, the one policy the
+/// engine gives a retry count.
+fn restart_policy(def: &Mapping) -> Result<Option<String>, String> {
+    let Some(policy) = def
+        .get("deploy")
+        .and_then(|d| d.get("restart_policy"))
+        .filter(|p| !p.is_null())
+    else {
+        return Ok(None);
+    };
+    let condition = policy
+        .get("condition")
+        .filter(|c| !c.is_null())
+        .map_or("any".to_owned(), merge::scalar_text);
+    let mode = match condition.as_str() {
+        "none" | "no" => "no",
+        "any" | "always" => "always",
+        "on-failure" => "on-failure",
+        "unless-stopped" => "unless-stopped",
+        other => {
+            return Err(format!(
+                "deploy.restart_policy.condition `{other}`: must be none, on-failure or any"
+            ));
+        }
+    };
+    let attempts = policy
+        .get("max_attempts")
+        .filter(|a| !a.is_null())
+        .map(|a| number(a, "deploy.restart_policy.max_attempts"))
+        .transpose()?;
+    Ok(Some(match attempts {
+        Some(n) if mode == "on-failure" && n > 0.0 => format!("on-failure:{}", n as i64),
+        _ => mode.to_owned(),
+    }))
 }
 
 /// `deploy.update_config.order`, taken out of the mapping: the typed model

@@ -54,13 +54,18 @@ const SERVICE: &[&str] = &[
     "depends_on",
     "profiles",
     "deploy",
+    "pids_limit",
+    "runtime",
+    "group_add",
+    "attach",
 ];
 
-/// Allowed sub-keys of mapping-valued service keys.
-const NESTED: &[(&str, &[&str])] = &[
-    ("build", &["context", "dockerfile", "args", "target"]),
+/// Allowed sub-keys of mapping-valued service keys, by their path under
+/// the service.
+const NESTED: &[(&[&str], &[&str])] = &[
+    (&["build"], &["context", "dockerfile", "args", "target"]),
     (
-        "healthcheck",
+        &["healthcheck"],
         &[
             "test",
             "interval",
@@ -70,8 +75,24 @@ const NESTED: &[(&str, &[&str])] = &[
             "disable",
         ],
     ),
-    ("logging", &["driver", "options"]),
-    ("deploy", &["update_config"]),
+    (&["logging"], &["driver", "options"]),
+    (
+        &["deploy"],
+        &["update_config", "resources", "restart_policy", "replicas"],
+    ),
+    (
+        &["deploy", "restart_policy"],
+        &["condition", "delay", "max_attempts", "window"],
+    ),
+    (&["deploy", "resources"], &["limits", "reservations"]),
+    (
+        &["deploy", "resources", "limits"],
+        &["cpus", "memory", "pids"],
+    ),
+    (
+        &["deploy", "resources", "reservations"],
+        &["cpus", "memory"],
+    ),
 ];
 
 const SERVICE_NETWORK: &[&str] = &["aliases", "ipv4_address", "ipv6_address"];
@@ -96,7 +117,11 @@ fn advice(key: &str) -> &'static str {
         }
         "secrets" | "configs" => "mount the file with a bind volume instead",
         "extends" => "use YAML anchors and `<<` merge keys, or a second compose file",
-        "deploy" => "only `deploy.update_config` is read; set limits with mem_limit and cpus",
+        "deploy" => {
+            "outside a swarm slipway reads `deploy.update_config`, `deploy.restart_policy` and \
+             `deploy.resources` (limits: cpus, memory, pids; reservations: cpus, memory), \
+             as compose applies them"
+        }
         "build" => "slipway builds with context, dockerfile, args and target only",
         "network_mode" => "slipway supports network_mode host, none and bridge",
         _ => "slipway does not support it; remove it or deploy this service another way",
@@ -158,12 +183,17 @@ fn check_service(name: &str, def: &Mapping, swarm: bool) -> Result<(), KeyError>
                 .into(),
         ));
     }
-    for (key, allowed) in NESTED {
-        if swarm && *key == "deploy" {
+    for (path, allowed) in NESTED {
+        if swarm && path[0] == "deploy" {
             continue;
         }
-        if let Some(Value::Mapping(m)) = def.get(*key) {
-            only(m, allowed, &["services", name, key])?;
+        let mut value = def.get(path[0]);
+        for key in &path[1..] {
+            value = value.and_then(|v| v.get(*key));
+        }
+        if let Some(Value::Mapping(m)) = value {
+            let at: Vec<&str> = ["services", name].iter().chain(*path).copied().collect();
+            only(m, allowed, &at)?;
         }
     }
     if let Some(Value::Mapping(networks)) = def.get("networks") {
@@ -194,7 +224,7 @@ fn only(m: &Mapping, allowed: &[&str], at: &[&str]) -> Result<(), KeyError> {
             let mut keys = at.to_vec();
             keys.push(key);
             // Under a nested key (`build.network`), the parent explains.
-            let topic = if at.len() == 3 { at[2] } else { key };
+            let topic = if at.len() >= 3 { at[2] } else { key };
             let (path, _) = refuse(&keys, key);
             return Err((path, format!("unsupported key `{key}`: {}", advice(topic))));
         }

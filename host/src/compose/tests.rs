@@ -310,7 +310,7 @@ fn the_rest_of_deploy_is_read_only_for_a_swarm_stack() {
     );
     let e = err(dir.path(), &["docker-compose.yml"]);
     assert!(
-        e.contains("replicas") && e.contains("only `deploy.update_config` is read"),
+        e.contains("endpoint_mode") && e.contains("slipway reads `deploy.update_config`"),
         "{e}"
     );
     let files = [dir.path().join("docker-compose.yml")];
@@ -398,5 +398,135 @@ services:
     assert_eq!(
         (bind[0].host_ip.as_str(), bind[0].host_port.as_str()),
         ("", "443")
+    );
+}
+
+/// Defaults built on defaults (Sentry's `<<: *app` where `app` has its own
+/// `<<: *restart`): the inner merge applies, keys written win over merged
+/// ones, and the first of several sources wins.
+#[test]
+fn merge_keys_inside_merged_mappings_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "docker-compose.yml",
+        r#"
+x-restart: &restart
+  restart: unless-stopped
+  stop_signal: SIGINT
+x-app: &app
+  <<: *restart
+  image: example/app:1
+  stop_signal: SIGTERM
+x-labels: &labels
+  labels: {a: "1"}
+services:
+  web:
+    <<: [*app, *labels]
+    command: ["run", "web"]
+  worker:
+    <<: *app
+    restart: always
+"#,
+    );
+    let p = load(dir.path(), &["docker-compose.yml"]).unwrap();
+    let web = crate::desired::desired(&p, "web", "example/app:1").unwrap();
+    assert_eq!(web.restart.unwrap().name, "unless-stopped");
+    assert_eq!(web.stop_signal.as_deref(), Some("SIGTERM"));
+    assert_eq!(web.labels["a"], "1");
+    let worker = crate::desired::desired(&p, "worker", "example/app:1").unwrap();
+    assert_eq!(worker.restart.unwrap().name, "always");
+    write(
+        dir.path(),
+        "bad.yml",
+        "services:\n  a:\n    <<: [1]\n    image: x\n",
+    );
+    assert!(err(dir.path(), &["bad.yml"]).contains("`<<` merges a mapping"));
+}
+
+/// `env_file` in compose's long form: a missing file with `required: false`
+/// is skipped; a required one is an error naming it.
+#[test]
+fn env_files_in_the_long_form() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.env", "A=1\nB=from-a\n");
+    write(dir.path(), "b.env", "B=from-b\n");
+    write(
+        dir.path(),
+        "docker-compose.yml",
+        r#"
+services:
+  app:
+    image: x
+    env_file:
+      - a.env
+      - path: ./missing.env
+        required: false
+      - path: b.env
+        required: ${B_REQUIRED:-true}
+"#,
+    );
+    let p = load(dir.path(), &["docker-compose.yml"]).unwrap();
+    let env = &p.service("app").unwrap().environment;
+    assert_eq!(env["A"], "1");
+    assert_eq!(env["B"], "from-b");
+    write(
+        dir.path(),
+        "missing.yml",
+        "services:\n  app:\n    image: x\n    env_file:\n      - path: ./missing.env\n",
+    );
+    let e = err(dir.path(), &["missing.yml"]);
+    assert!(
+        e.contains("missing.yml:4") && e.contains("missing.env"),
+        "{e}"
+    );
+    write(
+        dir.path(),
+        "format.yml",
+        "services:\n  app:\n    image: x\n    env_file:\n      - {path: a.env, format: raw}\n",
+    );
+    assert!(err(dir.path(), &["format.yml"]).contains("unsupported key `format`"));
+}
+
+/// `extra_hosts` as a mapping, which compose v2 takes as well as a list.
+#[test]
+fn extra_hosts_as_a_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "docker-compose.yml",
+        "services:\n  app:\n    image: x\n    extra_hosts:\n      db.internal: 10.0.0.5\n      gw: host-gateway\n",
+    );
+    let p = load(dir.path(), &["docker-compose.yml"]).unwrap();
+    let app = crate::desired::desired(&p, "app", "x").unwrap();
+    assert_eq!(app.extra_hosts, ["db.internal:10.0.0.5", "gw:host-gateway"]);
+}
+
+/// `deploy.resources` keys with no container setting outside a swarm are
+/// refused at their own line.
+#[test]
+fn deploy_resources_beyond_limits_are_refused_by_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "docker-compose.yml",
+        "services:\n  api:\n    image: x\n    deploy:\n      resources:\n        reservations:\n          memory: 64M\n          devices:\n            - capabilities: [gpu]\n",
+    );
+    let e = err(dir.path(), &["docker-compose.yml"]);
+    write(
+        dir.path(),
+        "replicas.yml",
+        "services:\n  api:\n    image: x\n    deploy:\n      replicas: ${N:-3}\n",
+    );
+    let r = err(dir.path(), &["replicas.yml"]);
+    assert!(
+        r.contains("replicas.yml:5") && r.contains("`3` replicas"),
+        "{r}"
+    );
+    assert!(
+        e.contains("docker-compose.yml:8")
+            && e.contains("`services.api.deploy.resources.reservations.devices`")
+            && e.contains("deploy.resources"),
+        "{e}"
     );
 }
