@@ -9,7 +9,7 @@ pub mod capability;
 pub mod cli;
 pub mod compose;
 pub(crate) mod deploy;
-pub(crate) mod desired;
+pub mod desired;
 pub mod docker;
 pub mod fuzz;
 pub(crate) mod journal;

@@ -7,6 +7,7 @@ mod browser;
 mod caps;
 mod ci_report;
 mod cli;
+mod compose_corpus;
 mod converge;
 mod faults;
 mod frontend;
