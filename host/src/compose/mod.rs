@@ -5,6 +5,8 @@
 //! name, with file and line, before anything changes.
 
 mod coerce;
+mod extends;
+mod include;
 mod interpolate;
 mod locate;
 mod merge;
@@ -193,11 +195,18 @@ impl ComposeProject {
             .with_context(|| format!("cannot read compose file {}", first.display()))?;
         let vars = project_vars(&dir)?;
         let mut parsed = Vec::new();
+        let mut paths = Vec::new();
         for file in files {
-            parsed.push(FileModel::read(&dir.join(file), &vars, options.swarm)?);
+            let model = FileModel::read(&dir.join(file), &vars, options.swarm, 0)?;
+            parsed.extend(include::read_all(&model, options.swarm, 0)?);
+            paths.push(model.path.clone());
+            parsed.push(model);
         }
         let profiles = active_profiles(&vars, &options.profiles);
-        assemble(project, dir, parsed, &vars, &profiles)
+        let mut project = assemble(project, dir, parsed, &vars, &profiles)?;
+        // The files given, as compose records them; not those they include.
+        project.files = paths;
+        Ok(project)
     }
 
     pub fn service(&self, name: &str) -> Option<&ServiceDef> {
@@ -367,7 +376,9 @@ fn active_profiles(vars: &Vars, extra: &[String]) -> Vec<String> {
 }
 
 impl FileModel {
-    fn read(path: &Path, vars: &Vars, swarm: bool) -> Result<FileModel> {
+    /// Read, check, interpolate and normalize one file; `depth` counts the
+    /// files that extend services of this one.
+    fn read(path: &Path, vars: &Vars, swarm: bool, depth: usize) -> Result<FileModel> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read compose file {}", path.display()))?;
         let mut value: Value = serde_yaml::from_str(&text).map_err(|e| syntax_error(path, &e))?;
@@ -409,7 +420,9 @@ impl FileModel {
                 }
             }
         }
-        Ok(FileModel { root, ..file })
+        let mut model = FileModel { root, ..file };
+        extends::resolve(&mut model, vars, swarm, depth)?;
+        Ok(model)
     }
 
     /// An error at a key path, with the file and line.

@@ -5,7 +5,9 @@
 
 use serde_yaml::{Mapping, Value};
 
-const TOP: &[&str] = &["version", "name", "services", "networks", "volumes"];
+const TOP: &[&str] = &[
+    "version", "name", "include", "services", "networks", "volumes",
+];
 
 const SERVICE: &[&str] = &[
     "build",
@@ -58,6 +60,7 @@ const SERVICE: &[&str] = &[
     "runtime",
     "group_add",
     "attach",
+    "extends",
 ];
 
 /// Allowed sub-keys of mapping-valued service keys, by their path under
@@ -76,6 +79,7 @@ const NESTED: &[(&[&str], &[&str])] = &[
         ],
     ),
     (&["logging"], &["driver", "options"]),
+    (&["extends"], &["service", "file"]),
     (
         &["deploy"],
         &["update_config", "resources", "restart_policy", "replicas"],
@@ -116,7 +120,6 @@ fn advice(key: &str) -> &'static str {
             "compose networks already resolve services by name; remove it and use the service name"
         }
         "secrets" | "configs" => "mount the file with a bind volume instead",
-        "extends" => "use YAML anchors and `<<` merge keys, or a second compose file",
         "deploy" => {
             "outside a swarm slipway reads `deploy.update_config`, `deploy.restart_policy` and \
              `deploy.resources` (limits: cpus, memory, pids; reservations: cpus, memory), \

@@ -530,3 +530,104 @@ fn deploy_resources_beyond_limits_are_refused_by_key_and_line() {
         "{e}"
     );
 }
+
+/// `extends` in the same file and from another one (whose relative paths
+/// are its own), chains of it, and the errors: a loop, a missing base.
+#[test]
+fn extends_in_the_same_file_and_from_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "common/base.yml",
+        "services:\n  web:\n    image: example/web:1\n    volumes: [\"./data:/data\"]\n    environment: {A: base, B: base}\n",
+    );
+    write(
+        d,
+        "docker-compose.yml",
+        r#"
+services:
+  app:
+    extends: {file: common/base.yml, service: web}
+    environment: {B: app}
+  worker:
+    extends: app
+    command: ["work"]
+"#,
+    );
+    let p = load(d, &["docker-compose.yml"]).unwrap();
+    let root = std::fs::canonicalize(d).unwrap();
+    for name in ["app", "worker"] {
+        let spec = crate::desired::desired(&p, name, "example/web:1").unwrap();
+        assert!(spec.environment.contains(&"A=base".to_owned()), "{name}");
+        assert!(spec.environment.contains(&"B=app".to_owned()), "{name}");
+        let bind = format!("{}/common/data", root.display());
+        assert!(
+            matches!(&spec.volumes[0], crate::desired::Volume::Bind { source, .. } if *source == bind),
+            "{name}: {:?}",
+            spec.volumes
+        );
+    }
+    write(
+        d,
+        "loop.yml",
+        "services:\n  a:\n    image: x\n    extends: b\n  b:\n    image: x\n    extends: a\n",
+    );
+    let e = err(d, &["loop.yml"]);
+    assert!(e.contains("loop.yml:4") && e.contains("a → b → a"), "{e}");
+    write(
+        d,
+        "missing.yml",
+        "services:\n  a:\n    image: x\n    extends: {service: nope}\n",
+    );
+    let e = err(d, &["missing.yml"]);
+    assert!(
+        e.contains("missing.yml:4") && e.contains("no service `nope`"),
+        "{e}"
+    );
+}
+
+/// `include`: the included file's services join the model with its own
+/// relative paths and `.env`; one the including file also defines is
+/// refused, as compose refuses it.
+#[test]
+fn include_adds_another_projects_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "infra/.env", "CACHE_TAG=7-alpine\n");
+    write(
+        d,
+        "infra/compose.yaml",
+        "services:\n  cache:\n    image: redis:${CACHE_TAG}\n    volumes: [\"./redis.conf:/etc/redis.conf:ro\"]\n",
+    );
+    write(
+        d,
+        "compose.yaml",
+        "include:\n  - infra/compose.yaml\nservices:\n  app:\n    image: example/app:1\n",
+    );
+    let p = load(d, &["compose.yaml"]).unwrap();
+    assert_eq!(p.service_names(), "cache, app");
+    assert_eq!(p.files.len(), 1);
+    let cache = crate::desired::desired(&p, "cache", "redis:7-alpine").unwrap();
+    let root = std::fs::canonicalize(d).unwrap();
+    let bind = format!("{}/infra/redis.conf", root.display());
+    assert!(
+        matches!(&cache.volumes[0], crate::desired::Volume::Bind { source, .. } if *source == bind),
+        "{:?}",
+        cache.volumes
+    );
+    assert_eq!(
+        p.service("cache").unwrap().image.as_deref(),
+        Some("redis:7-alpine")
+    );
+    write(
+        d,
+        "conflict.yaml",
+        "include:\n  - infra/compose.yaml\nservices:\n  cache:\n    image: redis:6\n",
+    );
+    let e = err(d, &["conflict.yaml"]);
+    assert!(
+        e.contains("conflict.yaml:4") && e.contains("also defined by the included"),
+        "{e}"
+    );
+}

@@ -29,9 +29,6 @@ const REFUSED: &[(&str, &str, &str)] = &[
     ),
     ("awesome-nginx-flask-mysql", "`secrets`", "compose.yaml:53"),
     ("configs-file-and-content", "`configs`", "compose.yaml:13"),
-    ("extends-other-file", "`extends`", "compose.yaml:3"),
-    ("extends-same-file", "`extends`", "compose.yaml:12"),
-    ("include-top-level", "`include`", "compose.yaml:1"),
     (
         "networks-external-and-modes",
         "`network_mode`",
