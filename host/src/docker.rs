@@ -718,7 +718,8 @@ impl Docker {
 
     /// Remove a container (its anonymous volumes stay, for its successor).
     pub async fn remove(&self, id: &str, name: &str) -> Result<()> {
-        self.client
+        let removed = self
+            .client
             .remove_container(
                 id,
                 Some(RemoveContainerOptions {
@@ -726,8 +727,36 @@ impl Docker {
                     ..Default::default()
                 }),
             )
-            .await
-            .with_context(|| format!("cannot remove {name}"))
+            .await;
+        match removed {
+            Ok(()) => Ok(()),
+            // Gone already: what the removal wanted.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            // A run killed while the engine removed it leaves the removal
+            // going on in the engine: wait for it to end.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("already in progress") => self.gone(id, name).await,
+            Err(e) => Err(e).with_context(|| format!("cannot remove {name}")),
+        }
+    }
+
+    /// Wait, up to a minute, until the container no longer exists.
+    async fn gone(&self, id: &str, name: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match self.client.inspect_container(id, None).await {
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(()),
+                Err(e) => return Err(e).with_context(|| format!("cannot remove {name}")),
+                Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        bail!("cannot remove {name}: the engine has been removing it for a minute; retry the run")
     }
 
     /// Rename a container, e.g. an adopted replacement to its service's name.
