@@ -304,7 +304,7 @@ fn build_spec(project: &ComposeProject, def: &ServiceDef, image: &str) -> Res<Co
         healthcheck: s.healthcheck.as_ref().map(healthcheck).transpose()?,
         ports,
         expose: expose(&s.expose)?,
-        volumes: volumes(project, s)?,
+        volumes: with_file_mounts(volumes(project, s)?, project, def)?,
         tmpfs: tmpfs(s.tmpfs.as_ref()),
         network_mode,
         networks,
@@ -749,6 +749,54 @@ fn volumes(project: &ComposeProject, s: &dct::Service) -> Res<Vec<Volume>> {
         out.push(volume);
     }
     Ok(out)
+}
+
+/// The service's secrets and configs, each its top-level file bound
+/// read-only where compose v2 mounts it: a secret at `/run/secrets/<name>`
+/// (or its relative `target` there, or its absolute `target`), a config at
+/// `/<name>` (likewise). A volume on the same path wins, as in compose.
+fn with_file_mounts(
+    mut volumes: Vec<Volume>,
+    project: &ComposeProject,
+    def: &ServiceDef,
+) -> Res<Vec<Volume>> {
+    let kinds = [
+        (
+            "secrets",
+            "/run/secrets/",
+            &def.extra.secrets,
+            &project.secrets,
+        ),
+        ("configs", "/", &def.extra.configs, &project.configs),
+    ];
+    for (key, base, refs, files) in kinds {
+        for r in refs {
+            let file = files.get(&r.source).ok_or_else(|| {
+                format!(
+                    "{key}: `{}` is not declared in the top-level `{key}:`",
+                    r.source
+                )
+            })?;
+            let target = match r.target.as_deref() {
+                Some(t) if t.starts_with('/') => t.to_owned(),
+                Some(t) => format!("{base}{t}"),
+                None => format!("{base}{}", r.source),
+            };
+            if volumes.iter().any(|v| v.target() == target) {
+                continue;
+            }
+            volumes.push(Volume::Mount(MountSpec {
+                kind: MountKind::Bind,
+                source: Some(file.display().to_string()),
+                target,
+                read_only: true,
+                propagation: None,
+                nocopy: false,
+                tmpfs_size: None,
+            }));
+        }
+    }
+    Ok(volumes)
 }
 
 /// `[source:]target[:mode]` as compose v1 reads it (`resolve_volume_path`,

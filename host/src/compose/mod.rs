@@ -33,6 +33,9 @@ pub struct ComposeProject {
     /// Keyed as in the file; holds the implicit `default` when a service uses it.
     pub networks: IndexMap<String, NetworkDef>,
     pub volumes: IndexMap<String, VolumeDef>,
+    /// Top-level `secrets` and `configs`: each name's file, absolute.
+    pub secrets: IndexMap<String, PathBuf>,
+    pub configs: IndexMap<String, PathBuf>,
 }
 
 /// One compose service, merged and interpolated.
@@ -69,6 +72,17 @@ pub struct Extra {
     /// `deploy.restart_policy` as a `restart:` value, which it overrides
     /// outside a swarm as compose v2 applies it.
     pub restart_policy: Option<String>,
+    /// The service's `secrets` and `configs`.
+    pub secrets: Vec<FileRef>,
+    pub configs: Vec<FileRef>,
+}
+
+/// A secret or config a service mounts: the top-level entry's name, and
+/// the path the service gives it, if any.
+#[derive(Debug, Clone)]
+pub struct FileRef {
+    pub source: String,
+    pub target: Option<String>,
 }
 
 /// `deploy.resources` outside a swarm: its limits win over `mem_limit`,
@@ -420,6 +434,15 @@ impl FileModel {
                 }
             }
         }
+        for section in ["secrets", "configs"] {
+            if let Some(Value::Mapping(items)) = root.get_mut(section) {
+                for (_, def) in items.iter_mut() {
+                    if let Some(Value::String(f)) = def.get_mut("file") {
+                        *f = clean_join(&base, f);
+                    }
+                }
+            }
+        }
         let mut model = FileModel { root, ..file };
         extends::resolve(&mut model, vars, swarm, depth)?;
         Ok(model)
@@ -636,6 +659,8 @@ fn assemble(
     let mut services: IndexMap<String, (Mapping, usize)> = IndexMap::new();
     let mut networks = Mapping::new();
     let mut volumes = Mapping::new();
+    let mut secrets = Mapping::new();
+    let mut configs = Mapping::new();
     for (index, file) in files.iter().enumerate() {
         let root = &file.root;
         if let Some(Value::Mapping(s)) = root.get("services") {
@@ -653,7 +678,13 @@ fn assemble(
                 }
             }
         }
-        for (section, into) in [("networks", &mut networks), ("volumes", &mut volumes)] {
+        let sections = [
+            ("networks", &mut networks),
+            ("volumes", &mut volumes),
+            ("secrets", &mut secrets),
+            ("configs", &mut configs),
+        ];
+        for (section, into) in sections {
             if let Some(Value::Mapping(m)) = root.get(section) {
                 merge::deep_merge(into, m.clone());
             }
@@ -694,6 +725,8 @@ fn assemble(
     Ok(ComposeProject {
         networks: network_defs(project, &networks, uses_default)?,
         volumes: volume_defs(project, &volumes)?,
+        secrets: file_defs(&secrets),
+        configs: file_defs(&configs),
         name: project.to_owned(),
         dir,
         files: files.into_iter().map(|f| f.path).collect(),
@@ -739,6 +772,8 @@ fn service_def(
             .map_err(at)?,
         resources: resources(&def).map_err(at)?,
         restart_policy: restart_policy(&def).map_err(at)?,
+        secrets: file_refs(take(&mut def, "secrets"), "secrets").map_err(at)?,
+        configs: file_refs(take(&mut def, "configs"), "configs").map_err(at)?,
     };
     // `attach` picks the services whose logs an attached `up` prints; a
     // deploy attaches to none.
@@ -862,6 +897,47 @@ fn resources(def: &Mapping) -> Result<Resources, String> {
             .transpose()?,
         memory_reservation: text(&reservations, "memory"),
     })
+}
+
+/// A service's `secrets` or `configs` list: names, or `{source, target}`.
+/// compose v2 ignores `uid`, `gid` and `mode` for one read from a file,
+/// and says so; so does slipway.
+fn file_refs(list: Option<Value>, key: &str) -> Result<Vec<FileRef>, String> {
+    let items = match list {
+        None => return Ok(Vec::new()),
+        Some(Value::Sequence(items)) => items,
+        Some(_) => return Err(format!("`{key}` is a list")),
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Mapping(long) => {
+                let field = |k: &str| long.get(k).filter(|v| !v.is_null()).map(merge::scalar_text);
+                if let Some(k) = long
+                    .keys()
+                    .map(merge::scalar_text)
+                    .find(|k| !["source", "target", "uid", "gid", "mode"].contains(&k.as_str()))
+                {
+                    return Err(format!("{key}: unsupported key `{k}`"));
+                }
+                let source = field("source").ok_or(format!("{key}: an entry needs `source`"))?;
+                if ["uid", "gid", "mode"].iter().any(|k| long.contains_key(*k)) {
+                    tracing::warn!(
+                        "{key} `{source}`: uid, gid and mode are not applied to a file mounted \
+                         from the host, as compose does not apply them"
+                    );
+                }
+                Ok(FileRef {
+                    source,
+                    target: field("target"),
+                })
+            }
+            short => Ok(FileRef {
+                source: merge::scalar_text(short),
+                target: None,
+            }),
+        })
+        .collect()
 }
 
 /// `deploy.restart_policy` in `restart:` terms: its condition (`any` when
@@ -1042,6 +1118,18 @@ fn network_defs(
         );
     }
     Ok(out)
+}
+
+/// Top-level `secrets` or `configs`: each name's `file` (the schema has
+/// refused any other source).
+fn file_defs(section: &Mapping) -> IndexMap<String, PathBuf> {
+    section
+        .iter()
+        .filter_map(|(name, def)| {
+            let file = def.get("file").map(merge::scalar_text)?;
+            Some((merge::scalar_text(name), PathBuf::from(file)))
+        })
+        .collect()
 }
 
 fn volume_defs(project: &str, volumes: &Mapping) -> Result<IndexMap<String, VolumeDef>> {

@@ -6,7 +6,7 @@
 use serde_yaml::{Mapping, Value};
 
 const TOP: &[&str] = &[
-    "version", "name", "include", "services", "networks", "volumes",
+    "version", "name", "include", "services", "networks", "volumes", "secrets", "configs",
 ];
 
 const SERVICE: &[&str] = &[
@@ -61,6 +61,8 @@ const SERVICE: &[&str] = &[
     "group_add",
     "attach",
     "extends",
+    "secrets",
+    "configs",
 ];
 
 /// Allowed sub-keys of mapping-valued service keys, by their path under
@@ -112,14 +114,19 @@ const NETWORK: &[&str] = &[
     "enable_ipv6",
 ];
 const VOLUME: &[&str] = &["driver", "driver_opts", "external", "labels", "name"];
+/// A secret or config outside a swarm: a file, mounted read-only.
+const FILE_SOURCE: &[&str] = &["file", "name"];
 
 /// Why a key is refused, when there is more to say than "not supported".
 fn advice(key: &str) -> &'static str {
     match key {
+        "environment" | "content" | "external" => {
+            "slipway mounts secrets and configs from `file:` (read-only, where compose mounts \
+             them); write the value to a file and name it with `file:`"
+        }
         "links" | "external_links" => {
             "compose networks already resolve services by name; remove it and use the service name"
         }
-        "secrets" | "configs" => "mount the file with a bind volume instead",
         "deploy" => {
             "outside a swarm slipway reads `deploy.update_config`, `deploy.restart_policy` and \
              `deploy.resources` (limits: cpus, memory, pids; reservations: cpus, memory), \
@@ -142,6 +149,9 @@ fn refuse(keys: &[&str], key: &str) -> KeyError {
 /// reaches a container.
 pub fn check(root: &Mapping, swarm: bool) -> Result<(), KeyError> {
     only(root, TOP, &[])?;
+    if swarm && root.contains_key("include") {
+        return Err(stack_ignores(vec!["include".into()], "include"));
+    }
     if let Some(services) = root.get("services") {
         let Value::Mapping(services) = services else {
             return Err((
@@ -163,11 +173,25 @@ pub fn check(root: &Mapping, swarm: bool) -> Result<(), KeyError> {
             }
         }
     }
-    for (section, allowed) in [("networks", NETWORK), ("volumes", VOLUME)] {
+    let sections = [
+        ("networks", NETWORK),
+        ("volumes", VOLUME),
+        ("secrets", FILE_SOURCE),
+        ("configs", FILE_SOURCE),
+    ];
+    for (section, allowed) in sections {
         if let Some(Value::Mapping(items)) = root.get(section) {
             for (name, def) in items {
+                let name = name.as_str().unwrap_or_default();
                 if let Value::Mapping(def) = def {
-                    only(def, allowed, &[section, name.as_str().unwrap_or_default()])?;
+                    only(def, allowed, &[section, name])?;
+                }
+                let is_file = |d: &Value| d.get("file").is_some_and(|f| !f.is_null());
+                if allowed == FILE_SOURCE && !is_file(def) {
+                    return Err((
+                        vec![section.into(), name.into()],
+                        format!("needs `file:`: slipway mounts {section} from files"),
+                    ));
                 }
             }
         }
@@ -178,6 +202,10 @@ pub fn check(root: &Mapping, swarm: bool) -> Result<(), KeyError> {
 fn check_service(name: &str, def: &Mapping, swarm: bool) -> Result<(), KeyError> {
     let at = ["services", name];
     only(def, SERVICE, &at)?;
+    if swarm && def.contains_key("extends") {
+        let keys = vec!["services".into(), name.into(), "extends".into()];
+        return Err(stack_ignores(keys, "extends"));
+    }
     if swarm && def.contains_key("profiles") {
         return Err((
             vec!["services".into(), name.into(), "profiles".into()],
@@ -218,6 +246,16 @@ fn check_service(name: &str, def: &Mapping, swarm: bool) -> Result<(), KeyError>
         return Err(refuse(&["services", name, "network_mode"], "network_mode"));
     }
     Ok(())
+}
+
+/// A key that `docker stack deploy`, which reads a swarm project's files
+/// itself, does not read.
+fn stack_ignores(keys: Vec<String>, key: &str) -> KeyError {
+    let message = format!(
+        "`docker stack deploy` does not read `{key}`: write the services out in the files \
+         the swarm project lists"
+    );
+    (keys, message)
 }
 
 fn only(m: &Mapping, allowed: &[&str], at: &[&str]) -> Result<(), KeyError> {

@@ -165,14 +165,18 @@ fn unsupported_keys_are_refused_with_file_and_line() {
         "e.yml",
         "services:\n  api:\n    image: x\nsecrets:\n  s: {}\n",
     );
-    assert!(err(d, &["e.yml"]).contains("e.yml:4:"));
+    let e = err(d, &["e.yml"]);
+    assert!(e.contains("e.yml:5:") && e.contains("needs `file:`"), "{e}");
     write(
         d,
         "e2.yml",
         "services:\n  api:\n    image: x\n    secrets: [s]\nsecrets:\n  s: {}\n",
     );
     let e = err(d, &["e2.yml"]);
-    assert!(e.contains("e2.yml:5:") && e.contains("`secrets`"), "{e}");
+    assert!(
+        e.contains("e2.yml:6:") && e.contains("needs `file:`"),
+        "{e}"
+    );
     write(
         d,
         "f.yml",
@@ -318,6 +322,25 @@ fn the_rest_of_deploy_is_read_only_for_a_swarm_stack() {
         swarm: true,
         ..Default::default()
     };
+    // What `docker stack deploy` would not read is refused for a stack.
+    for (text, key) in [
+        (
+            "include: [other.yml]\nservices:\n  api:\n    image: x\n",
+            "include",
+        ),
+        (
+            "services:\n  api:\n    image: x\n  b:\n    extends: api\n",
+            "extends",
+        ),
+    ] {
+        write(dir.path(), "stack.yml", text);
+        let stack = [dir.path().join("stack.yml")];
+        let e = format!(
+            "{:#}",
+            ComposeProject::load(&stack, "p", &swarm).unwrap_err()
+        );
+        assert!(e.contains(&format!("does not read `{key}`")), "{e}");
+    }
     let p = ComposeProject::load(&files, "proj", &swarm).unwrap();
     assert_eq!(
         p.services["api"].extra.update_order,
@@ -628,6 +651,88 @@ fn include_adds_another_projects_services() {
     let e = err(d, &["conflict.yaml"]);
     assert!(
         e.contains("conflict.yaml:4") && e.contains("also defined by the included"),
+        "{e}"
+    );
+}
+
+/// Secrets and configs from files: bound read-only where compose v2 mounts
+/// them (`/run/secrets/<name>`, `/<name>`, or the `target`), a volume on
+/// the same path winning; other sources refused at their own line.
+#[test]
+fn secrets_and_configs_from_files_are_bound_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "secrets/db.txt", "pw\n");
+    write(d, "app.conf", "x=1\n");
+    write(
+        d,
+        "docker-compose.yml",
+        r#"
+services:
+  api:
+    image: x
+    secrets:
+      - db
+      - source: db
+        target: db_copy
+      - source: db
+        target: /etc/api/db
+    configs:
+      - app
+      - source: app
+        target: /srv/data
+    volumes: ["./data:/srv/data"]
+secrets:
+  db:
+    file: ./secrets/db.txt
+configs:
+  app:
+    file: app.conf
+"#,
+    );
+    let p = load(d, &["docker-compose.yml"]).unwrap();
+    let spec = crate::desired::desired(&p, "api", "x").unwrap();
+    let root = std::fs::canonicalize(d).unwrap().display().to_string();
+    let mounts: Vec<(String, String, bool)> = spec
+        .volumes
+        .iter()
+        .filter_map(|v| match v {
+            crate::desired::Volume::Mount(m) => {
+                Some((m.source.clone().unwrap(), m.target.clone(), m.read_only))
+            }
+            _ => None,
+        })
+        .collect();
+    let db = format!("{root}/secrets/db.txt");
+    let app = format!("{root}/app.conf");
+    assert_eq!(
+        mounts,
+        [
+            (db.clone(), "/run/secrets/db".to_owned(), true),
+            (db.clone(), "/run/secrets/db_copy".to_owned(), true),
+            (db, "/etc/api/db".to_owned(), true),
+            (app, "/app".to_owned(), true),
+        ]
+    );
+    write(
+        d,
+        "env.yml",
+        "services:\n  api:\n    image: x\n    secrets: [token]\nsecrets:\n  token:\n    environment: TOKEN\n",
+    );
+    let e = err(d, &["env.yml"]);
+    assert!(
+        e.contains("env.yml:7") && e.contains("`environment`") && e.contains("`file:`"),
+        "{e}"
+    );
+    write(
+        d,
+        "undeclared.yml",
+        "services:\n  api:\n    image: x\n    secrets: [nope]\n",
+    );
+    let p = load(d, &["undeclared.yml"]).unwrap();
+    let e = format!("{:#}", crate::desired::desired(&p, "api", "x").unwrap_err());
+    assert!(
+        e.contains("`nope` is not declared in the top-level `secrets:`"),
         "{e}"
     );
 }

@@ -27,24 +27,18 @@ const REFUSED: &[(&str, &str, &str)] = &[
         "`pull_policy`",
         "docker-compose.yml:59",
     ),
-    ("awesome-nginx-flask-mysql", "`secrets`", "compose.yaml:53"),
-    ("configs-file-and-content", "`configs`", "compose.yaml:13"),
+    ("configs-file-and-content", "`content`", "compose.yaml:17"),
     (
         "networks-external-and-modes",
         "`network_mode`",
         "compose.yaml:12",
     ),
     (
-        "override-secrets-zulip-style",
-        "`secrets`",
-        "docker-compose.yml:54",
-    ),
-    (
         "runtime-platform-pull-policy",
         "`platform`",
         "compose.yaml:5",
     ),
-    ("secrets-env-and-file", "`secrets`", "compose.yaml:15"),
+    ("secrets-env-and-file", "`environment`", "compose.yaml:17"),
     ("version-key-legacy", "`links`", "docker-compose.yml:10"),
 ];
 
@@ -484,7 +478,34 @@ fn compose_expose(s: &Value) -> Vec<Value> {
 }
 
 /// `type:source:target[:ro][:z]`, with a named volume's engine name.
+/// The volumes, then each secret and config bound read-only from its file
+/// (`/run/secrets/<name>` and `/<name>` unless `target` says otherwise) where
+/// no volume holds the path.
 fn compose_volumes(s: &Value, project: &Value) -> Vec<Value> {
+    let mut out = volume_mounts(s, project);
+    let mut targets: Vec<String> = s["volumes"]
+        .as_array()
+        .map(|v| v.iter().map(|m| scalar(&m["target"])).collect())
+        .unwrap_or_default();
+    for (key, base) in [("secrets", "/run/secrets/"), ("configs", "/")] {
+        for r in s[key].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let source = scalar(&r["source"]);
+            let target = match r["target"].as_str() {
+                Some(t) if t.starts_with('/') => t.to_owned(),
+                Some(t) => format!("{base}{t}"),
+                None => format!("{base}{source}"),
+            };
+            if !targets.contains(&target) {
+                let file = scalar(&project[key][&source]["file"]);
+                out.push(json!(format!("bind:{file}:{target}:ro")));
+                targets.push(target);
+            }
+        }
+    }
+    out
+}
+
+fn volume_mounts(s: &Value, project: &Value) -> Vec<Value> {
     let Some(items) = s["volumes"].as_array() else {
         return Vec::new();
     };
