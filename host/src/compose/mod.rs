@@ -332,10 +332,7 @@ fn read_env_file(path: &Path, outer: &Vars) -> Result<Vec<(String, String)>> {
         if key.is_empty() || key.contains(char::is_whitespace) {
             bail!("{}: not a `KEY=value` line: `{line}`", at());
         }
-        let value = value.map_err(|e| match e {
-            Some(e) => anyhow!("{}: {e}", at()),
-            None => anyhow!("{}: not a `KEY=value` line: `{line}`", at()),
-        })?;
+        let value = value.map_err(|()| anyhow!("{}: not a `KEY=value` line: `{line}`", at()))?;
         scope
             .0
             .entry(key.to_owned())
@@ -345,15 +342,16 @@ fn read_env_file(path: &Path, outer: &Vars) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// A value, unquoted and expanded; `Err(None)` when a quote is not closed,
-/// `Err(Some(why))` when an interpolation fails.
-fn env_value(raw: &str, scope: &Vars) -> Result<String, Option<String>> {
-    let expand = |text: &str| interpolate::interpolate(text, scope, &mut Vec::new()).map_err(Some);
+/// A value, unquoted and expanded; `Err` when a quote is not closed. A
+/// value that does not interpolate (`pa$word`, say) stays as written, as
+/// compose v2 keeps it.
+fn env_value(raw: &str, scope: &Vars) -> Result<String, ()> {
+    let expand = |text: &str| {
+        Ok(interpolate::interpolate(text, scope, &mut Vec::new())
+            .unwrap_or_else(|_| text.to_owned()))
+    };
     if let Some(rest) = raw.strip_prefix('\'') {
-        return rest
-            .find('\'')
-            .map(|end| rest[..end].to_owned())
-            .ok_or(None);
+        return rest.find('\'').map(|end| rest[..end].to_owned()).ok_or(());
     }
     if let Some(rest) = raw.strip_prefix('"') {
         let mut out = String::new();
@@ -365,12 +363,12 @@ fn env_value(raw: &str, scope: &Vars) -> Result<String, Option<String>> {
                     Some('n') => out.push('\n'),
                     Some('t') => out.push('\t'),
                     Some(other) => out.push(other),
-                    None => return Err(None),
+                    None => return Err(()),
                 },
                 c => out.push(c),
             }
         }
-        return Err(None);
+        return Err(());
     }
     let value = raw.split('#').next().unwrap_or_default();
     expand(value.trim_end())

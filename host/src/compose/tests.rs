@@ -736,3 +736,35 @@ configs:
         "{e}"
     );
 }
+
+/// `.env` values expand `${VAR}` as compose v2 expands them: the shell
+/// first, then the file's earlier lines; single quotes keep text as it is,
+/// and a `$` that does not interpolate stays as written.
+#[test]
+fn dotenv_values_expand_as_compose_v2_expands_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        ".env",
+        "TAG=2.1\nDOUBLE=\"v${TAG}\"\nPLAIN=v$TAG # note\nSINGLE='v${TAG}'\nPASSWORD=abc$\nODD=x$1y\nDEFAULT=${SLIPWAY_TEST_NOPE:-d}\n",
+    );
+    write(
+        dir.path(),
+        "docker-compose.yml",
+        "services:\n  a:\n    image: x\n    environment: [DOUBLE, PLAIN, SINGLE, PASSWORD, ODD, DEFAULT]\n",
+    );
+    let p = load(dir.path(), &["docker-compose.yml"]).unwrap();
+    let env = &p.service("a").unwrap().environment;
+    let got: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            ("DOUBLE", "v2.1"),
+            ("PLAIN", "v2.1"),
+            ("SINGLE", "v${TAG}"),
+            ("PASSWORD", "abc$"),
+            ("ODD", "x$1y"),
+            ("DEFAULT", "d"),
+        ]
+    );
+}
