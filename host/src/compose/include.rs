@@ -57,16 +57,6 @@ fn entry(item: &Value, dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), Strin
     let Value::Mapping(long) = item else {
         return Ok((list(item), Vec::new()));
     };
-    if let Some(key) = long
-        .keys()
-        .map(merge::scalar_text)
-        .find(|k| k != "path" && k != "env_file")
-    {
-        return Err(format!(
-            "unsupported key `{key}`: slipway reads an include's `path` and `env_file`; \
-             relative paths are the included file's own"
-        ));
-    }
     let paths = long.get("path").map(list).unwrap_or_default();
     if paths.is_empty() {
         return Err("an entry needs `path`: the compose file to include".into());

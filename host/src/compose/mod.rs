@@ -839,15 +839,6 @@ fn env_files(v: &Value) -> Result<Vec<(String, bool)>, String> {
         .iter()
         .map(|item| match item {
             Value::Mapping(long) => {
-                if let Some(key) = long
-                    .keys()
-                    .map(merge::scalar_text)
-                    .find(|k| k != "path" && k != "required")
-                {
-                    return Err(format!(
-                        "unsupported key `{key}`: slipway reads `path` and `required`"
-                    ));
-                }
                 let path = long
                     .get("path")
                     .map(merge::scalar_text)
@@ -911,13 +902,6 @@ fn file_refs(list: Option<Value>, key: &str) -> Result<Vec<FileRef>, String> {
         .map(|item| match item {
             Value::Mapping(long) => {
                 let field = |k: &str| long.get(k).filter(|v| !v.is_null()).map(merge::scalar_text);
-                if let Some(k) = long
-                    .keys()
-                    .map(merge::scalar_text)
-                    .find(|k| !["source", "target", "uid", "gid", "mode"].contains(&k.as_str()))
-                {
-                    return Err(format!("{key}: unsupported key `{k}`"));
-                }
                 let source = field("source").ok_or(format!("{key}: an entry needs `source`"))?;
                 if ["uid", "gid", "mode"].iter().any(|k| long.contains_key(*k)) {
                     tracing::warn!(

@@ -114,6 +114,15 @@ const NETWORK: &[&str] = &[
     "enable_ipv6",
 ];
 const VOLUME: &[&str] = &["driver", "driver_opts", "external", "labels", "name"];
+/// Allowed keys of the long-form items of list-valued service keys.
+const LIST_ITEMS: &[(&str, &[&str])] = &[
+    ("env_file", &["path", "required"]),
+    ("secrets", &["source", "target", "uid", "gid", "mode"]),
+    ("configs", &["source", "target", "uid", "gid", "mode"]),
+];
+/// Allowed keys of a long-form `include` item; relative paths are always
+/// the included file's own.
+const INCLUDE_ITEM: &[&str] = &["path", "env_file"];
 /// A secret or config outside a swarm: a file, mounted read-only.
 const FILE_SOURCE: &[&str] = &["file", "name"];
 
@@ -151,6 +160,16 @@ pub fn check(root: &Mapping, swarm: bool) -> Result<(), KeyError> {
     only(root, TOP, &[])?;
     if swarm && root.contains_key("include") {
         return Err(stack_ignores(vec!["include".into()], "include"));
+    }
+    for item in root
+        .get("include")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        if let Value::Mapping(item) = item {
+            only(item, INCLUDE_ITEM, &["include"])?;
+        }
     }
     if let Some(services) = root.get("services") {
         let Value::Mapping(services) = services else {
@@ -225,6 +244,18 @@ fn check_service(name: &str, def: &Mapping, swarm: bool) -> Result<(), KeyError>
         if let Some(Value::Mapping(m)) = value {
             let at: Vec<&str> = ["services", name].iter().chain(*path).copied().collect();
             only(m, allowed, &at)?;
+        }
+    }
+    for (key, allowed) in LIST_ITEMS {
+        for item in def
+            .get(*key)
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            if let Value::Mapping(item) = item {
+                only(item, allowed, &["services", name, key])?;
+            }
         }
     }
     if let Some(Value::Mapping(networks)) = def.get("networks") {
