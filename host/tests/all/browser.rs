@@ -1,6 +1,9 @@
 //! A real headless Chromium, driven over CDP, with one profile per
 //! `Chromium`: what a Mini App user's browser does with service workers.
 
+use chromiumoxide::cdp::browser_protocol::service_worker::{
+    EnableParams, UpdateRegistrationParams,
+};
 use chromiumoxide::cdp::browser_protocol::target::SetAutoAttachParams;
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use futures_util::StreamExt;
@@ -69,6 +72,31 @@ impl Chromium {
 
     /// Open `url` in a new tab.
     pub async fn open(&self, url: &str) -> Page {
+        let page = self.blank_tab().await;
+        within("navigating", page.goto(url)).await.unwrap();
+        page
+    }
+
+    /// Open `url` in a new tab as the browser begins checking for a new
+    /// service worker, as it does on its own when a returning visitor
+    /// navigates: the check that races the page's own registration.
+    pub async fn open_as_the_browser_checks(&self, url: &str) -> Page {
+        let page = self.blank_tab().await;
+        within(
+            "enabling the ServiceWorker domain",
+            page.execute(EnableParams::default()),
+        )
+        .await
+        .unwrap();
+        let check = UpdateRegistrationParams::new(url);
+        within("asking for an update check", page.execute(check))
+            .await
+            .unwrap();
+        within("navigating", page.goto(url)).await.unwrap();
+        page
+    }
+
+    async fn blank_tab(&self) -> Page {
         let page = within("opening a tab", self.browser.new_page("about:blank"))
             .await
             .unwrap();
@@ -84,7 +112,6 @@ impl Chromium {
         within("setting auto-attach", page.execute(attach))
             .await
             .unwrap();
-        within("navigating", page.goto(url)).await.unwrap();
         page
     }
 

@@ -272,6 +272,41 @@ fn generate_sw_users_each_see_a_deploy_once() {
         ));
 }
 
+/// A returning visitor whose browser finds the new worker before the page
+/// registers: Chromium checks on its own as the tab navigates. workbox-window
+/// never sees that worker install, so vite-plugin-pwa's `activated` reload
+/// does not fire (GoogleChrome/workbox#2199): with registerSW alone, the tab
+/// stayed on the old bundle in every such visit tried. The `controllerchange`
+/// listener miniapp-sw asks for reloads it, once.
+#[test]
+fn a_returning_visitor_whose_browser_finds_the_deploy_first_is_reloaded_once() {
+    let stack = Stack::up();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let url = app_url(&stack);
+        let app = Fixture::copy("miniapp-inject");
+        app.build(&stack, "v1");
+        deploy(&stack);
+        let chromium = Chromium::launch().await;
+        let tab = chromium.open(&url).await;
+        wait_for(&tab, "the first visit is controlled", |t| t.controlled).await;
+        close(tab).await;
+        for version in ["v2", "v3", "v4"] {
+            app.build(&stack, version);
+            deploy(&stack);
+            let tab = chromium.open_as_the_browser_checks(&url).await;
+            let what = format!("the returning visitor sees {version}");
+            wait_for(&tab, &what, |t| t.html == v(version) && t.js == v(version)).await;
+            let quiet = after(&tab, QUIET).await;
+            assert!(
+                quiet.loads <= 2,
+                "{what}: reloaded more than once: {quiet:?}"
+            );
+            close(tab).await;
+        }
+        chromium.close().await;
+    });
+}
+
 #[test]
 fn inject_manifest_users_each_see_a_deploy_once() {
     let stack = Stack::up();

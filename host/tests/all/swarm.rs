@@ -11,7 +11,7 @@
 //! topology of a swarm behind an external load balancer.
 
 use crate::harness::{
-    Load, free_port, json, repo_root, sh, slipway, slipway_command, text, unique,
+    Load, Tally, free_port, json, repo_root, sh, slipway, slipway_command, text, unique,
 };
 use crate::rule2::{assert_no_failures, assert_rare_post_resets};
 use std::collections::BTreeSet;
@@ -267,7 +267,7 @@ impl Drop for Drained {
 struct Balancer {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Balancer {
@@ -297,11 +297,7 @@ impl Balancer {
             .expect("run nginx");
         for _ in 0..50 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Balancer {
-                    child,
-                    port,
-                    _dir: dir,
-                };
+                return Balancer { child, port, dir };
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -316,6 +312,28 @@ impl Balancer {
 
     fn version(&self) -> String {
         crate::harness::http_get(self.port, "/version").1
+    }
+
+    /// GETs never fail. A POST can, rarely, and only as nginx logs a reset:
+    /// stop-first, the task's listener closes while nginx still routes to
+    /// its node, and a connection the kernel accepted but the app had not
+    /// yet taken is reset after nginx sent the request, which it does not
+    /// resend for a POST. A refused connection is retried on the next node.
+    /// Measured in the warm CI run of 09460d3: 1 of 2,485 requests, under the
+    /// other groups' load; 0 in 5 runs alone.
+    fn assert_only_listener_resets(&self, tally: &Tally, what: &str) {
+        let failed = tally.non_2xx + tally.errors;
+        if failed > 0 {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
+            let resets = log.matches("(104: Connection reset by peer)").count() as u64;
+            eprintln!("{what}: {failed} failed; nginx says:\n{log}");
+            assert!(
+                resets >= failed,
+                "{what}: {failed} failed and nginx logged {resets} resets: {tally:?}"
+            );
+        }
+        assert_rare_post_resets(tally, what, POST_RESETS_PER_MILLE);
     }
 }
 
@@ -380,7 +398,7 @@ fn assert_serving(stack: &SwarmStack, lb: &Balancer, image: &str, version: &str)
 }
 
 #[test]
-fn a_swarm_deploy_pins_a_digest_on_every_node_and_serves_it_without_failed_requests() {
+fn a_swarm_deploy_pins_a_digest_on_every_node_and_serves_it_failing_no_get_under_load() {
     let stack = SwarmStack::new(3);
     let first = assert_converged(&stack, &stack.deploy_ok("v1"), &NODES);
     assert_eq!(
@@ -399,7 +417,7 @@ fn a_swarm_deploy_pins_a_digest_on_every_node_and_serves_it_without_failed_reque
     let second = assert_converged(&stack, &report, &NODES);
     assert_ne!(first, second);
     eprintln!("swarm rolling update under load: {tally:?} in {took:?}");
-    assert_no_failures(&tally, "stop-first rolling update behind nginx");
+    lb.assert_only_listener_resets(&tally, "stop-first rolling update behind nginx");
     assert_serving(&stack, &lb, &second, "v2");
     assert_eq!(
         stack.cache_tasks(),
@@ -459,7 +477,7 @@ fn a_never_healthy_image_is_rolled_back_by_swarm_and_the_old_digest_serves() {
         "{error}"
     );
     eprintln!("swarm rollback under load: {tally:?} in {took:?}");
-    assert_no_failures(&tally, "a rolled-back update behind nginx");
+    lb.assert_only_listener_resets(&tally, "a rolled-back update behind nginx");
     assert_serving(&stack, &lb, &good, "v1");
 }
 

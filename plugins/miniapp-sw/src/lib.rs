@@ -57,6 +57,13 @@ struct Config {
     /// Releases to keep; the live one and the one before it always stay.
     #[serde(default = "default_keep")]
     keep: usize,
+    /// Build directories of hashed assets that a page of an earlier release
+    /// may still request: one served by the old worker while the new one
+    /// takes over, and whose scripts the new worker no longer precaches.
+    #[serde(default = "default_carry")]
+    carry: Vec<String>,
+    #[serde(default = "default_carry_releases")]
+    carry_releases: u64,
 }
 
 fn default_build() -> String {
@@ -67,6 +74,13 @@ fn default_site() -> String {
 }
 fn default_sw() -> String {
     "sw.js".into()
+}
+/// vite's `build.assetsDir`.
+fn default_carry() -> Vec<String> {
+    vec!["assets".into()]
+}
+fn default_carry_releases() -> u64 {
+    2
 }
 fn default_index() -> String {
     "index.html".into()
@@ -256,7 +270,8 @@ impl Step for MiniappSw {
                 .clone()
                 .map(|sw| BTreeMap::from([(config.sw.clone(), sw)]))
                 .unwrap_or_default(),
-            ..Options::default()
+            carry: config.carry.clone(),
+            carry_releases: config.carry_releases,
         };
         let deployed = site.deploy(Path::new(&config.build), &options)?;
         let published = deployed.published;

@@ -23,6 +23,24 @@ pub const SNIPPET: &str = r#"if ("serviceWorker" in navigator) {
   });
 }"#;
 
+/// What a page that reloads on workbox-window's `activated` event needs
+/// beside it (in its entry module): `controllerchange` also fires for a
+/// worker the browser found before the page registered, which workbox-window
+/// never sees; and a worker that took over before the script ran is caught by
+/// asking it for the page, which then no longer loads this script.
+pub const EARLY_WORKER_SNIPPET: &str = "if (navigator.serviceWorker?.controller) {
+  const reload = () => { if (!reload.done) { reload.done = true; window.location.reload(); } };
+  navigator.serviceWorker.addEventListener('controllerchange', reload);
+  // A worker that took over before this script ran fired its controllerchange
+  // unheard: reload, once, if the page it serves no longer loads this script.
+  const script = new URL(import.meta.url).pathname;
+  fetch(location.href).then((r) => r.text()).then((html) => {
+    if (html.includes(script) || sessionStorage.getItem('stale-script') === script) return;
+    sessionStorage.setItem('stale-script', script);
+    reload();
+  });
+}";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     /// Always fails the step.
@@ -100,7 +118,41 @@ fn reload_findings(
             client, &listeners, &reloads, sw_name, sw, toolchain,
         ));
     }
+    findings.extend(early_worker_finding(client, &reloads, sw_name));
     findings
+}
+
+/// workbox-window dispatches `activated` only for a worker it watched
+/// install, and it starts watching when `register()` resolves. A returning
+/// visitor's browser checks for a new worker as the page loads; when that
+/// check wins, the new worker installs unwatched, takes over, and the page
+/// never reloads (GoogleChrome/workbox#2199; reproduced in Chromium by
+/// host/tests/all/pwa.rs). `controllerchange` fires either way.
+fn early_worker_finding(
+    client: &[(String, String)],
+    reloads: &[&Listener],
+    sw_name: &str,
+) -> Option<Finding> {
+    let only_activated = reloads.iter().all(|l| l.event == "activated");
+    let guarded = client.iter().any(|(_, text)| {
+        text.contains("controllerchange")
+            && text.contains("location.reload")
+            && !is_workbox_window(text)
+            && guard_problem(text).is_none()
+    });
+    let first = reloads.first()?;
+    (only_activated && !guarded).then(|| Finding {
+        level: Level::Error,
+        message: format!(
+            "{}: the page reloads on workbox-window's `activated` event (vite-plugin-pwa's \
+             registerType 'autoUpdate'), which never fires for a new {sw_name} that the \
+             browser found before `register()` resolved: a returning visitor's browser checks \
+             for one as the page loads, and when it wins, the new worker takes over unseen and \
+             that visitor keeps the old bundle (GoogleChrome/workbox#2199). Add this next to \
+             the registration, in the app's entry:\n\n{EARLY_WORKER_SNIPPET}\n",
+            first.path
+        ),
+    })
 }
 
 /// What today's hand-written `controllerchange` listener gets wrong, if anything.
@@ -334,7 +386,7 @@ fn is_workbox_window(text: &str) -> bool {
 /// What is wrong with how a listener decides to reload, if anything.
 fn guard_problem(text: &str) -> Option<String> {
     // Reading the controller tells a first visit from a returning one.
-    let controller = Regex::new(r"serviceWorker\.controller(?:[^A-Za-z0-9_]|$)").expect("valid");
+    let controller = Regex::new(r"serviceWorker\??\.controller(?:[^A-Za-z0-9_]|$)").expect("valid");
     if controller.is_match(text) {
         return None;
     }
@@ -371,6 +423,7 @@ fn precache_problem(sw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     const HAND: Toolchain = Toolchain::HandWritten;
 
@@ -462,11 +515,55 @@ mod tests {
         lint(&build.client("sw.js"), "sw.js", &sw, toolchain)
     }
 
+    /// The lint of a real build with `extra` appended to its entry chunk.
+    fn lint_fixture_with(name: &str, extra: &str) -> Vec<Finding> {
+        let build = crate::build::tests::fixture(name);
+        let sw = build.text("sw.js").unwrap_or_default();
+        let crate::workbox::Found::Manifest(manifest) = crate::workbox::find(&sw) else {
+            panic!("{name} is a Workbox build");
+        };
+        let toolchain = Toolchain::workbox(&build, "sw.js", manifest.strategy);
+        let mut client = build.client("sw.js");
+        let entry = client
+            .iter_mut()
+            .find(|(path, text)| path.starts_with("assets/index-") && text.contains("activated"))
+            .expect("the entry chunk holds registerSW");
+        entry.1.push_str(extra);
+        lint(&client, "sw.js", &sw, toolchain)
+    }
+
+    /// vite-plugin-pwa's registerSW as its docs show it, built by vite.
+    const REGISTER_SW_ONLY: &str = "inject-registersw-only";
+
     #[test]
-    fn vite_pwa_auto_update_with_the_virtual_module_passes() {
+    fn vite_pwa_auto_update_alone_misses_a_worker_found_before_register() {
+        let findings = lint_fixture(REGISTER_SW_ONLY);
+        assert_eq!(levels(&findings), [Level::Error], "{findings:?}");
+        let message = &findings[0].message;
+        assert!(message.contains("assets/index-"), "{message}");
+        assert!(message.contains("GoogleChrome/workbox#2199"), "{message}");
+        assert!(message.contains(EARLY_WORKER_SNIPPET), "{message}");
+        // The seed's guard does not count: it skips returning visitors.
+        assert_eq!(
+            levels(&lint_fixture_with(REGISTER_SW_ONLY, SEED)),
+            [Level::Error]
+        );
+        // The listener the message asks for is all it takes.
+        let fixed = lint_fixture_with(REGISTER_SW_ONLY, EARLY_WORKER_SNIPPET);
+        assert!(fixed.is_empty(), "{fixed:?}");
+    }
+
+    #[test]
+    fn vite_pwa_auto_update_with_the_early_worker_listener_passes() {
         for name in ["generate", "inject"] {
             let findings = lint_fixture(name);
             assert!(findings.is_empty(), "{name}: {findings:?}");
+            // The browser tests run the listener as the error gives it.
+            let entry = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/frontends")
+                .join(format!("miniapp-{name}/src/main.js"));
+            let source = std::fs::read_to_string(&entry).unwrap();
+            assert!(source.contains(EARLY_WORKER_SNIPPET), "{}", entry.display());
         }
     }
 
@@ -500,7 +597,7 @@ mod tests {
     fn auto_update_with_a_waiting_worker_is_refused() {
         // injectRegister: false without workbox.skipWaiting: the worker
         // waits for a SKIP_WAITING message the autoUpdate client never sends.
-        let findings = lint_fixture("generate-no-skip-waiting");
+        let findings = lint_fixture_with("generate-no-skip-waiting", EARLY_WORKER_SNIPPET);
         assert_eq!(levels(&findings), [Level::Error], "{findings:?}");
         let message = &findings[0].message;
         assert!(

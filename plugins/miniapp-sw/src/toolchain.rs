@@ -119,19 +119,21 @@ impl Toolchain {
 
     /// How to make the page reload when a new service worker takes over.
     pub fn reload_fix(self) -> String {
-        const ENTRY: &str = "and in the app's entry (e.g. src/main.js):\n\n  import { \
-                             registerSW } from 'virtual:pwa-register';\n  registerSW({ \
-                             immediate: true });\n";
+        let entry = format!(
+            "and in the app's entry (e.g. src/main.js):\n\n  import {{ registerSW }} from \
+             'virtual:pwa-register';\n  registerSW({{ immediate: true }});\n  {}\n",
+            crate::lint::EARLY_WORKER_SNIPPET.replace('\n', "\n  ")
+        );
         match self {
             Toolchain::VitePwaGenerate => format!(
                 "register through vite-plugin-pwa's client, which reloads on an update. In \
                  vite.config:\n\n  VitePWA({{ registerType: 'autoUpdate', injectRegister: \
-                 false, workbox: {{ skipWaiting: true, clientsClaim: true }} }})\n\n{ENTRY}"
+                 false, workbox: {{ skipWaiting: true, clientsClaim: true }} }})\n\n{entry}"
             ),
             Toolchain::VitePwaInject => format!(
                 "register through vite-plugin-pwa's client, which reloads on an update. In \
                  vite.config:\n\n  VitePWA({{ strategies: 'injectManifest', registerType: \
-                 'autoUpdate', injectRegister: false }})\n\n{ENTRY}\nand {}",
+                 'autoUpdate', injectRegister: false }})\n\n{entry}\nand {}",
                 self.takeover_fix()
             ),
             Toolchain::WorkboxGenerate | Toolchain::WorkboxInject => format!(

@@ -416,7 +416,7 @@ mod tests {
             generate.entries[1],
             Entry {
                 url: "index.html".into(),
-                revision: Some("6f4b5ed1c295273740489b21a20dc09b".into())
+                revision: Some("75b03447017dff699c607d3a5f24685f".into())
             }
         );
         assert_eq!(generate.entries[3].revision, None);
@@ -437,7 +437,7 @@ mod tests {
         // `md5sum index.html` of the real generate build.
         let build = fixture("generate");
         let index = build.files.get("index.html").cloned().unwrap_or_default();
-        assert_eq!(md5_hex(&index), "6f4b5ed1c295273740489b21a20dc09b");
+        assert_eq!(md5_hex(&index), "75b03447017dff699c607d3a5f24685f");
     }
 
     #[test]
@@ -453,7 +453,7 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.contains("gives index.html the revision 6f4b5ed1c295273740489b21a20dc09b"),
+            e.contains("gives index.html the revision 75b03447017dff699c607d3a5f24685f"),
             "{e}"
         );
         assert!(e.contains("rebuild, don't edit dist"), "{e}");
@@ -481,17 +481,17 @@ mod tests {
         let sw = build
             .text("sw.js")
             .unwrap_or_default()
-            .replace(r#"{url:"assets/index-NC8loa6Z.js",revision:null},"#, "");
+            .replace(r#"{url:"assets/index-DHlfWws-.js",revision:null},"#, "");
         build.files.insert("sw.js".into(), sw.into_bytes());
         let e = check_fixture(&build).unwrap_err();
         assert!(
-            e.contains("does not cover assets/index-NC8loa6Z.js, which index.html needs"),
+            e.contains("does not cover assets/index-DHlfWws-.js, which index.html needs"),
             "{e}"
         );
         assert!(e.contains("`workbox.globPatterns` in vite.config"), "{e}");
         let mut inject = fixture("inject");
         let sw = inject.text("sw.js").unwrap_or_default().replace(
-            r#"{"revision":"6f4b5ed1c295273740489b21a20dc09b","url":"index.html"},"#,
+            r#"{"revision":"75b03447017dff699c607d3a5f24685f","url":"index.html"},"#,
             "",
         );
         inject.files.insert("sw.js".into(), sw.into_bytes());
