@@ -325,14 +325,14 @@ fn read_env_file(path: &Path, outer: &Vars) -> Result<Vec<(String, String)>> {
         let (key, value) = match line.split_once('=') {
             Some((k, v)) => (k.trim(), env_value(v.trim_start(), &scope)),
             None => match outer.get(line) {
-                Some(v) => (line, Ok(v.to_owned())),
+                Some(v) => (line, Some(v.to_owned())),
                 None => continue,
             },
         };
         if key.is_empty() || key.contains(char::is_whitespace) {
             bail!("{}: not a `KEY=value` line: `{line}`", at());
         }
-        let value = value.map_err(|()| anyhow!("{}: not a `KEY=value` line: `{line}`", at()))?;
+        let value = value.ok_or_else(|| anyhow!("{}: not a `KEY=value` line: `{line}`", at()))?;
         scope
             .0
             .entry(key.to_owned())
@@ -342,36 +342,35 @@ fn read_env_file(path: &Path, outer: &Vars) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// A value, unquoted and expanded; `Err` when a quote is not closed. A
+/// A value, unquoted and expanded; `None` when a quote is not closed. A
 /// value that does not interpolate (`pa$word`, say) stays as written, as
 /// compose v2 keeps it.
-fn env_value(raw: &str, scope: &Vars) -> Result<String, ()> {
+fn env_value(raw: &str, scope: &Vars) -> Option<String> {
     let expand = |text: &str| {
-        Ok(interpolate::interpolate(text, scope, &mut Vec::new())
-            .unwrap_or_else(|_| text.to_owned()))
+        interpolate::interpolate(text, scope, &mut Vec::new()).unwrap_or_else(|_| text.to_owned())
     };
     if let Some(rest) = raw.strip_prefix('\'') {
-        return rest.find('\'').map(|end| rest[..end].to_owned()).ok_or(());
+        return rest.find('\'').map(|end| rest[..end].to_owned());
     }
     if let Some(rest) = raw.strip_prefix('"') {
         let mut out = String::new();
         let mut chars = rest.chars();
         while let Some(c) = chars.next() {
             match c {
-                '"' => return expand(&out),
+                '"' => return Some(expand(&out)),
                 '\\' => match chars.next() {
                     Some('n') => out.push('\n'),
                     Some('t') => out.push('\t'),
                     Some(other) => out.push(other),
-                    None => return Err(()),
+                    None => return None,
                 },
                 c => out.push(c),
             }
         }
-        return Err(());
+        return None;
     }
     let value = raw.split('#').next().unwrap_or_default();
-    expand(value.trim_end())
+    Some(expand(value.trim_end()))
 }
 
 fn active_profiles(vars: &Vars, extra: &[String]) -> Vec<String> {

@@ -506,29 +506,28 @@ mod tests {
 
     /// The lint of a real build under tests/data, as the step runs it.
     fn lint_fixture(name: &str) -> Vec<Finding> {
+        lint_fixture_with(name, "")
+    }
+
+    /// The lint of a real build with `extra` appended to its entry chunk
+    /// (the one that holds the page's listeners).
+    fn lint_fixture_with(name: &str, extra: &str) -> Vec<Finding> {
         let build = crate::build::tests::fixture(name);
         let sw = build.text("sw.js").unwrap_or_default();
         let toolchain = match crate::workbox::find(&sw) {
             crate::workbox::Found::Manifest(m) => Toolchain::workbox(&build, "sw.js", m.strategy),
             _ => HAND,
         };
-        lint(&build.client("sw.js"), "sw.js", &sw, toolchain)
-    }
-
-    /// The lint of a real build with `extra` appended to its entry chunk.
-    fn lint_fixture_with(name: &str, extra: &str) -> Vec<Finding> {
-        let build = crate::build::tests::fixture(name);
-        let sw = build.text("sw.js").unwrap_or_default();
-        let crate::workbox::Found::Manifest(manifest) = crate::workbox::find(&sw) else {
-            panic!("{name} is a Workbox build");
-        };
-        let toolchain = Toolchain::workbox(&build, "sw.js", manifest.strategy);
         let mut client = build.client("sw.js");
-        let entry = client
-            .iter_mut()
-            .find(|(path, text)| path.starts_with("assets/index-") && text.contains("activated"))
-            .expect("the entry chunk holds registerSW");
-        entry.1.push_str(extra);
+        if !extra.is_empty() {
+            let entry = client
+                .iter_mut()
+                .find(|(path, text)| {
+                    path.starts_with("assets/index-") && text.contains("activated")
+                })
+                .expect("the entry chunk holds registerSW");
+            entry.1.push_str(extra);
+        }
         lint(&client, "sw.js", &sw, toolchain)
     }
 
