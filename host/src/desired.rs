@@ -27,10 +27,9 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-/// The `com.docker.compose.version` label: docker-compose v1 treats a
-/// container as its own (and does not warn about it) when this is a v1
-/// version.
-pub const COMPOSE_VERSION: &str = "1.29.2";
+/// The `com.docker.compose.version` label: the Compose v2 release whose
+/// containers slipway's are made like (names, labels, config-hash).
+pub const COMPOSE_VERSION: &str = "2.40.3";
 
 const LABEL_PROJECT: &str = "com.docker.compose.project";
 const LABEL_SERVICE: &str = "com.docker.compose.service";
@@ -39,6 +38,7 @@ const LABEL_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
 const LABEL_CONFIG_FILES: &str = "com.docker.compose.project.config_files";
 const LABEL_CONTAINER_NUMBER: &str = "com.docker.compose.container-number";
 const LABEL_VERSION: &str = "com.docker.compose.version";
+const LABEL_DEPENDS_ON: &str = "com.docker.compose.depends_on";
 
 /// Everything the container should be, in engine terms. Serialize is
 /// stable (it is hashed and stored as JSON): maps the engine treats as
@@ -46,7 +46,7 @@ const LABEL_VERSION: &str = "com.docker.compose.version";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerSpec {
     pub service: String,
-    /// `container_name`, else `<project>_<service>_1` (compose v1 naming).
+    /// `container_name`, else `<project>-<service>-1` (compose v2 naming).
     pub name: String,
     /// Config.Image: the tag, as compose passes `image_name`.
     pub image: String,
@@ -362,23 +362,20 @@ fn build_spec(project: &ComposeProject, def: &ServiceDef, image: &str) -> Res<Co
     })
 }
 
-/// compose v1's `build_container_name`: the project name without leading
-/// `-`/`_`, the service, the container number.
+/// compose v2's `getContainerName`: project, service and container
+/// number joined by `-`, or `container_name`.
 fn container_name(project: &ComposeProject, def: &ServiceDef) -> String {
     match &def.service.container_name {
         Some(name) => name.clone(),
-        None => format!(
-            "{}_{}_1",
-            project.name.trim_start_matches(['-', '_']),
-            def.name
-        ),
+        None => format!("{}-{}-1", project.name, def.name),
     }
 }
 
-/// The service's labels, then what `build_container_labels` adds (its
-/// labels win over the user's): project, service, oneoff, the execution
-/// context labels, container number and version. The config-hash label is
-/// left out; `environment_file` is only set by `--env-file`.
+/// The service's labels, then those compose v2 adds (its win over the
+/// user's): project, service, oneoff, the project's directory and files,
+/// container number, version and dependencies. The config-hash and image
+/// labels are added at create, unhashed (they are compose's view of this
+/// spec and its image); `environment_file` is only set by `--env-file`.
 fn labels(project: &ComposeProject, def: &ServiceDef) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = match &def.service.labels {
         dct::Labels::List(items) => items.iter().map(|i| split_kv(i)).collect(),
@@ -400,9 +397,34 @@ fn labels(project: &ComposeProject, def: &ServiceDef) -> BTreeMap<String, String
         (LABEL_CONFIG_FILES, files.join(",")),
         (LABEL_CONTAINER_NUMBER, "1".to_owned()),
         (LABEL_VERSION, COMPOSE_VERSION.to_owned()),
+        (LABEL_DEPENDS_ON, depends_on_label(def)),
     ];
     out.extend(compose.into_iter().map(|(k, v)| (k.to_owned(), v)));
     out
+}
+
+/// `service:condition:restart` for each dependency, comma-joined (compose
+/// writes them in Go's map order; slipway sorts them), empty without any.
+fn depends_on_label(def: &ServiceDef) -> String {
+    use docker_compose_types::DependsOnOptions;
+    let mut deps: Vec<String> = match &def.service.depends_on {
+        DependsOnOptions::Simple(names) => names
+            .iter()
+            .map(|n| format!("{n}:service_started:false"))
+            .collect(),
+        DependsOnOptions::Conditional(map) => map
+            .iter()
+            .map(|(n, c)| {
+                let condition = match c.condition.as_str() {
+                    "" => "service_started",
+                    other => other,
+                };
+                format!("{n}:{condition}:{}", c.restart.unwrap_or(false))
+            })
+            .collect(),
+    };
+    deps.sort();
+    deps.join(",")
 }
 
 /// compose's `split_kv`: `k=v`, or `k` alone with an empty value.
@@ -1235,11 +1257,7 @@ impl ContainerSpec {
             .get(LABEL_PROJECT)
             .map(String::as_str)
             .unwrap_or_default();
-        let default_name = format!(
-            "{}_{}_1",
-            project.trim_start_matches(['-', '_']),
-            self.service
-        );
+        let default_name = format!("{project}-{}-1", self.service);
         if self.name != default_name {
             return Some(format!("container_name `{}`", self.name));
         }
@@ -1721,7 +1739,7 @@ services:
 "#,
         );
         let s = desired(&p, "api", "example/api:1").unwrap();
-        assert_eq!(s.name, "proj_api_1");
+        assert_eq!(s.name, "proj-api-1");
         assert_eq!(desired(&p, "other", "x").unwrap().name, "fixed");
         assert_eq!(s.image, "example/api:1");
         assert_eq!(s.command, Some(strings(&["sh", "-c", "echo 'hi there'"])));
@@ -1745,11 +1763,29 @@ services:
         assert_eq!(labels[LABEL_SERVICE], "api");
         assert_eq!(labels[LABEL_ONE_OFF], "False");
         assert_eq!(labels[LABEL_CONTAINER_NUMBER], "1");
-        assert_eq!(labels[LABEL_VERSION], "1.29.2");
+        assert_eq!(labels[LABEL_VERSION], "2.40.3");
+        assert_eq!(labels[LABEL_DEPENDS_ON], "");
         assert_eq!(labels[LABEL_WORKING_DIR], p.dir.to_string_lossy().as_ref());
         let file = p.files[0].to_string_lossy().into_owned();
         assert_eq!(labels[LABEL_CONFIG_FILES], file.as_str());
+        // Added at create, outside the spec's hash.
         assert!(labels.get("com.docker.compose.config-hash").is_none());
+    }
+
+    #[test]
+    fn the_depends_on_label_is_compose_v2s_sorted() {
+        let others = "  db:\n    image: y\n  redis:\n    image: z\n";
+        let short = spec(&format!(
+            "services:\n  api:\n    image: x\n    depends_on: [redis, db]\n{others}"
+        ));
+        assert_eq!(
+            short.labels[LABEL_DEPENDS_ON],
+            "db:service_started:false,redis:service_started:false"
+        );
+        let long = spec(&format!(
+            "services:\n  api:\n    image: x\n    depends_on:\n      db: {{condition: service_healthy, restart: true}}\n{others}"
+        ));
+        assert_eq!(long.labels[LABEL_DEPENDS_ON], "db:service_healthy:true");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! labels (`com.docker.compose.project` / `.service`), never by shelling out
 //! to compose.
 
-use crate::compose::ComposeProject;
+use crate::compose::{ComposeProject, ComposeV2};
 use crate::desired::COMPOSE_VERSION;
 use crate::text::short_id;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -35,6 +35,9 @@ const PROJECT_LABEL: &str = "com.docker.compose.project";
 const SERVICE_LABEL: &str = "com.docker.compose.service";
 const ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
 const VERSION_LABEL: &str = "com.docker.compose.version";
+const CONFIG_HASH_LABEL: &str = "com.docker.compose.config-hash";
+/// The local image ID compose v2 compares to decide a recreate.
+const IMAGE_LABEL: &str = "com.docker.compose.image";
 /// On a swarm task's container: the stack `docker stack deploy` made it for.
 const STACK_LABEL: &str = "com.docker.stack.namespace";
 /// On a swarm task's container: its service, `<stack>_<compose service>`.
@@ -74,6 +77,10 @@ pub struct ContainerInfo {
     pub tcp_ports: Vec<u16>,
     /// The spec-hash label; `None` for a container slipway did not create.
     pub spec_hash: Option<String>,
+    /// Compose v2's config-hash label.
+    pub config_hash: Option<String>,
+    /// Made as compose v1 makes containers (its version label is 1.x).
+    pub compose_v1: bool,
     /// Creation time, RFC 3339.
     pub created: String,
     pub restart_count: i64,
@@ -85,6 +92,37 @@ pub struct ContainerInfo {
 pub struct Target {
     pub spec: crate::desired::ContainerSpec,
     pub image_id: String,
+    /// Compose v2's config-hash of the service, when compose v2 is installed.
+    pub config_hash: Option<String>,
+}
+
+impl Target {
+    /// What reconcile compares the service's containers with.
+    pub fn desired(&self) -> crate::reconcile::Desired {
+        crate::reconcile::Desired {
+            name: self.spec.name.clone(),
+            spec_hash: self.spec.hash(),
+            image_id: self.image_id.clone(),
+            config_hash: self.config_hash.clone(),
+        }
+    }
+
+    /// Labels set at create that are not part of the spec's hash: slipway's
+    /// spec hash, and what compose v2 compares to decide a recreate (its
+    /// config-hash and the image ID), so that `docker compose up` leaves the
+    /// container alone and `ps`, `logs`, `exec` and `down` see it.
+    fn create_labels(&self) -> Vec<(String, String)> {
+        let mut labels = vec![
+            (SPEC_LABEL.to_owned(), self.spec.hash()),
+            (IMAGE_LABEL.to_owned(), self.image_id.clone()),
+        ];
+        labels.extend(
+            self.config_hash
+                .iter()
+                .map(|h| (CONFIG_HASH_LABEL.to_owned(), h.clone())),
+        );
+        labels
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +152,7 @@ pub struct Docker {
     /// Held while networks and volumes are created: services created side
     /// by side must not race to create the same network.
     resources: tokio::sync::Mutex<()>,
+    compose_v2: tokio::sync::OnceCell<ComposeV2>,
 }
 
 /// A container a stop-first replacement stopped and moved out of the way.
@@ -153,6 +192,7 @@ impl Docker {
             parked: Default::default(),
             builder: Default::default(),
             resources: Default::default(),
+            compose_v2: Default::default(),
         })
     }
 
@@ -296,28 +336,42 @@ impl Docker {
         Ok(Some((stopped.name.clone(), stopped.state.clone())))
     }
 
-    /// The image tag compose uses for the service. Compose v1 joins project
-    /// and service with `_`, v2 with `-`; existing containers say which.
-    pub async fn image_tag(&self, service: &str) -> Result<String> {
+    /// The image tag compose v2 uses for the service: `image:`, or
+    /// `<project>-<service>` for a build.
+    pub fn image_tag(&self, service: &str) -> Result<String> {
         let def = self.compose.service(service).ok_or_else(|| {
             anyhow!(
                 "`{service}` is not a service of {}",
                 self.compose.files_display()
             )
         })?;
-        // slipway creates containers as compose v1 does (and labels them
-        // so); only a container made by compose v2 switches to its naming.
-        let legacy = match self.container_ids(service).await?.first() {
-            Some(id) => {
-                let c = self.inspect_raw(id).await?;
-                let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
-                !labels
-                    .get(VERSION_LABEL)
-                    .is_some_and(|v| v.starts_with("2."))
-            }
-            None => true,
-        };
-        Ok(def.image_tag(&self.compose.name, legacy))
+        Ok(def.image_tag(&self.compose.name))
+    }
+
+    /// What the installed compose v2 says of the project, read once. Without
+    /// it (or on a swarm, where `docker stack deploy` makes the containers),
+    /// containers get no config-hash label: compose v2 does not see them.
+    async fn compose_v2(&self) -> &ComposeV2 {
+        self.compose_v2
+            .get_or_init(|| async {
+                if self.swarm {
+                    return ComposeV2::default();
+                }
+                let project = self.compose.clone();
+                let read = tokio::task::spawn_blocking(move || ComposeV2::read(&project)).await;
+                match read.map_err(|e| e.to_string()).and_then(|r| r) {
+                    Ok(v2) => v2,
+                    Err(why) => {
+                        tracing::warn!(
+                            "{why}. Without Compose v2, containers get no \
+                             com.docker.compose.config-hash label, and `docker compose ps`, \
+                             `logs`, `exec` and `down` do not see them"
+                        );
+                        ComposeV2::default()
+                    }
+                }
+            })
+            .await
     }
 
     pub async fn image_id(&self, reference: &str) -> Result<String> {
@@ -397,13 +451,18 @@ impl Docker {
     }
 
     async fn target(&self, service: &str, built: bool) -> Result<Target> {
-        let tag = self.image_tag(service).await?;
+        let tag = self.image_tag(service)?;
         let image_id = match built {
             true => self.image_id(&tag).await?,
             false => self.image_id(&tag).await.unwrap_or_default(),
         };
         let spec = crate::desired::desired(&self.compose, service, &tag)?;
-        Ok(Target { spec, image_id })
+        let config_hash = self.compose_v2().await.hashes.get(service).cloned();
+        Ok(Target {
+            spec,
+            image_id,
+            config_hash,
+        })
     }
 
     /// `docker compose up -d --force-recreate --no-deps <service>`: replace
@@ -414,13 +473,8 @@ impl Docker {
     pub async fn recreate(&self, service: &str) -> Result<ContainerInfo> {
         let target = self.desired(service).await?;
         let existing = self.containers(service).await?;
-        let desired = crate::reconcile::Desired {
-            name: target.spec.name.clone(),
-            spec_hash: target.spec.hash(),
-            image_id: target.image_id.clone(),
-        };
         let action = crate::reconcile::reconcile(
-            &desired,
+            &target.desired(),
             &crate::observed::existing(&existing),
             true,
             |_| None,
@@ -460,8 +514,7 @@ impl Docker {
             }
             None => target.spec.clone(),
         };
-        let labels = [(SPEC_LABEL.to_owned(), target.spec.hash())];
-        let (body, extra_networks) = spec.create_body(&labels);
+        let (body, extra_networks) = spec.create_body(&target.create_labels());
         let id = self.create_and_start(name, body, &extra_networks).await?;
         Ok(container_info(&spec.service, &self.inspect_raw(&id).await?))
     }
@@ -1366,16 +1419,23 @@ pub fn container_info(service: &str, c: &ContainerInspectResponse) -> ContainerI
         })
         .unwrap_or_default();
     let config = c.config.as_ref();
-    let spec_hash = config
-        .and_then(|c| c.labels.as_ref())
-        .and_then(|l| l.get(SPEC_LABEL))
-        .cloned();
+    let label = |key: &str| {
+        config
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(key))
+            .cloned()
+    };
+    let spec_hash = label(SPEC_LABEL);
+    let config_hash = label(CONFIG_HASH_LABEL);
+    let compose_v1 = label(VERSION_LABEL).is_some_and(|v| v.starts_with("1."));
     let has_healthcheck = config
         .and_then(|c| c.healthcheck.as_ref())
         .and_then(|h| h.test.as_ref())
         .is_some_and(|t| t.first().map(String::as_str) != Some("NONE"));
     ContainerInfo {
         spec_hash,
+        config_hash,
+        compose_v1,
         // Docker's own format, to the nanosecond, so that it sorts by time.
         created: c
             .created

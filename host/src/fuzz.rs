@@ -56,7 +56,7 @@ pub fn compose(data: &[u8]) {
         return;
     };
     for (name, def) in &project.services {
-        let _ = (def.depends_on(), def.image_tag("fuzz", true));
+        let _ = (def.depends_on(), def.image_tag("fuzz"));
         if let Ok(spec) = crate::desired::desired(&project, name, "fuzz/image:latest") {
             let _ = (spec.hash(), spec.create_body(&[]), spec.single_instance());
         }

@@ -19,6 +19,8 @@ pub fn existing(containers: &[ContainerInfo]) -> Vec<Existing> {
             image_id: c.image_id.clone(),
             state: c.state.clone(),
             spec_hash: c.spec_hash.clone(),
+            config_hash: c.config_hash.clone(),
+            compose_v1: c.compose_v1,
             created: c.created.clone(),
         })
         .collect()
@@ -44,19 +46,33 @@ impl SpecStore {
         valid.then(|| self.dir.join(format!("{hash}.json")))
     }
 
-    /// Keep `spec` under its hash (written once; the content never changes).
-    pub fn save(&self, spec: &ContainerSpec) -> Result<String> {
+    /// Keep `spec` under its hash (written once; the content never changes),
+    /// with compose v2's config-hash of the definition it came from, which
+    /// a rollback to this spec labels its container with (the compose file
+    /// by then says something else).
+    pub fn save(&self, spec: &ContainerSpec, config_hash: Option<&str>) -> Result<String> {
         let hash = spec.hash();
         let path = self.path(&hash).context("spec hash is not hex")?;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        if let Some(config_hash) = config_hash {
+            let path = path.with_extension("config-hash");
+            crate::state::write_atomic(&path, config_hash.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
         if path.exists() {
             return Ok(hash);
         }
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
         let json = serde_json::to_vec_pretty(spec)?;
         crate::state::write_atomic(&path, &json)
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(hash)
+    }
+
+    /// The config-hash saved with the spec `hash`, if one was.
+    pub fn config_hash(&self, hash: &str) -> Option<String> {
+        let path = self.path(hash)?.with_extension("config-hash");
+        std::fs::read_to_string(path).ok()
     }
 
     pub fn load(&self, hash: &str) -> Option<ContainerSpec> {

@@ -10,11 +10,13 @@ use serde::Serialize;
 /// What one service should be.
 #[derive(Debug, Clone)]
 pub struct Desired {
-    /// The container name the spec gives (compose's `<project>_<service>_1`
-    /// or `container_name`).
+    /// The container name the spec gives (compose v2's
+    /// `<project>-<service>-1` or `container_name`).
     pub name: String,
     pub spec_hash: String,
     pub image_id: String,
+    /// Compose v2's config-hash of the service, when compose v2 is installed.
+    pub config_hash: Option<String>,
 }
 
 /// What slipway reads of one existing container of the service.
@@ -27,8 +29,24 @@ pub struct Existing {
     pub state: String,
     /// The spec-hash label; `None` for a container slipway did not create.
     pub spec_hash: Option<String>,
+    /// Compose v2's config-hash label, on what compose v2 or slipway made.
+    pub config_hash: Option<String>,
+    /// Made as compose v1 makes containers (`com.docker.compose.version`
+    /// 1.x: `_1` names), by docker-compose v1 or by an older slipway.
+    pub compose_v1: bool,
     /// Docker's creation time (RFC 3339), to pick the newest.
     pub created: String,
+}
+
+impl Existing {
+    /// On the desired definition: created by slipway from the desired spec,
+    /// or by `docker compose up` (v2) from the same service definition.
+    fn is_current(&self, desired: &Desired) -> bool {
+        match &self.spec_hash {
+            Some(hash) => *hash == desired.spec_hash,
+            None => self.config_hash.is_some() && self.config_hash == desired.config_hash,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -90,12 +108,25 @@ pub fn reconcile(
     if keep.image_id != desired.image_id {
         changed.push("image".to_owned());
     }
+    if keep.compose_v1 {
+        changed.push(format!(
+            "compose v1's {} becomes compose v2's {}",
+            keep.name, desired.name
+        ));
+    }
     match keep.spec_hash.as_deref() {
-        Some(hash) if hash == desired.spec_hash => {}
+        _ if keep.is_current(desired) => {}
         Some(hash) => match changed_keys(hash) {
+            // The name, the image's tag and the labels are what v1 did
+            // differently: said once above.
+            Some(keys) if keep.compose_v1 => changed.extend(
+                keys.into_iter()
+                    .filter(|k| !["container_name", "image", "labels"].contains(&k.as_str())),
+            ),
             Some(keys) if !keys.is_empty() => changed.extend(keys),
             _ => changed.push("spec".to_owned()),
         },
+        None if keep.compose_v1 => {}
         None => changed.push("spec (created outside slipway)".to_owned()),
     }
     if keep.state != "running" {
@@ -143,9 +174,7 @@ pub fn leave_running_leftovers_to_the_step(mut action: Action) -> Action {
 /// with the canonical name, else the newest running, else the newest.
 fn pick<'a>(desired: &Desired, existing: &'a [Existing]) -> Option<&'a Existing> {
     let running = |c: &&Existing| c.state == "running";
-    let current = |c: &&Existing| {
-        c.spec_hash.as_deref() == Some(&desired.spec_hash) && c.image_id == desired.image_id
-    };
+    let current = |c: &&Existing| c.is_current(desired) && c.image_id == desired.image_id;
     let newest = |a: &&Existing, b: &&Existing| a.created.cmp(&b.created);
     existing
         .iter()
@@ -163,7 +192,7 @@ fn pick<'a>(desired: &Desired, existing: &'a [Existing]) -> Option<&'a Existing>
 }
 
 fn leftover_reason(c: &Existing, desired: &Desired) -> String {
-    let current = c.spec_hash.as_deref() == Some(&desired.spec_hash);
+    let current = c.is_current(desired);
     format!(
         "leftover of an interrupted deploy: {} ({}, {} spec)",
         c.name,
@@ -181,6 +210,7 @@ mod tests {
             name: "p_api_1".into(),
             spec_hash: "new".into(),
             image_id: "img2".into(),
+            config_hash: Some("cfg".into()),
         }
     }
 
@@ -191,6 +221,8 @@ mod tests {
             image_id: image.into(),
             state: state.into(),
             spec_hash: hash.map(Into::into),
+            config_hash: None,
+            compose_v1: false,
             created: at.into(),
         }
     }
@@ -273,6 +305,58 @@ mod tests {
             false,
         );
         assert_eq!(stopped.changed, ["not running (exited)"]);
+    }
+
+    #[test]
+    fn compose_v2_containers_on_the_desired_definition_are_adopted() {
+        let made_by_compose = |config: &str| Existing {
+            config_hash: Some(config.into()),
+            ..c("a", "p_api_1", "img2", "running", None, "1")
+        };
+        let same = run(&[made_by_compose("cfg")], false);
+        assert_eq!((same.verb, same.changed), (Verb::Skip, vec![]));
+        let other = run(&[made_by_compose("edited")], false);
+        assert_eq!(other.changed, ["spec (created outside slipway)"]);
+        // Without compose v2 installed, slipway cannot tell.
+        let unknown = reconcile(
+            &Desired {
+                config_hash: None,
+                ..desired()
+            },
+            &[made_by_compose("cfg")],
+            false,
+            |_| None,
+        );
+        assert_eq!(unknown.verb, Verb::Replace);
+    }
+
+    #[test]
+    fn compose_v1_containers_are_migrated_and_say_so() {
+        let v1 = |hash: Option<&str>| Existing {
+            compose_v1: true,
+            ..c("a", "p_api_1_v1", "img2", "running", hash, "1")
+        };
+        let by_slipway = reconcile(&desired(), &[v1(Some("old"))], false, |_| {
+            Some(vec![
+                "container_name".to_owned(),
+                "image".to_owned(),
+                "labels".to_owned(),
+                "environment".to_owned(),
+            ])
+        });
+        assert_eq!(
+            by_slipway.changed,
+            [
+                "compose v1's p_api_1_v1 becomes compose v2's p_api_1",
+                "environment"
+            ]
+        );
+        let by_compose_v1 = run(&[v1(None)], false);
+        assert_eq!(by_compose_v1.verb, Verb::Replace);
+        assert_eq!(
+            by_compose_v1.changed,
+            ["compose v1's p_api_1_v1 becomes compose v2's p_api_1"]
+        );
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub async fn collect(agent: &Agent, docker: &Docker) -> anyhow::Result<Status> {
                 status.services.push(row);
                 continue;
             }
-            let current = match docker.image_tag(service).await {
+            let current = match docker.image_tag(service) {
                 Ok(tag) => docker.image_id(&tag).await.ok(),
                 Err(_) => None,
             };

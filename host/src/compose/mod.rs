@@ -5,6 +5,7 @@
 //! name, with file and line, before anything changes.
 
 mod coerce;
+mod config_hash;
 mod extends;
 mod include;
 mod interpolate;
@@ -12,6 +13,7 @@ mod locate;
 mod merge;
 mod schema;
 
+pub use config_hash::ComposeV2;
 pub use interpolate::Vars;
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -249,16 +251,12 @@ impl ServiceDef {
         }
     }
 
-    /// The tag compose gives the service's image: `image:` when set, otherwise
-    /// `<project>-<service>` (compose v2) or `<project>_<service>` (compose
-    /// v1, which `legacy_separator` selects).
-    pub fn image_tag(&self, project: &str, legacy_separator: bool) -> String {
+    /// The tag compose v2 gives the service's image: `image:` when set,
+    /// otherwise `<project>-<service>`.
+    pub fn image_tag(&self, project: &str) -> String {
         match &self.image {
             Some(image) => image.clone(),
-            None => {
-                let sep = if legacy_separator { '_' } else { '-' };
-                format!("{project}{sep}{}", self.name)
-            }
+            None => format!("{project}-{}", self.name),
         }
     }
 }

@@ -41,12 +41,11 @@ services:
     assert_eq!(p.service_names(), "api, web, redis");
     let api = p.service("api").unwrap();
     assert_eq!(api.build.as_ref().unwrap().context, root.join("api"));
-    assert_eq!(api.image_tag("honeychat", true), "honeychat_api");
-    assert_eq!(api.image_tag("honeychat", false), "honeychat-api");
+    assert_eq!(api.image_tag("honeychat"), "honeychat-api");
     let web = p.service("web").unwrap().build.as_ref().unwrap();
     assert_eq!(web.dockerfile, "Dockerfile.prod");
     assert_eq!(web.args.get("MODE").map(String::as_str), Some("prod"));
-    assert_eq!(p.service("redis").unwrap().image_tag("x", false), "redis:7");
+    assert_eq!(p.service("redis").unwrap().image_tag("x"), "redis:7");
     assert_eq!(p.networks["default"].name, "proj_default");
     assert_eq!(p.service("api").unwrap().location.line, 4);
 }

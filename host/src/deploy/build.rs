@@ -149,7 +149,7 @@ impl Agent {
                 }
                 None => {
                     let t = Instant::now();
-                    let resolved = match docker.image_tag(service).await {
+                    let resolved = match docker.image_tag(service) {
                         Ok(tag) => docker.image_id(&tag).await,
                         Err(e) => Err(e),
                     };

@@ -8,7 +8,7 @@ use super::{Agent, Stop, service_failed};
 use crate::compose::UpdateOrder;
 use crate::docker::{ContainerInfo, Docker, Parked, Target};
 use crate::observed::SpecStore;
-use crate::reconcile::{Action, Desired, Verb};
+use crate::reconcile::{Action, Verb};
 use crate::report::{ServiceReport, SurfaceReport};
 use crate::text::short_id;
 use std::time::{Duration, Instant};
@@ -81,12 +81,8 @@ impl Agent {
             let fail = |what: &str, e| service_failed(surface, service, what, e);
             let target = target.map_err(|e| fail("desired spec", e))?;
             let containers = containers.map_err(|e| fail("inspect", e))?;
-            let desired = Desired {
-                name: target.spec.name.clone(),
-                spec_hash: target.spec.hash(),
-                image_id: target.image_id.clone(),
-            };
             let existing = crate::observed::existing(&containers);
+            let desired = target.desired();
             let action = crate::reconcile::reconcile(&desired, &existing, self.force, |hash| {
                 specs.load(hash).map(|old| old.changed_keys(&target.spec))
             });
@@ -196,7 +192,7 @@ impl Agent {
         let service = &d.service;
         let fail = |what: &str, e| service_failed(surface, service, what, e);
         self.specs()
-            .save(&d.target.spec)
+            .save(&d.target.spec, d.target.config_hash.as_deref())
             .map_err(|e| fail("save spec", e))?;
         remove_leftovers(docker, surface, service, &d.action.discard).await?;
         let t = Instant::now();
@@ -486,13 +482,8 @@ impl Agent {
     ) -> Result<Option<&'a ContainerInfo>, String> {
         let service = &current.service;
         let fail = |what: &str, e| service_failed(surface, service, what, e);
-        let desired = Desired {
-            name: target.spec.name.clone(),
-            spec_hash: target.spec.hash(),
-            image_id: target.image_id.clone(),
-        };
         let action = crate::reconcile::reconcile(
-            &desired,
+            &target.desired(),
             &crate::observed::existing(containers),
             false,
             |_| None,
@@ -502,7 +493,7 @@ impl Agent {
         };
         remove_leftovers(docker, surface, service, &action.discard).await?;
         if action.verb == Verb::Skip {
-            adopt(docker, &keep, &desired.name)
+            adopt(docker, &keep, &target.spec.name)
                 .await
                 .map_err(|e| fail("adopt", e))?;
             return Ok(None);
@@ -528,10 +519,7 @@ impl Agent {
                 short_id(&previous.image)
             )
         })?;
-        let tag = docker
-            .image_tag(service)
-            .await
-            .map_err(|e| fail("rollback", e))?;
+        let tag = docker.image_tag(service).map_err(|e| fail("rollback", e))?;
         docker
             .tag(&previous.image, &tag)
             .await
@@ -541,9 +529,12 @@ impl Agent {
             .await
             .map_err(|e| fail("desired spec", e))?;
         let today = target.spec.hash();
-        match previous.spec.as_deref().map(|h| self.specs().load(h)) {
-            Some(Some(spec)) => target.spec = spec,
-            Some(None) => tracing::warn!(
+        match previous.spec.as_deref().map(|h| (h, self.specs().load(h))) {
+            Some((hash, Some(spec))) => {
+                target.spec = spec;
+                target.config_hash = self.specs().config_hash(hash);
+            }
+            Some((_, None)) => tracing::warn!(
                 "{service}: the previous spec is no longer in {}; restoring the image with today's compose definition",
                 self.loaded.state_dir().display()
             ),

@@ -869,7 +869,7 @@ impl Agent {
             if before == built {
                 continue;
             }
-            let kept_it = match docker.image_tag(&svc.service).await {
+            let kept_it = match docker.image_tag(&svc.service) {
                 Ok(tag) if !kept.insert((tag.clone(), before.clone())) => Ok(()),
                 Ok(tag) => docker.keep_previous(&tag, before, keep).await,
                 Err(e) => Err(e),

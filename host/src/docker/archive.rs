@@ -56,7 +56,7 @@ impl Docker {
             .into_iter()
             .map(|c| c.image_id)
             .collect();
-        let tag = self.image_tag(service).await?;
+        let tag = self.image_tag(service)?;
         let (repo, _) = split_reference(&tag);
         let options = ListImagesOptions {
             filters: Some(HashMap::from([(

@@ -139,7 +139,7 @@ impl Docker {
             })?;
         let mut tags = Vec::new();
         for service in services {
-            tags.push(self.image_tag(service).await?);
+            tags.push(self.image_tag(service)?);
         }
         let (context, dockerfile) = (build.context.clone(), build.dockerfile.clone());
         let tar = tokio::task::spawn_blocking(move || context_tar(&context, &dockerfile))

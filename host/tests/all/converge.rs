@@ -1,8 +1,8 @@
 //! Converge: a deploy derives every container from the compose model
 //! (`project.compose_files`, `.env`, `env_file`, interpolation, anchors,
 //! multi-file merge) plus the image it just built, and creates, replaces or
-//! skips it. The fixture is host/tests/fixtures/converge; Debian's
-//! docker-compose 1.29.2 (v1) is the oracle for what a container must look
+//! skips it. The fixture is host/tests/fixtures/converge; Compose v2
+//! (`docker compose`, 2.40.3) is the oracle for what a container must look
 //! like.
 //!
 //! CLI and `--json` shapes these tests rely on:
@@ -12,7 +12,8 @@
 //!   `changed` (compose keys, e.g. `environment`; an entry may be more
 //!   precise, `environment.GREETING`, but starts with the key).
 //! - `deploy --force` replaces unchanged services too (`action: replace`).
-//! - Containers carry compose v1's labels plus `dev.slipway.spec-hash`.
+//! - Containers carry compose v2's labels (its config-hash included) plus
+//!   `dev.slipway.spec-hash`.
 //! - A portless service without a healthcheck that exits within the settle
 //!   window (default 5 s) fails the deploy with exit 1 and its last log line.
 //! - Bad compose or manifest input exits 2 before anything changes, naming
@@ -126,16 +127,14 @@ impl Fixture {
         lines[0]
     }
 
-    /// `docker-compose -p <project> -f <dir>/docker-compose.yml -f
-    /// <dir>/docker-compose.override.yml <args>`; panics on failure. The
-    /// files are passed by absolute path because compose v1 records them
-    /// as given in `com.docker.compose.project.config_files`; absolute is
-    /// what compose v2 always records, and what slipway records.
+    /// `docker compose -p <project> -f <dir>/docker-compose.yml -f
+    /// <dir>/docker-compose.override.yml <args>` (Compose v2); panics on
+    /// failure.
     fn compose(&self, args: &str) -> String {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(format!(
-                "docker-compose -p {} -f {} -f {} {args} 2>&1",
+                "docker compose -p {} -f {} -f {} {args} 2>&1",
                 self.project,
                 self.path().join(COMPOSE_FILES[0]).display(),
                 self.path().join(COMPOSE_FILES[1]).display(),
@@ -147,7 +146,7 @@ impl Fixture {
         let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
-            "docker-compose {args} failed:\n{}",
+            "docker compose {args} failed:\n{}",
             text(&out)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -558,8 +557,12 @@ enum Cmp {
     /// As a set, without the `affinity:container==<old id>` entry compose v1
     /// adds when it recreates a container (a swarm-era scheduling hint).
     Env,
-    /// Equal minus compose's version and config-hash labels and slipway's own.
+    /// Equal minus slipway's own labels and compose's image label.
     Labels,
+    /// Port keys, `/tcp` when none is written.
+    Ports,
+    /// As a set, without the `CAP_` prefix.
+    Capabilities,
     /// Compared only when compose set it (it is not the short container ID).
     Hostname,
     /// As sets, without the binds that keep an anonymous volume across a
@@ -574,7 +577,14 @@ enum Cmp {
 }
 
 /// Everything compose sets on a container that a replacement must keep.
-/// IDs, timestamps, state and compose's version/hash labels are left out.
+/// IDs, timestamps and state are left out. Where slipway's create body is
+/// still shaped as compose v1 sent it, the comparison takes what the engine
+/// treats as the same: `Config.Volumes` is not compared (compose v2 sends
+/// none; slipway declares its short-syntax targets there, and the mounts
+/// that result are compared as `Mounts`), an `expose` port without a
+/// protocol is `/tcp`, capabilities with or without `CAP_`, and network
+/// aliases without the container's own name (compose v2 adds it; the
+/// engine's DNS answers container names anyway).
 const ORACLE_FIELDS: &[(&str, Cmp)] = &[
     ("Name", Cmp::Exact),
     ("Config.Env", Cmp::Env),
@@ -583,7 +593,7 @@ const ORACLE_FIELDS: &[(&str, Cmp)] = &[
     ("Config.WorkingDir", Cmp::Exact),
     ("Config.User", Cmp::Exact),
     ("Config.Labels", Cmp::Labels),
-    ("Config.ExposedPorts", Cmp::Exact),
+    ("Config.ExposedPorts", Cmp::Ports),
     ("Config.Healthcheck", Cmp::Exact),
     ("Config.StopSignal", Cmp::Exact),
     ("Config.StopTimeout", Cmp::Exact),
@@ -592,7 +602,6 @@ const ORACLE_FIELDS: &[(&str, Cmp)] = &[
     ("Config.Hostname", Cmp::Hostname),
     ("Config.Domainname", Cmp::Exact),
     ("Config.Image", Cmp::Exact),
-    ("Config.Volumes", Cmp::Exact),
     ("HostConfig.Binds", Cmp::Binds),
     ("HostConfig.PortBindings", Cmp::Exact),
     ("HostConfig.RestartPolicy", Cmp::Exact),
@@ -600,8 +609,8 @@ const ORACLE_FIELDS: &[(&str, Cmp)] = &[
     ("HostConfig.Dns", Cmp::Exact),
     ("HostConfig.DnsSearch", Cmp::Exact),
     ("HostConfig.DnsOptions", Cmp::Exact),
-    ("HostConfig.CapAdd", Cmp::Set),
-    ("HostConfig.CapDrop", Cmp::Set),
+    ("HostConfig.CapAdd", Cmp::Capabilities),
+    ("HostConfig.CapDrop", Cmp::Capabilities),
     ("HostConfig.Ulimits", Cmp::Set),
     ("HostConfig.LogConfig", Cmp::Exact),
     ("HostConfig.Init", Cmp::Exact),
@@ -622,11 +631,33 @@ const ORACLE_FIELDS: &[(&str, Cmp)] = &[
     ("Mounts", Cmp::Mounts),
 ];
 
-/// Labels that legitimately differ between compose's container and slipway's.
+/// Labels that legitimately differ between compose's container and
+/// slipway's: slipway's own, the one compose adds when it recreates, and
+/// the image ID (compose builds an image per service, slipway one per
+/// build; each labels its own, see `image_label_is_the_containers_image`).
 fn ignored_label(key: &str) -> bool {
-    key == "com.docker.compose.version"
-        || key == "com.docker.compose.config-hash"
+    ["com.docker.compose.replace", "com.docker.compose.image"].contains(&key)
         || key.starts_with("dev.slipway.")
+}
+
+fn image_label_is_the_containers_image(c: &Value) {
+    assert_eq!(
+        c["Config"]["Labels"]["com.docker.compose.image"], c["Image"],
+        "{}",
+        c["Name"]
+    );
+}
+
+/// compose writes `depends_on` in Go's map order, which varies run to run.
+fn label_value(key: &str, value: &Value) -> Value {
+    match (key, value.as_str()) {
+        ("com.docker.compose.depends_on", Some(deps)) => {
+            let mut deps: Vec<&str> = deps.split(',').collect();
+            deps.sort_unstable();
+            Value::String(deps.join(","))
+        }
+        _ => value.clone(),
+    }
 }
 
 fn at<'a>(v: &'a Value, path: &str) -> &'a Value {
@@ -670,7 +701,7 @@ fn normalized(c: &Value, path: &str, cmp: Cmp) -> Value {
                 .into_iter()
                 .flatten()
                 .filter(|(k, _)| !ignored_label(k))
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.clone(), label_value(k, v)))
                 .collect();
             unset_if_empty(&Value::Object(kept))
         }
@@ -679,17 +710,40 @@ fn normalized(c: &Value, path: &str, cmp: Cmp) -> Value {
                 .is_some_and(|b| is_anonymous(b.split(':').next().unwrap()))
         })),
         Cmp::HostMounts => as_set(array(v).into_iter().filter(|m| {
-            !(m["Type"] == "volume" && m["Source"].as_str().is_some_and(is_anonymous))
+            let anonymous = m["Source"]
+                .as_str()
+                .is_none_or(|s| s.is_empty() || is_anonymous(s));
+            !(m["Type"] == "volume" && anonymous)
+        })),
+        Cmp::Ports => {
+            let ports: Map<String, Value> = v
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| match k.contains('/') {
+                    true => (k.clone(), v.clone()),
+                    false => (format!("{k}/tcp"), v.clone()),
+                })
+                .collect();
+            unset_if_empty(&Value::Object(ports))
+        }
+        Cmp::Capabilities => as_set(array(v).into_iter().map(|c| match c.as_str() {
+            Some(c) => Value::String(c.trim_start_matches("CAP_").to_owned()),
+            None => c,
         })),
         Cmp::Networks => {
             let id = c["Id"].as_str().unwrap_or_default();
             let short = &id[..12.min(id.len())];
+            let own_name = c["Name"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches('/');
             let mut out = Map::new();
             for (name, ep) in v.as_object().into_iter().flatten() {
                 let aliases = as_set(
                     array(&ep["Aliases"])
                         .into_iter()
-                        .filter(|a| a.as_str() != Some(short)),
+                        .filter(|a| a.as_str() != Some(short) && a.as_str() != Some(own_name)),
                 );
                 let ipam: Map<String, Value> = ep["IPAMConfig"]
                     .as_object()
@@ -859,6 +913,7 @@ fn force_deploy_replaces_every_container_with_what_compose_would_create() {
             "{s} is not running: {}",
             ours[s]["State"]
         );
+        image_label_is_the_containers_image(&ours[s]);
         let hash = &ours[s]["Config"]["Labels"]["dev.slipway.spec-hash"];
         assert!(
             hash.as_str().is_some_and(|h| !h.is_empty()),
@@ -1079,7 +1134,7 @@ fn a_service_added_to_compose_and_surface_is_created() {
     assert_eq!(actions(&json(&out))["extra"].0, "create", "{}", text(&out));
     let extra = fx.the("extra");
     assert!(running(&extra), "{}", extra["State"]);
-    assert_eq!(extra["Name"], format!("/{}_extra_1", fx.project));
+    assert_eq!(extra["Name"], format!("/{}-extra-1", fx.project));
     assert!(
         extra["NetworkSettings"]["Networks"]
             .get(format!("{}_front", fx.project))

@@ -315,18 +315,35 @@ impl Stack {
             .find_map(|(k, v)| (k == "DOCKER_HOST").then_some(v))
     }
 
+    /// `docker compose` (v2) on the stack.
     pub fn compose(&self, args: &str) -> String {
+        self.run_compose("docker compose", args)
+    }
+
+    /// Debian's docker-compose 1.29.2 on the stack: what made stacks
+    /// before Compose v2.
+    pub fn compose_v1(&self, args: &str) -> String {
+        self.run_compose("docker-compose", args)
+    }
+
+    fn run_compose(&self, tool: &str, args: &str) -> String {
         let vars = self.env();
         let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         sh(
-            &format!("docker-compose -p {} {args} 2>&1", self.project),
+            &format!("{tool} -p {} {args} 2>&1", self.project),
             self.path(),
             &env,
         )
     }
 
+    /// Wait until the api answers through nginx.
+    pub fn wait_for_api(&self) {
+        self.wait_until(|| api_answers(self.addr()));
+    }
+
+    /// The service's container, as compose v2 names it.
     pub fn container(&self, service: &str) -> String {
-        format!("{}_{service}_1", self.project)
+        format!("{}-{service}-1", self.project)
     }
 
     pub fn set_version(&self, service: &str, version: &str) {
@@ -398,17 +415,24 @@ impl Drop for Stack {
         let _ = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "docker ps -aq --filter name=^/{}_ | xargs -r docker rm -f",
+                "docker ps -aq --filter name=^/{}[-_] | xargs -r docker rm -f",
                 self.project
             ))
             .envs(self.env())
             .output();
-        let _ = Command::new("docker-compose")
-            .args(["-p", &self.project, "down", "-v", "--remove-orphans"])
+        let _ = Command::new("docker")
+            .args([
+                "compose",
+                "-p",
+                &self.project,
+                "down",
+                "-v",
+                "--remove-orphans",
+            ])
             .envs(self.env())
             .current_dir(self.dir.path())
             .output();
-        // Images: this stack's tags (`<project>_<service>`, and the
+        // Images: this stack's tags (`<project>-<service>`, and the
         // `:slipway-*` tags of kept images) by name, never by ID, because
         // stacks build identical images and an ID may be another stack's
         // only reference to it; what slipway built, by ID with -f (labelled
@@ -419,7 +443,7 @@ impl Drop for Stack {
         let _ = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' --filter reference='{p}_*' --filter reference='{p}/*' | xargs -r docker rmi --no-prune; \
+                "docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' --filter reference='{p}-*' --filter reference='{p}_*' --filter reference='{p}/*' | xargs -r docker rmi --no-prune; \
                  docker images -q --filter label=com.docker.compose.project={p} | xargs -r docker rmi -f --no-prune",
                 p = self.project,
             ))

@@ -12,6 +12,7 @@ mod converge;
 mod faults;
 mod frontend;
 mod harness;
+mod interop;
 mod journal;
 mod kills;
 mod miniapp;
