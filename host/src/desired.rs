@@ -219,7 +219,7 @@ pub struct Attachment {
     pub key: String,
     /// The engine's network name.
     pub name: String,
-    /// The service name, then the file's aliases.
+    /// The service name, the container's, then the file's aliases.
     pub aliases: Vec<String>,
     pub ipv4_address: Option<String>,
     pub ipv6_address: Option<String>,
@@ -1033,7 +1033,9 @@ fn networks(project: &ComposeProject, def: &ServiceDef) -> Res<(String, Vec<Atta
             ));
         }
         let settings = settings.unwrap_or_default();
-        let mut aliases = vec![def.name.clone()];
+        // compose v2 adds the container's name too (as the engine's DNS
+        // answers it anyway).
+        let mut aliases = vec![def.name.clone(), container_name(project, def)];
         for alias in settings.aliases {
             if !aliases.contains(&alias) {
                 aliases.push(alias);
@@ -2158,13 +2160,13 @@ networks:
         let b = serde_json::to_value(b).unwrap();
         assert_eq!(
             b["NetworkingConfig"],
-            serde_json::json!({"EndpointsConfig": {"custom-alpha": {"Aliases": ["api"]}}})
+            serde_json::json!({"EndpointsConfig": {"custom-alpha": {"Aliases": ["api", "proj-api-1"]}}})
         );
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].0, "proj_zeta");
         assert_eq!(
             serde_json::to_value(&later[0].1).unwrap(),
-            serde_json::json!({"Aliases": ["api", "backend"], "IPAMConfig": {"IPv4Address": "172.30.0.5"}})
+            serde_json::json!({"Aliases": ["api", "proj-api-1", "backend"], "IPAMConfig": {"IPv4Address": "172.30.0.5"}})
         );
         let solo = desired(&p, "solo", "x").unwrap();
         assert_eq!(solo.network_names(), ["proj_default"]);

@@ -582,9 +582,7 @@ enum Cmp {
 /// treats as the same: `Config.Volumes` is not compared (compose v2 sends
 /// none; slipway declares its short-syntax targets there, and the mounts
 /// that result are compared as `Mounts`), an `expose` port without a
-/// protocol is `/tcp`, capabilities with or without `CAP_`, and network
-/// aliases without the container's own name (compose v2 adds it; the
-/// engine's DNS answers container names anyway).
+/// protocol is `/tcp`, and capabilities with or without `CAP_`.
 const ORACLE_FIELDS: &[(&str, Cmp)] = &[
     ("Name", Cmp::Exact),
     ("Config.Env", Cmp::Env),
@@ -734,16 +732,12 @@ fn normalized(c: &Value, path: &str, cmp: Cmp) -> Value {
         Cmp::Networks => {
             let id = c["Id"].as_str().unwrap_or_default();
             let short = &id[..12.min(id.len())];
-            let own_name = c["Name"]
-                .as_str()
-                .unwrap_or_default()
-                .trim_start_matches('/');
             let mut out = Map::new();
             for (name, ep) in v.as_object().into_iter().flatten() {
                 let aliases = as_set(
                     array(&ep["Aliases"])
                         .into_iter()
-                        .filter(|a| a.as_str() != Some(short) && a.as_str() != Some(own_name)),
+                        .filter(|a| a.as_str() != Some(short)),
                 );
                 let ipam: Map<String, Value> = ep["IPAMConfig"]
                     .as_object()
@@ -889,7 +883,8 @@ fn oracle_comparison_accepts_composes_own_recreate_and_catches_a_change() {
         .into_iter()
         .map(|(f, _, _)| f)
         .collect();
-    assert_eq!(fields, ["Config.Env"]);
+    // The env, and with it compose's config-hash label.
+    assert_eq!(fields, ["Config.Env", "Config.Labels"]);
 }
 
 /// (a) What slipway creates equals what docker-compose creates, field by field.

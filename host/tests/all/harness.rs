@@ -278,7 +278,12 @@ impl Stack {
             site_port,
             app_port,
         };
-        stack.compose("up -d --build");
+        // Compose v2 does not reach the test engines over tcp (`404 Not
+        // Found for API route and version …/_ping`); docker-compose v1 does.
+        match stack.docker_host() {
+            Some(_) => stack.compose_v1("up -d --build"),
+            None => stack.compose("up -d --build"),
+        };
         stack.wait_until(|| ready(stack.addr()));
         stack
     }

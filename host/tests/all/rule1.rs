@@ -81,7 +81,7 @@ fn deploy_backend_ships_the_new_image_and_restart_does_not() {
 }
 
 fn sh_image_id(stack: &Stack, service: &str) -> String {
-    let tag = format!("{}_{service}", stack.project);
+    let tag = format!("{}-{service}", stack.project);
     crate::harness::sh(
         &format!("docker image inspect -f '{{{{.Id}}}}' {tag}"),
         stack.path(),
@@ -119,14 +119,9 @@ fn identity(c: &Value) -> Value {
         })
         .collect();
     mounts.sort();
-    // Compose writes the -f arguments as given and a config hash of its
-    // own; slipway writes absolute paths and its spec hash.
+    // Each side labels the image it built, and slipway adds its spec hash.
     let mut labels = c["Config"]["Labels"].as_object().unwrap().clone();
-    labels.retain(|k, _| {
-        !k.starts_with("dev.slipway.")
-            && k != "com.docker.compose.config-hash"
-            && k != "com.docker.compose.project.config_files"
-    });
+    labels.retain(|k, _| !k.starts_with("dev.slipway.") && k != "com.docker.compose.image");
     let mut binds: Vec<Value> = c["HostConfig"]["Binds"]
         .as_array()
         .cloned()

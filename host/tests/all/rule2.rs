@@ -252,6 +252,15 @@ fn singletons_never_run_twice_under_a_start_first_strategy_and_plan_says_why() {
         ),
     )
     .unwrap();
+    // A plan builds nothing: api and worker change in the file too.
+    stack.edit_compose(
+        "    build: ./api\n",
+        "    build: ./api\n    labels: [edited=1]\n",
+    );
+    stack.edit_compose(
+        "  worker:\n    build: ./worker\n",
+        "  worker:\n    build: ./worker\n    labels: [edited=1]\n",
+    );
     for service in ["api", "worker"] {
         stack.set_version(service, "v2");
     }
@@ -549,6 +558,11 @@ fn start_first_in_compose_without_a_start_first_strategy_is_refused_with_both_fi
     });
     let before = api_id(&stack);
     stack.set_version("api", "v2");
+    // A plan builds nothing: api changes in the file too.
+    stack.edit_compose(
+        "    build: ./api\n",
+        "    build: ./api\n    labels: [edited=1]\n",
+    );
     for command in ["plan", "deploy"] {
         let out = stack.slipway(&[command, "backend", "--json"], &[("APP_VERSION", "v2")]);
         assert_eq!(out.status.code(), Some(2), "{command}: {}", text(&out));
