@@ -14,7 +14,7 @@
 //! can name them) but holds engine values: `K=V` strings, nanoseconds,
 //! bytes, `80/tcp` port keys, engine network and volume names.
 
-use crate::compose::{ComposeProject, ServiceDef};
+use crate::compose::{ComposeProject, FileSource, ServiceDef};
 use anyhow::{Result, anyhow};
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
@@ -142,11 +142,70 @@ pub struct ContainerSpec {
     /// HostConfig.GroupAdd.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group_add: Vec<String>,
+    /// Secrets and configs from a value, copied in before start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copied: Vec<CopiedFile>,
+    /// The create request's platform (`os/arch[/variant]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     /// Anonymous volumes carried over from a container this one replaces
     /// (target, volume name); see [`ContainerSpec::with_anonymous_volumes`].
     /// Not part of the hash.
     #[serde(skip)]
     carried: Vec<(String, String)>,
+}
+
+/// A secret or config from a value (`content:` or `environment:`), which
+/// compose v2 copies into the container between create and start. The
+/// spec keeps the value's digest, so that a changed value replaces the
+/// container; the value itself is never stored or printed, and a spec read
+/// back from the store has none.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct CopiedFile {
+    /// The absolute path in the container.
+    pub target: String,
+    /// Permission bits; 0444 unless the service sets `mode`.
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// SHA-256 of the value, hex.
+    pub digest: String,
+    #[serde(skip)]
+    pub value: Option<String>,
+}
+
+impl CopiedFile {
+    fn new(key: &str, target: String, r: &crate::compose::FileRef, value: &str) -> Res<CopiedFile> {
+        let id = |name: &str, v: &Option<String>| match v {
+            None => Ok(0),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("{key} `{}`: `{name}` is a number, not `{v}`", r.source)),
+        };
+        Ok(CopiedFile {
+            target,
+            mode: r.mode.unwrap_or(0o444),
+            uid: id("uid", &r.uid)?,
+            gid: id("gid", &r.gid)?,
+            digest: hex::encode(Sha256::digest(value.as_bytes())),
+            value: Some(value.to_owned()),
+        })
+    }
+
+    /// Whether the service set an owner, for the copy's `copyUIDGID`.
+    pub fn owned(&self) -> bool {
+        self.uid != 0 || self.gid != 0
+    }
+}
+
+impl std::fmt::Debug for CopiedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CopiedFile({} {:o} {}:{} sha256:{})",
+            self.target, self.mode, self.uid, self.gid, self.digest
+        )
+    }
 }
 
 /// Config.Healthcheck; durations in nanoseconds.
@@ -202,6 +261,10 @@ pub struct MountSpec {
     pub propagation: Option<String>,
     pub nocopy: bool,
     pub tmpfs_size: Option<i64>,
+    /// Send empty bind options, as compose v2 does for a secret's file
+    /// (its `CreateHostPath: false`); left out of the JSON when unset.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub empty_bind_options: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,6 +340,7 @@ fn build_spec(project: &ComposeProject, def: &ServiceDef, image: &str) -> Res<Co
         return Err("ports: cannot publish ports with network_mode: host".into());
     }
     let limits = &def.extra.resources;
+    let (volumes, copied) = with_files(volumes(project, s)?, project, def)?;
     Ok(ContainerSpec {
         service: def.name.clone(),
         name: container_name(project, def),
@@ -304,7 +368,9 @@ fn build_spec(project: &ComposeProject, def: &ServiceDef, image: &str) -> Res<Co
         healthcheck: s.healthcheck.as_ref().map(healthcheck).transpose()?,
         ports,
         expose: expose(&s.expose)?,
-        volumes: with_file_mounts(volumes(project, s)?, project, def)?,
+        volumes,
+        copied,
+        platform: def.extra.platform.clone(),
         tmpfs: tmpfs(s.tmpfs.as_ref()),
         network_mode,
         networks,
@@ -773,15 +839,17 @@ fn volumes(project: &ComposeProject, s: &dct::Service) -> Res<Vec<Volume>> {
     Ok(out)
 }
 
-/// The service's secrets and configs, each its top-level file bound
-/// read-only where compose v2 mounts it: a secret at `/run/secrets/<name>`
-/// (or its relative `target` there, or its absolute `target`), a config at
-/// `/<name>` (likewise). A volume on the same path wins, as in compose.
-fn with_file_mounts(
+/// The service's secrets and configs where compose v2 puts them: a secret
+/// at `/run/secrets/<name>` (or its relative `target` there, or its
+/// absolute `target`), a config at `/<name>` (likewise). One from a file is
+/// bound read-only, unless a volume holds the path; compose v2 ignores its
+/// `uid`, `gid` and `mode`, and says so, as slipway does. One from a value
+/// is copied in before start with its mode (0444 unless set) and owner.
+fn with_files(
     mut volumes: Vec<Volume>,
     project: &ComposeProject,
     def: &ServiceDef,
-) -> Res<Vec<Volume>> {
+) -> Res<(Vec<Volume>, Vec<CopiedFile>)> {
     let kinds = [
         (
             "secrets",
@@ -791,9 +859,10 @@ fn with_file_mounts(
         ),
         ("configs", "/", &def.extra.configs, &project.configs),
     ];
-    for (key, base, refs, files) in kinds {
+    let mut copied = Vec::new();
+    for (key, base, refs, sources) in kinds {
         for r in refs {
-            let file = files.get(&r.source).ok_or_else(|| {
+            let source = sources.get(&r.source).ok_or_else(|| {
                 format!(
                     "{key}: `{}` is not declared in the top-level `{key}:`",
                     r.source
@@ -804,21 +873,48 @@ fn with_file_mounts(
                 Some(t) => format!("{base}{t}"),
                 None => format!("{base}{}", r.source),
             };
-            if volumes.iter().any(|v| v.target() == target) {
-                continue;
+            match source {
+                FileSource::Unset { var, at } => {
+                    return Err(format!(
+                        "{key}: `{}` reads the variable `{var}` ({at}), which is not set: set \
+                         it in the environment or in the project's .env",
+                        r.source
+                    ));
+                }
+                FileSource::Value(value) => {
+                    if def.service.read_only {
+                        return Err(format!(
+                            "{key}: `{}` is a value compose copies into the container, which \
+                             `read_only: true` forbids; give it `file:` instead",
+                            r.source
+                        ));
+                    }
+                    copied.push(CopiedFile::new(key, target, r, value)?);
+                }
+                FileSource::File(_) if volumes.iter().any(|v| v.target() == target) => {}
+                FileSource::File(file) => {
+                    if r.uid.is_some() || r.gid.is_some() || r.mode.is_some() {
+                        tracing::warn!(
+                            "{key} `{}`: uid, gid and mode are not applied to a file mounted \
+                             from the host, as compose does not apply them",
+                            r.source
+                        );
+                    }
+                    volumes.push(Volume::Mount(MountSpec {
+                        kind: MountKind::Bind,
+                        source: Some(file.display().to_string()),
+                        target,
+                        read_only: true,
+                        propagation: None,
+                        nocopy: false,
+                        tmpfs_size: None,
+                        empty_bind_options: key == "secrets",
+                    }));
+                }
             }
-            volumes.push(Volume::Mount(MountSpec {
-                kind: MountKind::Bind,
-                source: Some(file.display().to_string()),
-                target,
-                read_only: true,
-                propagation: None,
-                nocopy: false,
-                tmpfs_size: None,
-            }));
         }
     }
-    Ok(volumes)
+    Ok((volumes, copied))
 }
 
 /// `[source:]target[:mode]` as compose v1 reads it (`resolve_volume_path`,
@@ -945,6 +1041,7 @@ fn long_volume(project: &ComposeProject, a: &dct::AdvancedVolumes) -> Res<Volume
             }
             _ => None,
         },
+        empty_bind_options: false,
     }))
 }
 
@@ -1303,6 +1400,24 @@ impl ContainerSpec {
         out
     }
 
+    /// Fill the values of this stored spec's copied secrets and configs
+    /// from `today`'s, which slipway does not store: each must still have
+    /// the value it had, by digest.
+    pub fn take_values_from(&mut self, today: &ContainerSpec) -> std::result::Result<(), String> {
+        for file in &mut self.copied {
+            let same = today.copied.iter().find(|t| t.digest == file.digest);
+            file.value = same.and_then(|t| t.value.clone());
+            if file.value.is_none() {
+                return Err(format!(
+                    "{} had another value then, and slipway keeps no secret or config value: \
+                     put that value back in the compose project and deploy",
+                    file.target
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// This spec, keeping the anonymous volumes of a container it replaces
     /// as compose v1's `merge_volume_bindings` does. `existing` holds the
     /// old container's volume mounts as (target, volume name);
@@ -1459,10 +1574,13 @@ impl ContainerSpec {
                 MountKind::Tmpfs => MountType::TMPFS,
             }),
             read_only: Some(m.read_only),
-            bind_options: m.propagation.as_ref().map(|p| MountBindOptions {
-                propagation: p.parse().ok(),
-                ..Default::default()
-            }),
+            bind_options: match &m.propagation {
+                Some(p) => Some(MountBindOptions {
+                    propagation: p.parse().ok(),
+                    ..Default::default()
+                }),
+                None => m.empty_bind_options.then(MountBindOptions::default),
+            },
             volume_options: m.nocopy.then(|| MountVolumeOptions {
                 no_copy: Some(true),
                 ..Default::default()

@@ -3,18 +3,17 @@
 //! to compose.
 
 use crate::compose::{ComposeProject, ComposeV2};
-use crate::desired::COMPOSE_VERSION;
+use crate::desired::{COMPOSE_VERSION, ContainerSpec};
 use crate::text::short_id;
 use anyhow::{Context as _, Result, anyhow, bail};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings,
-    ImageInspect, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest,
-    VolumeCreateRequest,
+    ContainerInspectResponse, ContainerSummary, ImageInspect, Ipam, IpamConfig,
+    NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectNetworkOptions, KillContainerOptions, ListContainersOptions,
     ListImagesOptions, RemoveContainerOptions, RemoveImageOptions, RenameContainerOptions,
-    RestartContainerOptions, StopContainerOptions, TagImageOptions,
+    RestartContainerOptions, StopContainerOptions, TagImageOptions, UploadToContainerOptions,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -25,6 +24,7 @@ mod archive;
 mod build;
 mod engine;
 mod layer;
+mod pull;
 mod swarm;
 pub use build::{Builder, Built, shared_builds};
 pub use engine::{Endpoint, explain};
@@ -514,8 +514,9 @@ impl Docker {
             }
             None => target.spec.clone(),
         };
-        let (body, extra_networks) = spec.create_body(&target.create_labels());
-        let id = self.create_and_start(name, body, &extra_networks).await?;
+        let id = self
+            .create_and_start(name, &spec, &target.create_labels())
+            .await?;
         Ok(container_info(&spec.service, &self.inspect_raw(&id).await?))
     }
 
@@ -863,9 +864,8 @@ impl Docker {
             (ONEOFF_LABEL.to_owned(), "True".to_owned()),
             (RELEASE_LABEL.to_owned(), service.clone()),
         ];
-        let (body, extra_networks) = spec.create_body(&labels);
         let name = format!("{}_release_{}", spec.name, epoch_millis());
-        let id = self.create_and_start(&name, body, &extra_networks).await?;
+        let id = self.create_and_start(&name, &spec, &labels).await?;
         let waited = tokio::time::timeout(timeout, self.exit_code(&id)).await;
         let logs = self.last_logs(&id, 40).await;
         let removed = self.remove(&id, &name).await;
@@ -919,18 +919,22 @@ impl Docker {
         out.trim_end().to_owned()
     }
 
+    /// Create `spec` as `name` with `labels` added, connect its other
+    /// networks, copy in its secrets and configs from values, and start it,
+    /// in compose v2's order; a failure removes what was created.
     async fn create_and_start(
         &self,
         name: &str,
-        body: ContainerCreateBody,
-        extra_networks: &[(String, EndpointSettings)],
+        spec: &ContainerSpec,
+        labels: &[(String, String)],
     ) -> Result<String> {
+        let (body, extra_networks) = spec.create_body(labels);
         let created = self
             .client
             .create_container(
                 Some(CreateContainerOptions {
                     name: Some(name.to_owned()),
-                    ..Default::default()
+                    platform: spec.platform.clone().unwrap_or_default(),
                 }),
                 body,
             )
@@ -938,7 +942,7 @@ impl Docker {
             .with_context(|| format!("cannot create the new {name}"))?;
         let id = created.id;
         let result: Result<()> = async {
-            for (network, endpoint) in extra_networks {
+            for (network, endpoint) in &extra_networks {
                 self.client
                     .connect_network(
                         network,
@@ -951,6 +955,11 @@ impl Docker {
                     .with_context(|| {
                         format!("cannot attach the new {name} to network {network}")
                     })?;
+            }
+            for file in &spec.copied {
+                self.copy_in(&id, file)
+                    .await
+                    .with_context(|| format!("cannot copy {} into the new {name}", file.target))?;
             }
             self.client
                 .start_container(&id, None)
@@ -973,6 +982,40 @@ impl Docker {
             return Err(e);
         }
         Ok(id)
+    }
+
+    /// Copy a secret's or config's value into a created container, as
+    /// compose v2's `copyFileToContainer` does: a one-file tar at `/`, the
+    /// owner kept when the service set one.
+    async fn copy_in(&self, id: &str, file: &crate::desired::CopiedFile) -> Result<()> {
+        let value = file.value.as_deref().ok_or_else(|| {
+            anyhow!("its value is not known (slipway keeps no secret or config value)")
+        })?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(value.len() as u64);
+        header.set_mode(file.mode);
+        header.set_uid(file.uid);
+        header.set_gid(file.gid);
+        header.set_mtime((epoch_millis() / 1000) as u64);
+        let mut archive = tar::Builder::new(Vec::new());
+        archive.append_data(
+            &mut header,
+            file.target.trim_start_matches('/'),
+            value.as_bytes(),
+        )?;
+        let options = UploadToContainerOptions {
+            path: "/".to_owned(),
+            copy_uidgid: file.owned().then(|| "1".to_owned()),
+            ..Default::default()
+        };
+        self.client
+            .upload_to_container(
+                id,
+                Some(options),
+                bollard::body_full(archive.into_inner()?.into()),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Put a moved-away container back under its name and start it; `Err`

@@ -35,9 +35,33 @@ pub struct ComposeProject {
     /// Keyed as in the file; holds the implicit `default` when a service uses it.
     pub networks: IndexMap<String, NetworkDef>,
     pub volumes: IndexMap<String, VolumeDef>,
-    /// Top-level `secrets` and `configs`: each name's file, absolute.
-    pub secrets: IndexMap<String, PathBuf>,
-    pub configs: IndexMap<String, PathBuf>,
+    /// Top-level `secrets` and `configs`: where each name's bytes come from.
+    pub secrets: IndexMap<String, FileSource>,
+    pub configs: IndexMap<String, FileSource>,
+}
+
+/// Where a top-level secret's or config's bytes come from.
+#[derive(Clone)]
+pub enum FileSource {
+    /// `file:`, absolute: bound read-only into the container.
+    File(PathBuf),
+    /// `content:`, or the value of the variable `environment:` names:
+    /// copied into the container before it starts, as compose v2 does.
+    Value(String),
+    /// `environment:` naming a variable that is not set: an error for a
+    /// service that uses it, as at compose v2's `up`. Says where it is.
+    Unset { var: String, at: Location },
+}
+
+/// Never the value: it is a secret.
+impl std::fmt::Debug for FileSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileSource::File(path) => write!(f, "File({})", path.display()),
+            FileSource::Value(v) => write!(f, "Value({} bytes)", v.len()),
+            FileSource::Unset { var, .. } => write!(f, "Unset({var})"),
+        }
+    }
 }
 
 /// One compose service, merged and interpolated.
@@ -77,14 +101,61 @@ pub struct Extra {
     /// The service's `secrets` and `configs`.
     pub secrets: Vec<FileRef>,
     pub configs: Vec<FileRef>,
+    /// `platform` (`os/arch[/variant]`): the image's build platform and the
+    /// container's create platform, as compose v2 passes it.
+    pub platform: Option<String>,
+    pub pull_policy: PullPolicy,
 }
 
-/// A secret or config a service mounts: the top-level entry's name, and
-/// the path the service gives it, if any.
+/// `pull_policy`: when a deploy pulls the `image:` of a service that does
+/// not build, before anything changes (compose v2's `mustPull`). A service
+/// that builds is built on every deploy, whatever its policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// `missing` (or `if_not_present`, or unset): when there is no image.
+    #[default]
+    Missing,
+    Always,
+    Never,
+    /// `build`: never pulled; the service must build.
+    Build,
+    /// `daily`, `weekly` or `every_<duration>`: when the image was tagged
+    /// longer ago than this.
+    Refresh(std::time::Duration),
+}
+
+impl PullPolicy {
+    fn parse(text: &str) -> Result<PullPolicy, String> {
+        const DAY: u64 = 24 * 3600;
+        let every = |secs| Ok(PullPolicy::Refresh(std::time::Duration::from_secs(secs)));
+        match text {
+            "missing" | "if_not_present" => Ok(PullPolicy::Missing),
+            "always" => Ok(PullPolicy::Always),
+            "never" => Ok(PullPolicy::Never),
+            "build" => Ok(PullPolicy::Build),
+            "daily" => every(DAY),
+            "weekly" => every(7 * DAY),
+            _ => match text.strip_prefix("every_").map(humantime::parse_duration) {
+                Some(Ok(d)) if !d.is_zero() => Ok(PullPolicy::Refresh(d)),
+                _ => Err(format!(
+                    "pull_policy: `{text}` is not a policy; use always, missing, never, build, \
+                     daily, weekly or every_<duration> (every_12h)"
+                )),
+            },
+        }
+    }
+}
+
+/// A secret or config a service mounts: the top-level entry's name, the
+/// path the service gives it, and the owner and mode of a copied value.
 #[derive(Debug, Clone)]
 pub struct FileRef {
     pub source: String,
     pub target: Option<String>,
+    pub uid: Option<String>,
+    pub gid: Option<String>,
+    /// Permission bits, from a decimal number or an octal string (`0440`).
+    pub mode: Option<u32>,
 }
 
 /// `deploy.resources` outside a swarm: its limits win over `mem_limit`,
@@ -148,6 +219,8 @@ pub struct BuildDef {
     pub dockerfile: String,
     pub args: HashMap<String, String>,
     pub target: Option<String>,
+    /// The service's `platform`, which compose v2 builds for.
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -720,8 +793,8 @@ fn assemble(
     Ok(ComposeProject {
         networks: network_defs(project, &networks, uses_default)?,
         volumes: volume_defs(project, &volumes)?,
-        secrets: file_defs(&secrets),
-        configs: file_defs(&configs),
+        secrets: file_defs(&secrets, "secrets", vars, &files),
+        configs: file_defs(&configs, "configs", vars, &files),
         name: project.to_owned(),
         dir,
         files: files.into_iter().map(|f| f.path).collect(),
@@ -769,6 +842,15 @@ fn service_def(
         restart_policy: restart_policy(&def).map_err(at)?,
         secrets: file_refs(take(&mut def, "secrets"), "secrets").map_err(at)?,
         configs: file_refs(take(&mut def, "configs"), "configs").map_err(at)?,
+        platform: take(&mut def, "platform")
+            .filter(|v| !v.is_null())
+            .map(|v| merge::scalar_text(&v)),
+        pull_policy: take(&mut def, "pull_policy")
+            .filter(|v| !v.is_null())
+            .map(|v| PullPolicy::parse(&merge::scalar_text(&v)))
+            .transpose()
+            .map_err(at)?
+            .unwrap_or_default(),
     };
     // `attach` picks the services whose logs an attached `up` prints; a
     // deploy attaches to none.
@@ -806,10 +888,18 @@ fn service_def(
     }
     let build = match &service.build_ {
         None => None,
-        Some(step) => Some(build_def(name, step).map_err(|e| at(format!("{e:#}")))?),
+        Some(step) => Some(BuildDef {
+            platform: extra.platform.clone(),
+            ..build_def(name, step).map_err(|e| at(format!("{e:#}")))?
+        }),
     };
     if build.is_none() && service.image.is_none() {
         return Err(at("has neither `build` nor `image`".into()));
+    }
+    if build.is_none() && extra.pull_policy == PullPolicy::Build {
+        return Err(at(
+            "pull_policy: `build` needs a `build:` section to build the image from".into(),
+        ));
     }
     let active =
         service.profiles.is_empty() || service.profiles.iter().any(|p| profiles.contains(p));
@@ -885,9 +975,8 @@ fn resources(def: &Mapping) -> Result<Resources, String> {
     })
 }
 
-/// A service's `secrets` or `configs` list: names, or `{source, target}`.
-/// compose v2 ignores `uid`, `gid` and `mode` for one read from a file,
-/// and says so; so does slipway.
+/// A service's `secrets` or `configs` list: names, or `{source, target,
+/// uid, gid, mode}`.
 fn file_refs(list: Option<Value>, key: &str) -> Result<Vec<FileRef>, String> {
     let items = match list {
         None => return Ok(Vec::new()),
@@ -900,20 +989,21 @@ fn file_refs(list: Option<Value>, key: &str) -> Result<Vec<FileRef>, String> {
             Value::Mapping(long) => {
                 let field = |k: &str| long.get(k).filter(|v| !v.is_null()).map(merge::scalar_text);
                 let source = field("source").ok_or(format!("{key}: an entry needs `source`"))?;
-                if ["uid", "gid", "mode"].iter().any(|k| long.contains_key(*k)) {
-                    tracing::warn!(
-                        "{key} `{source}`: uid, gid and mode are not applied to a file mounted \
-                         from the host, as compose does not apply them"
-                    );
-                }
+                let mode = long.get("mode").filter(|v| !v.is_null());
                 Ok(FileRef {
-                    source,
+                    mode: mode.map(|m| file_mode(m, key, &source)).transpose()?,
                     target: field("target"),
+                    uid: field("uid"),
+                    gid: field("gid"),
+                    source,
                 })
             }
             short => Ok(FileRef {
                 source: merge::scalar_text(short),
                 target: None,
+                uid: None,
+                gid: None,
+                mode: None,
             }),
         })
         .collect()
@@ -1041,6 +1131,7 @@ fn build_def(service: &str, step: &BuildStep) -> Result<BuildDef> {
         dockerfile: dockerfile.unwrap_or_else(|| "Dockerfile".to_owned()),
         args,
         target,
+        platform: None,
     })
 }
 
@@ -1099,16 +1190,62 @@ fn network_defs(
     Ok(out)
 }
 
-/// Top-level `secrets` or `configs`: each name's `file` (the schema has
-/// refused any other source).
-fn file_defs(section: &Mapping) -> IndexMap<String, PathBuf> {
-    section
-        .iter()
-        .filter_map(|(name, def)| {
-            let file = def.get("file").map(merge::scalar_text)?;
-            Some((merge::scalar_text(name), PathBuf::from(file)))
-        })
-        .collect()
+/// A `mode:` as compose-go reads it: a YAML number as it is (`0440`
+/// unquoted is octal to YAML 1.1, and to slipway's loader a string), a
+/// string in octal.
+fn file_mode(mode: &Value, key: &str, source: &str) -> Result<u32, String> {
+    let bad = || format!("{key} `{source}`: `mode` is a permission number such as 0440");
+    match mode {
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(bad),
+        Value::String(s) => {
+            let digits = s.strip_prefix("0o").unwrap_or(s);
+            u32::from_str_radix(digits, 8).map_err(|_| bad())
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Top-level `secrets` or `configs`: each name's source (the schema has
+/// refused any other than `file`, `content` and `environment`).
+fn file_defs(
+    section: &Mapping,
+    key: &str,
+    vars: &Vars,
+    files: &[FileModel],
+) -> IndexMap<String, FileSource> {
+    let mut out = IndexMap::new();
+    for (name, def) in section {
+        let name = merge::scalar_text(name);
+        let field = |k: &str| def.get(k).filter(|v| !v.is_null()).map(merge::scalar_text);
+        let source = if let Some(file) = field("file") {
+            FileSource::File(PathBuf::from(file))
+        } else if let Some(content) = field("content") {
+            FileSource::Value(content)
+        } else if let Some(var) = field("environment") {
+            match vars.get(&var) {
+                Some(value) => FileSource::Value(value.to_owned()),
+                None => {
+                    let file = files
+                        .iter()
+                        .rev()
+                        .find(|f| f.root.get(key).and_then(|s| s.get(name.as_str())).is_some())
+                        .unwrap_or(&files[0]);
+                    let at = Location {
+                        file: file.path.clone(),
+                        line: file.line_of(&[key, &name, "environment"]),
+                    };
+                    FileSource::Unset { var, at }
+                }
+            }
+        } else {
+            continue;
+        };
+        out.insert(name, source);
+    }
+    out
 }
 
 fn volume_defs(project: &str, volumes: &Mapping) -> Result<IndexMap<String, VolumeDef>> {

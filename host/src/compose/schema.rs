@@ -63,6 +63,8 @@ const SERVICE: &[&str] = &[
     "extends",
     "secrets",
     "configs",
+    "platform",
+    "pull_policy",
 ];
 
 /// Allowed sub-keys of mapping-valued service keys, by their path under
@@ -123,15 +125,23 @@ const LIST_ITEMS: &[(&str, &[&str])] = &[
 /// Allowed keys of a long-form `include` item; relative paths are always
 /// the included file's own.
 const INCLUDE_ITEM: &[&str] = &["path", "env_file"];
-/// A secret or config outside a swarm: a file, mounted read-only.
-const FILE_SOURCE: &[&str] = &["file", "name"];
+/// A secret or config outside a swarm: a file, bound read-only, or a value
+/// (`content`, or a variable `environment` names) copied in before start.
+const FILE_SOURCE: &[&str] = &["file", "environment", "content", "name"];
+/// In a swarm project `docker stack deploy` reads secrets and configs from
+/// files.
+const STACK_FILE_SOURCE: &[&str] = &["file", "name"];
 
 /// Why a key is refused, when there is more to say than "not supported".
 fn advice(key: &str) -> &'static str {
     match key {
-        "environment" | "content" | "external" => {
-            "slipway mounts secrets and configs from `file:` (read-only, where compose mounts \
-             them); write the value to a file and name it with `file:`"
+        "external" => {
+            "outside a swarm compose v2 has no secret store to read it from; give it `file:`, \
+             `environment:` or `content:`"
+        }
+        "environment" | "content" => {
+            "`docker stack deploy` reads secrets and configs from `file:`; write the value to \
+             a file and name it with `file:`"
         }
         "links" | "external_links" => {
             "compose networks already resolve services by name; remove it and use the service name"
@@ -192,30 +202,42 @@ pub fn check(root: &Mapping, swarm: bool) -> Result<(), KeyError> {
             }
         }
     }
+    let file_source = if swarm {
+        STACK_FILE_SOURCE
+    } else {
+        FILE_SOURCE
+    };
     let sections = [
-        ("networks", NETWORK),
-        ("volumes", VOLUME),
-        ("secrets", FILE_SOURCE),
-        ("configs", FILE_SOURCE),
+        ("networks", NETWORK, false),
+        ("volumes", VOLUME, false),
+        ("secrets", file_source, true),
+        ("configs", file_source, true),
     ];
-    for (section, allowed) in sections {
+    for (section, allowed, needs_source) in sections {
         if let Some(Value::Mapping(items)) = root.get(section) {
             for (name, def) in items {
                 let name = name.as_str().unwrap_or_default();
                 if let Value::Mapping(def) = def {
                     only(def, allowed, &[section, name])?;
                 }
-                let is_file = |d: &Value| d.get("file").is_some_and(|f| !f.is_null());
-                if allowed == FILE_SOURCE && !is_file(def) {
+                if needs_source && !has_source(def) {
+                    let sources = allowed[..allowed.len() - 1].join("`, `");
                     return Err((
                         vec![section.into(), name.into()],
-                        format!("needs `file:`: slipway mounts {section} from files"),
+                        format!("needs one of `{sources}`: where its bytes come from"),
                     ));
                 }
             }
         }
     }
     Ok(())
+}
+
+/// A secret or config says where its bytes come from.
+fn has_source(def: &Value) -> bool {
+    ["file", "environment", "content"]
+        .iter()
+        .any(|k| def.get(*k).is_some_and(|v| !v.is_null()))
 }
 
 fn check_service(name: &str, def: &Mapping, swarm: bool) -> Result<(), KeyError> {

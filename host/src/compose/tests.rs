@@ -165,17 +165,17 @@ fn unsupported_keys_are_refused_with_file_and_line() {
         "services:\n  api:\n    image: x\nsecrets:\n  s: {}\n",
     );
     let e = err(d, &["e.yml"]);
-    assert!(e.contains("e.yml:5:") && e.contains("needs `file:`"), "{e}");
+    assert!(
+        e.contains("e.yml:5:") && e.contains("needs one of `file`, `environment`, `content`"),
+        "{e}"
+    );
     write(
         d,
         "e2.yml",
         "services:\n  api:\n    image: x\n    secrets: [s]\nsecrets:\n  s: {}\n",
     );
     let e = err(d, &["e2.yml"]);
-    assert!(
-        e.contains("e2.yml:6:") && e.contains("needs `file:`"),
-        "{e}"
-    );
+    assert!(e.contains("e2.yml:6:") && e.contains("needs one of"), "{e}");
     write(
         d,
         "f.yml",
@@ -715,12 +715,12 @@ configs:
     );
     write(
         d,
-        "env.yml",
-        "services:\n  api:\n    image: x\n    secrets: [token]\nsecrets:\n  token:\n    environment: TOKEN\n",
+        "external.yml",
+        "services:\n  api:\n    image: x\n    secrets: [token]\nsecrets:\n  token:\n    external: true\n",
     );
-    let e = err(d, &["env.yml"]);
+    let e = err(d, &["external.yml"]);
     assert!(
-        e.contains("env.yml:7") && e.contains("`environment`") && e.contains("`file:`"),
+        e.contains("external.yml:7") && e.contains("`external`") && e.contains("`file:`"),
         "{e}"
     );
     write(
@@ -766,4 +766,166 @@ fn dotenv_values_expand_as_compose_v2_expands_them() {
             ("DEFAULT", "d"),
         ]
     );
+}
+
+/// Secrets and configs from a value (`environment:` or `content:`): copied
+/// in before start where compose v2 copies them, 0444 and root's unless the
+/// service says otherwise; the spec holds each value's digest and never the
+/// value, and a changed value changes the spec.
+#[test]
+fn secrets_and_configs_from_values_are_copied_in_and_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, ".env", "SLIPWAY_TEST_TOKEN=s3cr3t-from-dotenv\n");
+    let file = |banner: &str| {
+        format!(
+            r#"
+services:
+  api:
+    image: x
+    secrets:
+      - token
+      - source: token
+        target: token_copy
+        uid: "1000"
+        gid: "1001"
+        mode: 0400
+    configs:
+      - banner
+      - source: banner
+        target: /etc/banner
+        mode: 288
+secrets:
+  token:
+    environment: SLIPWAY_TEST_TOKEN
+configs:
+  banner:
+    content: "{banner} ${{SLIPWAY_TEST_TOKEN}}"
+"#
+        )
+    };
+    write(d, "docker-compose.yml", &file("hello"));
+    let p = load(d, &["docker-compose.yml"]).unwrap();
+    let spec = crate::desired::desired(&p, "api", "x").unwrap();
+    let copied: Vec<(&str, u32, u64, u64, Option<&str>)> = spec
+        .copied
+        .iter()
+        .map(|c| (c.target.as_str(), c.mode, c.uid, c.gid, c.value.as_deref()))
+        .collect();
+    let token = Some("s3cr3t-from-dotenv");
+    let banner = Some("hello s3cr3t-from-dotenv");
+    assert_eq!(
+        copied,
+        [
+            ("/run/secrets/token", 0o444, 0, 0, token),
+            ("/run/secrets/token_copy", 0o400, 1000, 1001, token),
+            ("/banner", 0o444, 0, 0, banner),
+            ("/etc/banner", 288, 0, 0, banner),
+        ]
+    );
+    assert!(spec.volumes.is_empty(), "{:?}", spec.volumes);
+    let stored = serde_json::to_string(&spec).unwrap();
+    assert!(!stored.contains("s3cr3t"), "{stored}");
+    assert!(!format!("{spec:?}").contains("s3cr3t"));
+    let back: crate::desired::ContainerSpec = serde_json::from_str(&stored).unwrap();
+    assert!(back.copied.iter().all(|c| c.value.is_none()));
+
+    // A changed value changes the spec; a rollback to the old one finds
+    // its value only while the project still has it.
+    write(d, "docker-compose.yml", &file("goodbye"));
+    let p = load(d, &["docker-compose.yml"]).unwrap();
+    let changed = crate::desired::desired(&p, "api", "x").unwrap();
+    assert_ne!(changed.hash(), spec.hash());
+    let mut old = back.clone();
+    let e = old.take_values_from(&changed).unwrap_err();
+    assert!(
+        e.contains("/banner") && e.contains("keeps no secret"),
+        "{e}"
+    );
+    let mut old = back;
+    old.take_values_from(&spec).unwrap();
+    assert_eq!(old.copied, spec.copied);
+
+    // An unset variable fails only a service that uses it, as at compose
+    // v2's `up`, naming the line that reads it.
+    write(
+        d,
+        "unset.yml",
+        "services:\n  api:\n    image: x\n    secrets: [t]\n  other:\n    image: x\n\
+         secrets:\n  t:\n    environment: SLIPWAY_TEST_UNSET_VAR\n",
+    );
+    let p = load(d, &["unset.yml"]).unwrap();
+    crate::desired::desired(&p, "other", "x").unwrap();
+    let e = format!("{:#}", crate::desired::desired(&p, "api", "x").unwrap_err());
+    assert!(
+        e.contains("unset.yml:9)")
+            && e.contains("`SLIPWAY_TEST_UNSET_VAR`")
+            && e.contains("not set"),
+        "{e}"
+    );
+    // A read-only service cannot take a copied value, as in compose v2.
+    write(
+        d,
+        "ro.yml",
+        "services:\n  api:\n    image: x\n    read_only: true\n    configs: [c]\nconfigs:\n  c:\n    content: x\n",
+    );
+    let p = load(d, &["ro.yml"]).unwrap();
+    let e = format!("{:#}", crate::desired::desired(&p, "api", "x").unwrap_err());
+    assert!(e.contains("read_only") && e.contains("`file:`"), "{e}");
+}
+
+/// `platform` reaches the create request and the build; `pull_policy`
+/// reads every policy compose v2 knows, and refuses others by name.
+#[test]
+fn platform_and_pull_policy_are_read_as_compose_v2_reads_them() {
+    use crate::compose::PullPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let cases = [
+        ("always", PullPolicy::Always),
+        ("missing", PullPolicy::Missing),
+        ("if_not_present", PullPolicy::Missing),
+        ("never", PullPolicy::Never),
+        ("daily", PullPolicy::Refresh(day)),
+        ("weekly", PullPolicy::Refresh(7 * day)),
+        ("every_12h", PullPolicy::Refresh(day / 2)),
+    ];
+    for (text, want) in cases {
+        write(
+            d,
+            "p.yml",
+            &format!(
+                "services:\n  api:\n    image: x\n    platform: linux/amd64\n    pull_policy: {text}\n"
+            ),
+        );
+        let p = load(d, &["p.yml"]).unwrap();
+        assert_eq!(p.services["api"].extra.pull_policy, want, "{text}");
+        let spec = crate::desired::desired(&p, "api", "x").unwrap();
+        assert_eq!(spec.platform.as_deref(), Some("linux/amd64"));
+    }
+    write(
+        d,
+        "b.yml",
+        "services:\n  api:\n    build: .\n    platform: linux/amd64\n    pull_policy: build\n",
+    );
+    let p = load(d, &["b.yml"]).unwrap();
+    let build = p.services["api"].build.as_ref().unwrap();
+    assert_eq!(build.platform.as_deref(), Some("linux/amd64"));
+    for (text, needle) in [
+        ("sometimes", "`sometimes` is not a policy"),
+        ("every_", "`every_` is not a policy"),
+        ("build", "needs a `build:` section"),
+    ] {
+        write(
+            d,
+            "bad.yml",
+            &format!("services:\n  api:\n    image: x\n    pull_policy: {text}\n"),
+        );
+        let e = err(d, &["bad.yml"]);
+        assert!(
+            e.contains("bad.yml:2:") && e.contains(needle),
+            "{text}: {e}"
+        );
+    }
 }

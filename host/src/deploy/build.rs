@@ -36,6 +36,9 @@ impl Agent {
         for name in surfaces {
             services.extend(self.loaded.manifest.surface[name].services.iter().cloned());
         }
+        if let Err(failed) = self.pull_all(surfaces).await {
+            return (Err(failed), Vec::new());
+        }
         let groups = shared_builds(&self.loaded.compose, &services);
         if groups.is_empty() {
             return (Ok(Images::default()), Vec::new());
@@ -118,6 +121,34 @@ impl Agent {
             reports.push(report);
         }
         (failed.map_or(Ok(images), Err), reports)
+    }
+
+    /// Pull the images of the surfaces' services that do not build, as
+    /// their `pull_policy` asks, concurrently within a surface.
+    async fn pull_all(&self, surfaces: &[String]) -> Result<(), BuildFailed> {
+        for surface in surfaces {
+            let failed = |message| BuildFailed {
+                surface: surface.clone(),
+                message,
+            };
+            let docker = self.docker_for(surface).map_err(failed)?;
+            let services = &self.loaded.manifest.surface[surface].services;
+            let pulls = services.iter().map(|service| docker.pull_if_due(service));
+            let results = futures_util::future::join_all(pulls).await;
+            for (service, result) in services.iter().zip(results) {
+                match result {
+                    Ok(Some(why)) => tracing::info!("[{surface}] pulled {service}'s image: {why}"),
+                    Ok(None) => {}
+                    Err(e) => {
+                        return Err(failed(format!(
+                            "{}; nothing was deployed, and the running containers keep serving",
+                            service_failed(surface, service, "pull", e)
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Each service's images before and after, in the surface's report:

@@ -530,7 +530,9 @@ impl Agent {
             .map_err(|e| fail("desired spec", e))?;
         let today = target.spec.hash();
         match previous.spec.as_deref().map(|h| (h, self.specs().load(h))) {
-            Some((hash, Some(spec))) => {
+            Some((hash, Some(mut spec))) => {
+                spec.take_values_from(&target.spec)
+                    .map_err(|e| format!("service {service}: cannot roll back: {e}"))?;
                 target.spec = spec;
                 target.config_hash = self.specs().config_hash(hash);
             }

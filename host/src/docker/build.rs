@@ -93,7 +93,13 @@ fn build_key(build: &BuildDef) -> String {
     args.sort();
     format!(
         "{:?}",
-        (&build.context, &build.dockerfile, args, &build.target)
+        (
+            &build.context,
+            &build.dockerfile,
+            args,
+            &build.target,
+            &build.platform
+        )
     )
 }
 
@@ -197,6 +203,7 @@ impl Docker {
             forcerm: true,
             buildargs: Some(build.args.clone()),
             target: build.target.clone().unwrap_or_default(),
+            platform: build.platform.clone().unwrap_or_default(),
             labels: Some(HashMap::from([
                 (PROJECT_LABEL.to_owned(), self.compose.name.clone()),
                 (SERVICE_LABEL.to_owned(), service.to_owned()),

@@ -23,22 +23,10 @@ use std::process::Command;
 /// the `file:line` it points at.
 const REFUSED: &[(&str, &str, &str)] = &[
     (
-        "anchors-sentry-style",
-        "`pull_policy`",
-        "docker-compose.yml:59",
-    ),
-    ("configs-file-and-content", "`content`", "compose.yaml:17"),
-    (
         "networks-external-and-modes",
         "`network_mode`",
         "compose.yaml:12",
     ),
-    (
-        "runtime-platform-pull-policy",
-        "`platform`",
-        "compose.yaml:5",
-    ),
-    ("secrets-env-and-file", "`environment`", "compose.yaml:17"),
     ("version-key-legacy", "`links`", "docker-compose.yml:10"),
 ];
 
@@ -244,7 +232,12 @@ fn compare(fixture: &str, project: &ComposeProject, reference: &Value) -> Vec<St
                 continue;
             }
         };
-        let want = view_of_compose(name, service, reference);
+        let mut want = view_of_compose(name, service, reference);
+        let dotenv = repo_root().join("tests/compose").join(fixture).join(".env");
+        want.insert(
+            "copied",
+            sorted(compose_copied(service, reference, &dotenv)),
+        );
         let got = view_of_spec(&spec);
         for (key, w) in &want {
             let g = got.get(key).unwrap_or(&Value::Null);
@@ -300,6 +293,7 @@ fn view_of_compose(name: &str, s: &Value, project: &Value) -> BTreeMap<&'static 
     v.insert("ports", sorted(compose_ports(s)));
     v.insert("expose", sorted(compose_expose(s)));
     v.insert("volumes", sorted(compose_volumes(s, project)));
+    v.insert("platform", s["platform"].clone());
     v.insert(
         "tmpfs",
         sorted(str_list("tmpfs").as_array().unwrap().clone()),
@@ -395,6 +389,14 @@ fn view_of_spec(c: &ContainerSpec) -> BTreeMap<&'static str, Value> {
         "volumes",
         sorted(c.volumes.iter().map(spec_volume).collect()),
     );
+    v.insert("platform", json!(c.platform));
+    let copied = c.copied.iter().map(|f| {
+        json!(format!(
+            "{} {:o} {}:{} {}",
+            f.target, f.mode, f.uid, f.gid, f.digest
+        ))
+    });
+    v.insert("copied", sorted(copied.collect()));
     let tmpfs = c.tmpfs.iter().map(|(path, opts)| match opts.as_str() {
         "" => json!(path),
         _ => json!(format!("{path}:{opts}")),
@@ -539,19 +541,67 @@ fn compose_volumes(s: &Value, project: &Value) -> Vec<Value> {
     for (key, base) in [("secrets", "/run/secrets/"), ("configs", "/")] {
         for r in s[key].as_array().map(Vec::as_slice).unwrap_or_default() {
             let source = scalar(&r["source"]);
-            let target = match r["target"].as_str() {
-                Some(t) if t.starts_with('/') => t.to_owned(),
-                Some(t) => format!("{base}{t}"),
-                None => format!("{base}{source}"),
+            let target = file_target(r, base);
+            let Some(file) = project[key][&source]["file"].as_str() else {
+                continue;
             };
             if !targets.contains(&target) {
-                let file = scalar(&project[key][&source]["file"]);
                 out.push(json!(format!("bind:{file}:{target}:ro")));
                 targets.push(target);
             }
         }
     }
     out
+}
+
+/// Each secret and config compose v2 copies in from a value
+/// (`setDefaultTarget`, `createTar`): `target mode uid:gid sha256`, the
+/// mode 0444 unless set (compose prints it in octal), the value its
+/// `content`, or the variable `environment` names as the fixture's .env
+/// sets it (`config` does not print it).
+fn compose_copied(s: &Value, project: &Value, dotenv: &Path) -> Vec<Value> {
+    let env = std::fs::read_to_string(dotenv).unwrap_or_default();
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    let mut out = Vec::new();
+    for (key, base) in [("secrets", "/run/secrets/"), ("configs", "/")] {
+        for r in s[key].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let source = scalar(&r["source"]);
+            let def = &project[key][&source];
+            let value = match (def["content"].as_str(), def["environment"].as_str()) {
+                (Some(content), _) => content.to_owned(),
+                (None, Some(name)) => var(name).expect("the fixture's .env sets it"),
+                (None, None) => continue,
+            };
+            let target = file_target(r, base);
+            let mode = match &r["mode"] {
+                Value::String(m) => u32::from_str_radix(m, 8).unwrap(),
+                Value::Number(n) => n.as_u64().unwrap() as u32,
+                _ => 0o444,
+            };
+            let id = |k: &str| r[k].as_str().map_or(0, |v| v.parse::<u64>().unwrap());
+            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(value.as_bytes()));
+            out.push(json!(format!(
+                "{target} {mode:o} {}:{} {digest}",
+                id("uid"),
+                id("gid")
+            )));
+        }
+    }
+    out
+}
+
+/// Where compose puts a secret or config: its absolute `target`, a
+/// relative one under `base`, or `base` + its source's name.
+fn file_target(r: &Value, base: &str) -> String {
+    match r["target"].as_str() {
+        Some(t) if t.starts_with('/') => t.to_owned(),
+        Some(t) => format!("{base}{t}"),
+        None => format!("{base}{}", scalar(&r["source"])),
+    }
 }
 
 fn volume_mounts(s: &Value, project: &Value) -> Vec<Value> {
@@ -745,19 +795,24 @@ fn compose_restart(s: &Value) -> Value {
 
 /// `key engine-name aliases=[..] ipv4=..` for each network the service
 /// joins; the service's own name, which the engine always adds as an
-/// alias, is left out of the aliases.
+/// alias, is left out of the aliases. compose v2 puts the container's name
+/// first at create (`getAliases`), which `config` does not print.
 fn compose_networks(s: &Value, project: &Value, service: &str) -> Vec<Value> {
     let Some(networks) = s["networks"].as_object() else {
         return Vec::new();
     };
+    let container = s["container_name"]
+        .as_str()
+        .map_or_else(|| format!("{PROJECT}-{service}-1"), str::to_owned);
     networks
         .iter()
         .map(|(key, n)| {
             let name = project["networks"][key]["name"].as_str().unwrap_or(key);
-            let aliases: Vec<String> = n["aliases"]
-                .as_array()
-                .map(|a| a.iter().map(scalar).filter(|a| a != service).collect())
-                .unwrap_or_default();
+            let file = n["aliases"].as_array().into_iter().flatten().map(scalar);
+            let aliases: Vec<String> = std::iter::once(container.clone())
+                .chain(file)
+                .filter(|a| a != service)
+                .collect();
             let ipv4 = n["ipv4_address"].as_str().map(str::to_owned);
             json!(format!("{key} {name} aliases={aliases:?} ipv4={ipv4:?}"))
         })

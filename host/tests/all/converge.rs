@@ -19,7 +19,7 @@
 //! - Bad compose or manifest input exits 2 before anything changes, naming
 //!   the file and the line (`file:LINE` or `line LINE`).
 
-use crate::harness::{cache_dir, claim, json, repo_root, text, unique};
+use crate::harness::{cache_dir, claim, docker, docker_lenient, json, repo_root, text, unique};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -376,26 +376,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "docker {}: {}",
-        args.join(" "),
-        text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn docker_lenient(args: &[&str]) -> String {
-    Command::new("docker")
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
 }
 
 fn inspect(id: &str) -> Option<Value> {
@@ -772,6 +752,32 @@ fn normalized(c: &Value, path: &str, cmp: Cmp) -> Value {
     }
 }
 
+/// The worker's secrets and configs, read inside the container as root
+/// (the worker runs as nobody): each path, its mode and owner, then its
+/// bytes. Inspect shows those from a
+/// file as mounts; those from a value were copied in before start.
+fn worker_files(c: &Value) -> String {
+    let script: Vec<String> = [
+        "/run/secrets/db_password",
+        "/run/secrets/worker_token",
+        "/run/secrets/token_for_nobody",
+        "/banner",
+        "/etc/converge-banner",
+    ]
+    .iter()
+    .map(|f| format!("stat -c '%n %a %u:%g' {f} && cat {f}"))
+    .collect();
+    docker(&[
+        "exec",
+        "-u",
+        "0",
+        &id_of(c),
+        "sh",
+        "-c",
+        &script.join(" && "),
+    ])
+}
+
 /// Every field of `ORACLE_FIELDS` where `ours` differs from `oracle`, as
 /// (field, oracle's value, ours).
 fn mismatches(oracle: &Value, ours: &Value) -> Vec<(&'static str, Value, Value)> {
@@ -893,8 +899,21 @@ fn force_deploy_replaces_every_container_with_what_compose_would_create() {
     let fx = Fixture::new();
     fx.compose("up -d");
     let oracle = fx.inspect_all();
+    let oracle_files = worker_files(&oracle["worker"]);
+    for needle in [
+        "db-password-from-file",
+        "/run/secrets/token_for_nobody 400 65534:65534\ntoken-from-dotenv",
+        "/etc/converge-banner 440 0:0\nconverge ",
+    ] {
+        assert!(oracle_files.contains(needle), "{needle} in {oracle_files}");
+    }
     let out = fx.deploy_ok(&["deploy", "--force", "backend"]);
     let ours = fx.inspect_all();
+    assert_eq!(
+        worker_files(&ours["worker"]),
+        oracle_files,
+        "the worker's secrets and configs"
+    );
     let mut found = Vec::new();
     for s in SERVICES {
         assert_ne!(

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -132,6 +132,28 @@ pub fn sh(cmd: &str, dir: &Path, env: &[(&str, &str)]) -> String {
     let out = c.output().unwrap();
     assert!(out.status.success(), "`{cmd}` failed:\n{}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `docker ARGS`, which must succeed: its stdout.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `docker ARGS` whatever it exits with: its stdout.
+pub fn docker_lenient(args: &[&str]) -> String {
+    Command::new("docker")
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 pub fn docker_inspect(container: &str) -> serde_json::Value {

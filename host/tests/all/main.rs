@@ -17,6 +17,7 @@ mod journal;
 mod kills;
 mod miniapp;
 mod nginx;
+mod pull;
 mod pwa;
 mod python;
 mod remote;
