@@ -326,7 +326,8 @@ pub fn desired(project: &ComposeProject, service: &str, image: &str) -> Result<C
             project.service_names()
         )
     })?;
-    build_spec(project, def, image).map_err(|e| anyhow!("service `{service}`: {e}"))
+    build_spec(project, def, image)
+        .map_err(|e| anyhow!("{}: service `{service}`: {e}", def.location))
 }
 
 type Res<T> = std::result::Result<T, String>;
@@ -398,23 +399,36 @@ fn build_spec(project: &ComposeProject, def: &ServiceDef, image: &str) -> Res<Co
             .collect::<Res<_>>()?,
         sysctls: sysctls(&s.sysctls),
         shm_size: bytes_of("shm_size", s.shm_size.as_deref())?,
-        mem_limit: match &limits.memory {
-            Some(m) => bytes_of("deploy.resources.limits.memory", Some(m))?,
-            None => bytes_of("mem_limit", s.mem_limit.as_deref())?,
-        },
+        mem_limit: twin(
+            ("mem_limit", bytes_of("mem_limit", s.mem_limit.as_deref())?),
+            ("limits.memory", limits.limits),
+            bytes_of("deploy.resources.limits.memory", limits.memory.as_deref())?,
+        )?,
         // Set only when not zero, as compose sets it.
-        mem_reservation: match &limits.memory_reservation {
-            Some(m) => bytes_of("deploy.resources.reservations.memory", Some(m))?,
-            None => bytes_of("mem_reservation", s.mem_reservation.as_deref())?,
-        }
+        mem_reservation: twin(
+            (
+                "mem_reservation",
+                bytes_of("mem_reservation", s.mem_reservation.as_deref())?,
+            ),
+            ("reservations.memory", limits.reservations),
+            bytes_of(
+                "deploy.resources.reservations.memory",
+                limits.memory_reservation.as_deref(),
+            )?,
+        )?
         .filter(|&b| b != 0),
-        cpus: nano_cpus(limits.cpus.or(def.extra.cpus))?,
+        cpus: nano_cpus(twin(
+            ("cpus", def.extra.cpus),
+            ("limits.cpus", limits.limits),
+            limits.cpus,
+        )?)?,
         cpu_shares: def.extra.cpu_shares.filter(|&c| c != 0),
-        pids_limit: limits
-            .pids
-            .filter(|&p| p > 0)
-            .or(def.extra.pids_limit)
-            .filter(|&p| p != 0),
+        pids_limit: twin(
+            ("pids_limit", def.extra.pids_limit),
+            ("limits.pids", limits.limits),
+            limits.pids.filter(|&p| p > 0),
+        )?
+        .filter(|&p| p != 0),
         runtime: s.runtime.clone(),
         group_add: s
             .group_add
@@ -426,6 +440,25 @@ fn build_spec(project: &ComposeProject, def: &ServiceDef, image: &str) -> Res<Co
             .collect(),
         carried: Vec::new(),
     })
+}
+
+/// A service key and its `deploy.resources` twin, as compose v2 reconciles
+/// them: the key set (not zero) and the twin's section present, they must
+/// be equal, an absent twin counting as zero ("can't set distinct values"
+/// refuses the project); otherwise whichever is set.
+fn twin<T: PartialEq + Default + Copy + std::fmt::Display>(
+    (key, own): (&str, Option<T>),
+    (twin, section): (&str, bool),
+    theirs: Option<T>,
+) -> Res<Option<T>> {
+    match own.filter(|v| *v != T::default()) {
+        Some(v) if section && theirs.unwrap_or_default() != v => Err(format!(
+            "`{key}: {v}` and `deploy.resources.{twin}` differ, and compose v2 refuses a \
+             project that sets both differently: keep one of them"
+        )),
+        Some(v) => Ok(Some(v)),
+        None => Ok(theirs),
+    }
 }
 
 /// compose v2's `getContainerName`: project, service and container
@@ -1819,9 +1852,13 @@ mod tests {
         desired(&p, "api", "proj_api").unwrap()
     }
 
+    /// The error after its location, which must be the service's line.
     fn error(yaml: &str) -> String {
         let (_dir, p) = project(yaml);
-        format!("{:#}", desired(&p, "api", "proj_api").unwrap_err())
+        let e = format!("{:#}", desired(&p, "api", "proj_api").unwrap_err());
+        let (at, rest) = e.split_once(": service `api`").unwrap_or(("", &e));
+        assert!(at.ends_with("docker-compose.yml:2"), "{e}");
+        format!("service `api`{rest}")
     }
 
     fn body(spec: &ContainerSpec) -> serde_json::Value {
@@ -2376,9 +2413,8 @@ services:
 services:
   api:
     image: x
-    mem_limit: 1g
-    cpus: 2
-    pids_limit: 50
+    mem_limit: 512M
+    cpus: 0.5
     runtime: runc
     group_add: [video, 44]
     deploy:
@@ -2406,6 +2442,28 @@ services:
         assert_eq!(any.restart.unwrap().name, "always");
         let own = spec("services:\n  api:\n    image: x\n    pids_limit: 50\n");
         assert_eq!(body(&own)["HostConfig"]["PidsLimit"], 50);
+        // A service key and its deploy.resources twin that differ (an
+        // absent twin in a present section is zero) are refused, as compose
+        // v2 refuses the project.
+        for (own, resources, twin) in [
+            ("cpus: 2", "limits: {cpus: \"0.5\"}", "limits.cpus"),
+            ("mem_limit: 1g", "limits: {cpus: \"0.5\"}", "limits.memory"),
+            ("pids_limit: 50", "limits: {pids: 100}", "limits.pids"),
+            (
+                "mem_reservation: 64m",
+                "reservations: {}",
+                "reservations.memory",
+            ),
+        ] {
+            let yaml = format!(
+                "services:\n  api:\n    image: x\n    {own}\n    deploy:\n      resources:\n        {resources}\n"
+            );
+            let e = error(&yaml);
+            assert!(
+                e.contains(&format!("`deploy.resources.{twin}` differ")),
+                "{own}: {e}"
+            );
+        }
         // Unset, they are not in the hashed JSON: an upgrade recreates nothing.
         let plain = serde_json::to_string(&spec("services:\n  api:\n    image: x\n")).unwrap();
         for key in ["pids_limit", "runtime", "group_add"] {

@@ -158,12 +158,16 @@ pub struct FileRef {
     pub mode: Option<u32>,
 }
 
-/// `deploy.resources` outside a swarm: its limits win over `mem_limit`,
-/// `cpus` and `pids_limit`, its memory reservation over `mem_reservation`;
-/// a CPU reservation has no container setting and is left out, as compose
-/// v2 leaves it.
+/// `deploy.resources` outside a swarm: its limits stand for `mem_limit`,
+/// `cpus` and `pids_limit` and its memory reservation for
+/// `mem_reservation`, which must agree with them when both are set; a CPU
+/// reservation has no container setting and is left out, as compose v2
+/// leaves it.
 #[derive(Debug, Clone, Default)]
 pub struct Resources {
+    /// Whether `limits` and `reservations` are there, even empty.
+    pub limits: bool,
+    pub reservations: bool,
     pub cpus: Option<f64>,
     pub memory: Option<String>,
     pub pids: Option<i64>,
@@ -321,6 +325,18 @@ impl ServiceDef {
         match &self.service.depends_on {
             DependsOnOptions::Simple(names) => names.clone(),
             DependsOnOptions::Conditional(map) => map.keys().cloned().collect(),
+        }
+    }
+
+    /// Whether the service `depends_on` `dependency` with `restart: true`:
+    /// compose v2 restarts it when it recreates the dependency.
+    pub fn restarts_with(&self, dependency: &str) -> bool {
+        use docker_compose_types::DependsOnOptions;
+        match &self.service.depends_on {
+            DependsOnOptions::Simple(_) => false,
+            DependsOnOptions::Conditional(map) => {
+                map.get(dependency).is_some_and(|c| c.restart == Some(true))
+            }
         }
     }
 
@@ -960,6 +976,8 @@ fn resources(def: &Mapping) -> Result<Resources, String> {
     let (limits, reservations) = (section("limits"), section("reservations"));
     let text = |v: &Value, key: &str| v.get(key).filter(|v| !v.is_null()).map(merge::scalar_text);
     Ok(Resources {
+        limits: !limits.is_null(),
+        reservations: !reservations.is_null(),
         cpus: limits
             .get("cpus")
             .filter(|v| !v.is_null())

@@ -125,12 +125,14 @@ const LIST_ITEMS: &[(&str, &[&str])] = &[
 /// Allowed keys of a long-form `include` item; relative paths are always
 /// the included file's own.
 const INCLUDE_ITEM: &[&str] = &["path", "env_file"];
-/// A secret or config outside a swarm: a file, bound read-only, or a value
-/// (`content`, or a variable `environment` names) copied in before start.
-const FILE_SOURCE: &[&str] = &["file", "environment", "content", "name"];
+/// A secret outside a swarm: a file, bound read-only, or the value of the
+/// variable `environment` names, copied in before start. A config may also
+/// give its value as `content` (compose v2 has no `content` for a secret).
+const SECRET: &[&str] = &["name", "file", "environment"];
+const CONFIG: &[&str] = &["name", "file", "environment", "content"];
 /// In a swarm project `docker stack deploy` reads secrets and configs from
 /// files.
-const STACK_FILE_SOURCE: &[&str] = &["file", "name"];
+const STACK_FILE_SOURCE: &[&str] = &["name", "file"];
 
 /// Why a key is refused, when there is more to say than "not supported".
 fn advice(key: &str) -> &'static str {
@@ -139,9 +141,13 @@ fn advice(key: &str) -> &'static str {
             "outside a swarm compose v2 has no secret store to read it from; give it `file:`, \
              `environment:` or `content:`"
         }
-        "environment" | "content" => {
+        "environment" => {
             "`docker stack deploy` reads secrets and configs from `file:`; write the value to \
              a file and name it with `file:`"
+        }
+        "content" => {
+            "compose v2 takes `content:` for a config only; give a secret `file:` or \
+             `environment:`, and a swarm's configs `file:`"
         }
         "links" | "external_links" => {
             "compose networks already resolve services by name; remove it and use the service name"
@@ -202,16 +208,15 @@ pub fn check(root: &Mapping, swarm: bool) -> Result<(), KeyError> {
             }
         }
     }
-    let file_source = if swarm {
-        STACK_FILE_SOURCE
-    } else {
-        FILE_SOURCE
+    let (secret, config) = match swarm {
+        true => (STACK_FILE_SOURCE, STACK_FILE_SOURCE),
+        false => (SECRET, CONFIG),
     };
     let sections = [
         ("networks", NETWORK, false),
         ("volumes", VOLUME, false),
-        ("secrets", file_source, true),
-        ("configs", file_source, true),
+        ("secrets", secret, true),
+        ("configs", config, true),
     ];
     for (section, allowed, needs_source) in sections {
         if let Some(Value::Mapping(items)) = root.get(section) {
@@ -221,7 +226,7 @@ pub fn check(root: &Mapping, swarm: bool) -> Result<(), KeyError> {
                     only(def, allowed, &[section, name])?;
                 }
                 if needs_source && !has_source(def) {
-                    let sources = allowed[..allowed.len() - 1].join("`, `");
+                    let sources = allowed[1..].join("`, `");
                     return Err((
                         vec![section.into(), name.into()],
                         format!("needs one of `{sources}`: where its bytes come from"),

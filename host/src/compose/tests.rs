@@ -166,7 +166,7 @@ fn unsupported_keys_are_refused_with_file_and_line() {
     );
     let e = err(d, &["e.yml"]);
     assert!(
-        e.contains("e.yml:5:") && e.contains("needs one of `file`, `environment`, `content`"),
+        e.contains("e.yml:5:") && e.contains("needs one of `file`, `environment`"),
         "{e}"
     );
     write(
@@ -861,6 +861,17 @@ configs:
         e.contains("unset.yml:9)")
             && e.contains("`SLIPWAY_TEST_UNSET_VAR`")
             && e.contains("not set"),
+        "{e}"
+    );
+    // compose v2 has `content:` for configs only.
+    write(
+        d,
+        "content.yml",
+        "services:\n  api:\n    image: x\nsecrets:\n  t:\n    content: x\n",
+    );
+    let e = err(d, &["content.yml"]);
+    assert!(
+        e.contains("content.yml:6:") && e.contains("`content`") && e.contains("config only"),
         "{e}"
     );
     // A read-only service cannot take a copied value, as in compose v2.

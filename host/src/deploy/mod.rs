@@ -10,6 +10,7 @@ use crate::lock::LockError;
 use crate::manifest::{
     EngineKind, GrantSpec, HttpCheck, Loaded, ManifestError, StepSpec, interpolate,
 };
+use crate::reconcile::Verb;
 use crate::report::{CallReport, CheckReport, EngineReport, RunReport, StepReport, SurfaceReport};
 
 use crate::runtime::{CallError, Limits, Phase, Plugin, Role, Runtime};
@@ -601,10 +602,41 @@ impl Agent {
         if step_replaces && !to_replace.is_empty() && !dry {
             self.prove_running(name, &to_replace, report).await?;
         }
+        if !dry && !swarm {
+            self.restart_dependents(name, report).await?;
+        }
         match dry {
             true => Ok(()),
             false => self.verify_surface(name, report).await,
         }
+    }
+
+    /// Restart the running services that `depends_on` a service this run
+    /// created or replaced with `restart: true`, as compose v2 does after
+    /// it recreates the dependency; one the run replaced itself is new.
+    async fn restart_dependents(&self, name: &str, report: &SurfaceReport) -> Result<(), Stop> {
+        let changed: Vec<&str> = report
+            .services
+            .iter()
+            .filter(|s| matches!(s.action, Some(Verb::Replace | Verb::Create)))
+            .map(|s| s.service.as_str())
+            .collect();
+        let docker = self.docker_for(name)?;
+        for (dependent, def) in &self.loaded.compose.services {
+            let restarts = changed.iter().find(|d| def.restarts_with(d));
+            let Some(dependency) = restarts.filter(|_| !changed.contains(&dependent.as_str()))
+            else {
+                continue;
+            };
+            tracing::info!(
+                "[{name}] restarting {dependent}: it depends on {dependency} with restart: true"
+            );
+            docker
+                .restart(dependent)
+                .await
+                .map_err(|e| service_failed(name, dependent, "restart", e))?;
+        }
+        Ok(())
     }
 
     /// The surface's `[verify]` check through the front door, if it has one.
@@ -635,7 +667,7 @@ impl Agent {
         let unrecorded: Vec<&str> = report
             .services
             .iter()
-            .filter(|s| s.action == Some(crate::reconcile::Verb::Skip))
+            .filter(|s| s.action == Some(Verb::Skip))
             .filter(|s| {
                 let (Some(image), Some(spec)) = (&s.image_built, &s.spec_after) else {
                     return false;
@@ -1132,7 +1164,6 @@ fn watcher_grants(watcher: &str) -> GrantsOf {
 /// replacements but the fixed stop-first ones, which the host does side by
 /// side before the steps run.
 fn planned(report: &SurfaceReport, step_replaces: bool) -> (Vec<String>, Vec<String>) {
-    use crate::reconcile::Verb;
     let (mut host, mut step) = (Vec::new(), Vec::new());
     for svc in &report.services {
         match svc.action {

@@ -146,3 +146,43 @@ fn a_stack_made_by_compose_v1_migrates_on_the_first_deploy_under_load() {
         assert_eq!(service["action"], "skip", "{service}");
     }
 }
+
+/// `depends_on: {api: {restart: true}}`: when a deploy replaces api, the
+/// bot that depends on it is restarted in place (same container, started
+/// again), as `docker compose up` restarts it; a worker without the flag
+/// is left running.
+#[test]
+fn a_dependent_with_restart_true_is_restarted_when_its_dependency_is_replaced() {
+    let stack = Stack::up();
+    stack.edit_compose(
+        "  bot:\n    build: ./worker\n",
+        "  bot:\n    build: ./worker\n    depends_on:\n      api:\n        condition: service_started\n        restart: true\n",
+    );
+    // The edit changes bot's definition: the first deploy replaces it.
+    let first = stack.slipway(&["deploy", "backend"], &[("APP_VERSION", "v1")]);
+    assert!(first.status.success(), "{}", text(&first));
+    let started = |service: &str| {
+        let c = docker_inspect(&stack.container(service));
+        (c["Id"].to_string(), c["State"]["StartedAt"].to_string())
+    };
+    let (bot, worker) = (started("bot"), started("worker"));
+
+    stack.set_version("api", "v2");
+    let out = stack.slipway(&["--json", "deploy", "backend"], &[("APP_VERSION", "v2")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = json(&out);
+    let action = |name: &str| {
+        report["surfaces"][0]["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == name)
+            .map(|s| s["action"].clone())
+    };
+    assert_eq!(action("api"), Some("replace".into()), "{report}");
+    assert_eq!(action("bot"), Some("skip".into()), "{report}");
+    let bot_after = started("bot");
+    assert_eq!(bot_after.0, bot.0, "bot keeps its container");
+    assert_ne!(bot_after.1, bot.1, "bot was not restarted:\n{}", text(&out));
+    assert_eq!(started("worker"), worker, "worker has no restart: true");
+}
