@@ -79,7 +79,7 @@ pub struct ContainerSpec {
     /// HostConfig.PortBindings, keyed `80/tcp`; every key is also in
     /// Config.ExposedPorts.
     pub ports: BTreeMap<String, Vec<PortBind>>,
-    /// Config.ExposedPorts added by `expose:`, `3000/tcp`.
+    /// Config.ExposedPorts added by `expose:`, as written (`3000`).
     pub expose: BTreeSet<String>,
     /// Config.Volumes, HostConfig.Binds and HostConfig.Mounts.
     pub volumes: Vec<Volume>,
@@ -383,8 +383,8 @@ fn build_spec(project: &ComposeProject, def: &ServiceDef, image: &str) -> Res<Co
         privileged: s.privileged,
         read_only: s.read_only,
         init: s.init,
-        cap_add: s.cap_add.clone(),
-        cap_drop: s.cap_drop.clone(),
+        cap_add: capabilities(&s.cap_add),
+        cap_drop: capabilities(&s.cap_drop),
         dns: s.dns.clone(),
         dns_opt: s.dns_opt.clone(),
         dns_search: def.extra.dns_search.clone(),
@@ -741,14 +741,28 @@ fn ports(p: &dct::Ports) -> Res<BTreeMap<String, Vec<PortBind>>> {
     Ok(out)
 }
 
-/// `expose:` → ExposedPorts keys, through the same `split_port`.
+/// `expose:` as compose v2 sends it (`buildContainerPorts`): each entry
+/// as written (`9000`, `3001-3002/udp`), once `split_port` reads it.
 fn expose(list: &[String]) -> Res<BTreeSet<String>> {
-    let mut out = BTreeSet::new();
     for (i, spec) in list.iter().enumerate() {
-        let ports = split_port(spec).map_err(|e| format!("expose[{i}] `{spec}`: {e}"))?;
-        out.extend(ports.into_iter().map(|(key, _)| key));
+        split_port(spec).map_err(|e| format!("expose[{i}] `{spec}`: {e}"))?;
     }
-    Ok(out)
+    Ok(list.iter().cloned().collect())
+}
+
+/// Capabilities as compose v2's Docker client sends them
+/// (`normalizeCapabilities`): upper-cased, `CAP_`-prefixed but for `ALL`,
+/// once each, sorted.
+fn capabilities(caps: &[String]) -> Vec<String> {
+    let normalized: BTreeSet<String> = caps
+        .iter()
+        .map(|c| c.to_uppercase())
+        .map(|c| match c == "ALL" || c.starts_with("CAP_") {
+            true => c,
+            false => format!("CAP_{c}"),
+        })
+        .collect();
+    normalized.into_iter().collect()
 }
 
 /// docker-py's `PORT_SPEC`: `[[host:]published[-end]:]target[-end][/proto]`,
@@ -2068,8 +2082,16 @@ services:
         assert_eq!(
             exposed,
             [
-                "3000/tcp", "3001/udp", "3002/udp", "80/tcp", "81/udp", "82/tcp", "83/tcp",
-                "84/tcp", "85/tcp", "9000/tcp", "9001/tcp"
+                "3000",
+                "3001-3002/udp",
+                "80/tcp",
+                "81/udp",
+                "82/tcp",
+                "83/tcp",
+                "84/tcp",
+                "85/tcp",
+                "9000/tcp",
+                "9001/tcp"
             ]
         );
         assert_eq!(
@@ -2348,7 +2370,7 @@ services:
     privileged: true
     read_only: true
     init: true
-    cap_add: [NET_ADMIN]
+    cap_add: [net_admin, SYS_TIME, CAP_NET_ADMIN]
     cap_drop: [ALL]
     dns: [1.1.1.1]
     dns_opt: [ndots:2]
@@ -2377,7 +2399,7 @@ services:
             "Privileged": true,
             "ReadonlyRootfs": true,
             "Init": true,
-            "CapAdd": ["NET_ADMIN"],
+            "CapAdd": ["CAP_NET_ADMIN", "CAP_SYS_TIME"],
             "CapDrop": ["ALL"],
             "Dns": ["1.1.1.1"],
             "DnsOptions": ["ndots:2"],

@@ -403,7 +403,7 @@ services:
     let db = crate::desired::desired(&p, "db", "postgres:16").unwrap();
     assert_eq!(
         db.expose.iter().collect::<Vec<_>>(),
-        ["5432/tcp", "5433/tcp"]
+        ["5432", "5433"]
     );
     assert!(db.read_only && db.tty);
     assert_eq!(db.healthcheck.unwrap().retries, Some(5));

@@ -282,6 +282,21 @@ fn view_of_compose(name: &str, s: &Value, project: &Value) -> BTreeMap<&'static 
     for key in LISTS {
         v.insert(key, str_list(key));
     }
+    // What compose v2's Docker client sends: upper-cased, `CAP_` before
+    // all but `ALL`, once each, sorted.
+    for key in ["cap_add", "cap_drop"] {
+        let caps: std::collections::BTreeSet<String> = s[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| scalar(c).to_uppercase())
+            .map(|c| match c == "ALL" || c.starts_with("CAP_") {
+                true => c,
+                false => format!("CAP_{c}"),
+            })
+            .collect();
+        v.insert(key, json!(caps));
+    }
     v.insert(
         "labels",
         s["labels"]
@@ -515,17 +530,7 @@ fn compose_expose(s: &Value) -> Vec<Value> {
     let Some(items) = s["expose"].as_array() else {
         return Vec::new();
     };
-    items
-        .iter()
-        .map(|e| {
-            let e = scalar(e);
-            json!(if e.contains('/') {
-                e
-            } else {
-                format!("{e}/tcp")
-            })
-        })
-        .collect()
+    items.iter().map(|e| json!(scalar(e))).collect()
 }
 
 /// `type:source:target[:ro][:z]`, with a named volume's engine name.

@@ -539,10 +539,6 @@ enum Cmp {
     Env,
     /// Equal minus slipway's own labels and compose's image label.
     Labels,
-    /// Port keys, `/tcp` when none is written.
-    Ports,
-    /// As a set, without the `CAP_` prefix.
-    Capabilities,
     /// Compared only when compose set it (it is not the short container ID).
     Hostname,
     /// As sets, without the binds that keep an anonymous volume across a
@@ -561,8 +557,8 @@ enum Cmp {
 /// still shaped as compose v1 sent it, the comparison takes what the engine
 /// treats as the same: `Config.Volumes` is not compared (compose v2 sends
 /// none; slipway declares its short-syntax targets there, and the mounts
-/// that result are compared as `Mounts`), an `expose` port without a
-/// protocol is `/tcp`, and capabilities with or without `CAP_`.
+/// that result are compared as `Mounts`), and anonymous volumes are
+/// compared by their mounts, not their binds.
 const ORACLE_FIELDS: &[(&str, Cmp)] = &[
     ("Name", Cmp::Exact),
     ("Config.Env", Cmp::Env),
@@ -571,7 +567,7 @@ const ORACLE_FIELDS: &[(&str, Cmp)] = &[
     ("Config.WorkingDir", Cmp::Exact),
     ("Config.User", Cmp::Exact),
     ("Config.Labels", Cmp::Labels),
-    ("Config.ExposedPorts", Cmp::Ports),
+    ("Config.ExposedPorts", Cmp::Exact),
     ("Config.Healthcheck", Cmp::Exact),
     ("Config.StopSignal", Cmp::Exact),
     ("Config.StopTimeout", Cmp::Exact),
@@ -587,8 +583,8 @@ const ORACLE_FIELDS: &[(&str, Cmp)] = &[
     ("HostConfig.Dns", Cmp::Exact),
     ("HostConfig.DnsSearch", Cmp::Exact),
     ("HostConfig.DnsOptions", Cmp::Exact),
-    ("HostConfig.CapAdd", Cmp::Capabilities),
-    ("HostConfig.CapDrop", Cmp::Capabilities),
+    ("HostConfig.CapAdd", Cmp::Set),
+    ("HostConfig.CapDrop", Cmp::Set),
     ("HostConfig.Ulimits", Cmp::Set),
     ("HostConfig.LogConfig", Cmp::Exact),
     ("HostConfig.Init", Cmp::Exact),
@@ -692,22 +688,6 @@ fn normalized(c: &Value, path: &str, cmp: Cmp) -> Value {
                 .as_str()
                 .is_none_or(|s| s.is_empty() || is_anonymous(s));
             !(m["Type"] == "volume" && anonymous)
-        })),
-        Cmp::Ports => {
-            let ports: Map<String, Value> = v
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| match k.contains('/') {
-                    true => (k.clone(), v.clone()),
-                    false => (format!("{k}/tcp"), v.clone()),
-                })
-                .collect();
-            unset_if_empty(&Value::Object(ports))
-        }
-        Cmp::Capabilities => as_set(array(v).into_iter().map(|c| match c.as_str() {
-            Some(c) => Value::String(c.trim_start_matches("CAP_").to_owned()),
-            None => c,
         })),
         Cmp::Networks => {
             let id = c["Id"].as_str().unwrap_or_default();
