@@ -1,6 +1,7 @@
 //! The Docker engine, through bollard. Containers are found by compose's
 //! labels (`com.docker.compose.project` / `.service`), never by shelling out
-//! to compose.
+//! to compose; only the config-hash label they are given comes from the
+//! installed compose v2 (`compose::config_hash`).
 
 use crate::compose::{ComposeProject, ComposeV2};
 use crate::desired::{COMPOSE_VERSION, ContainerSpec};

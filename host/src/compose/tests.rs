@@ -401,10 +401,7 @@ services:
     );
     let p = load(d, &["docker-compose.yml"]).unwrap();
     let db = crate::desired::desired(&p, "db", "postgres:16").unwrap();
-    assert_eq!(
-        db.expose.iter().collect::<Vec<_>>(),
-        ["5432", "5433"]
-    );
+    assert_eq!(db.expose.iter().collect::<Vec<_>>(), ["5432", "5433"]);
     assert!(db.read_only && db.tty);
     assert_eq!(db.healthcheck.unwrap().retries, Some(5));
     let args = &p.service("web").unwrap().build.as_ref().unwrap().args;

@@ -131,8 +131,11 @@ impl Agent {
                 surface: surface.clone(),
                 message,
             };
-            let docker = self.docker_for(surface).map_err(failed)?;
             let services = &self.loaded.manifest.surface[surface].services;
+            if services.is_empty() {
+                continue;
+            }
+            let docker = self.docker_for(surface).map_err(failed)?;
             let pulls = services.iter().map(|service| docker.pull_if_due(service));
             let results = futures_util::future::join_all(pulls).await;
             for (service, result) in services.iter().zip(results) {

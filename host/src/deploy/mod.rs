@@ -621,6 +621,9 @@ impl Agent {
             .filter(|s| matches!(s.action, Some(Verb::Replace | Verb::Create)))
             .map(|s| s.service.as_str())
             .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
         let docker = self.docker_for(name)?;
         for (dependent, def) in &self.loaded.compose.services {
             let restarts = changed.iter().find(|d| def.restarts_with(d));
