@@ -138,8 +138,8 @@ const STACK_FILE_SOURCE: &[&str] = &["name", "file"];
 fn advice(key: &str) -> &'static str {
     match key {
         "external" => {
-            "outside a swarm compose v2 has no secret store to read it from; give it `file:`, \
-             `environment:` or `content:`"
+            "outside a swarm compose v2 has no secret store to read it from; give it `file:` \
+             or `environment:` (a config also `content:`)"
         }
         "environment" => {
             "`docker stack deploy` reads secrets and configs from `file:`; write the value to \
