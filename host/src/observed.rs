@@ -55,7 +55,11 @@ impl SpecStore {
         let path = self.path(&hash).context("spec hash is not hex")?;
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
-        if let Some(config_hash) = config_hash {
+        // Rewritten only when it changed: one compose key slipway's spec
+        // does not hold (`attach`, say) changes the config-hash alone.
+        if let Some(config_hash) =
+            config_hash.filter(|h| self.config_hash(&hash).as_deref() != Some(*h))
+        {
             let path = path.with_extension("config-hash");
             crate::state::write_atomic(&path, config_hash.as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))?;

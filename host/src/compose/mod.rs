@@ -546,6 +546,26 @@ impl FileModel {
     fn line_of(&self, keys: &[&str]) -> usize {
         locate::line_of(&self.text, keys).unwrap_or(1)
     }
+
+    fn location(&self, keys: &[&str]) -> Location {
+        Location {
+            file: self.path.clone(),
+            line: self.line_of(keys),
+        }
+    }
+}
+
+/// Where the last of the merged files that sets `keys` sets it: the value
+/// the merge kept.
+fn last_setting(files: &[FileModel], keys: &[&str]) -> Option<Location> {
+    let (first, rest) = keys.split_first()?;
+    let sets = |f: &&FileModel| {
+        let value = f.root.get(*first);
+        rest.iter()
+            .fold(value, |v, k| v.and_then(|v| v.get(*k)))
+            .is_some()
+    };
+    files.iter().rev().find(sets).map(|f| f.location(keys))
 }
 
 /// Outside a swarm compose v2 runs `deploy.replicas` containers of a
@@ -786,19 +806,7 @@ fn assemble(
         };
         // An env_file error points at the `env_file:` line of the last file
         // that sets it.
-        let env_file_at = files
-            .iter()
-            .rev()
-            .find(|f| {
-                f.root
-                    .get("services")
-                    .and_then(|s| s.get(name.as_str()))
-                    .is_some_and(|s| s.get("env_file").is_some())
-            })
-            .map(|f| Location {
-                file: f.path.clone(),
-                line: f.line_of(&["services", &name, "env_file"]),
-            })
+        let env_file_at = last_setting(&files, &["services", &name, "env_file"])
             .unwrap_or_else(|| location.clone());
         let service = service_def(&name, def, vars, profiles, location, env_file_at)?;
         out.insert(name, service);
@@ -1246,16 +1254,11 @@ fn file_defs(
             match vars.get(&var) {
                 Some(value) => FileSource::Value(value.to_owned()),
                 None => {
-                    let file = files
-                        .iter()
-                        .rev()
-                        .find(|f| f.root.get(key).and_then(|s| s.get(name.as_str())).is_some())
-                        .unwrap_or(&files[0]);
-                    let at = Location {
-                        file: file.path.clone(),
-                        line: file.line_of(&[key, &name, "environment"]),
-                    };
-                    FileSource::Unset { var, at }
+                    let at = last_setting(files, &[key, &name, "environment"]);
+                    FileSource::Unset {
+                        var,
+                        at: at.unwrap_or_else(|| files[0].location(&[key, &name])),
+                    }
                 }
             }
         } else {

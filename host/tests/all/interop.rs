@@ -22,7 +22,11 @@ fn ids_by_service(stack: &Stack) -> BTreeMap<String, String> {
 fn plan(stack: &Stack) -> BTreeMap<String, (String, String)> {
     let out = stack.slipway(&["--json", "plan", "--all"], &[]);
     assert!(out.status.success(), "{}", text(&out));
-    let report = json(&out);
+    actions(&json(&out))
+}
+
+/// Each service of a run report: its action and what changed.
+fn actions(report: &serde_json::Value) -> BTreeMap<String, (String, String)> {
     let mut actions = BTreeMap::new();
     for surface in report["surfaces"].as_array().unwrap() {
         for s in surface["services"].as_array().into_iter().flatten() {
@@ -170,17 +174,10 @@ fn a_dependent_with_restart_true_is_restarted_when_its_dependency_is_replaced() 
     stack.set_version("api", "v2");
     let out = stack.slipway(&["--json", "deploy", "backend"], &[("APP_VERSION", "v2")]);
     assert!(out.status.success(), "{}", text(&out));
-    let report = json(&out);
-    let action = |name: &str| {
-        report["surfaces"][0]["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["service"] == name)
-            .map(|s| s["action"].clone())
-    };
-    assert_eq!(action("api"), Some("replace".into()), "{report}");
-    assert_eq!(action("bot"), Some("skip".into()), "{report}");
+    let actions = actions(&json(&out));
+    let action = |name: &str| actions.get(name).map(|(action, _)| action.as_str());
+    assert_eq!(action("api"), Some("replace"), "{actions:?}");
+    assert_eq!(action("bot"), Some("skip"), "{actions:?}");
     let bot_after = started("bot");
     assert_eq!(bot_after.0, bot.0, "bot keeps its container");
     assert_ne!(bot_after.1, bot.1, "bot was not restarted:\n{}", text(&out));
