@@ -358,6 +358,11 @@ async fn rollback(
     agent.connect_docker().await?;
     let report = agent.rollback(surface).await;
     journal::record(&agent.loaded.state_dir(), &journal::Entry::of_run(&report));
+    // Only once the journal holds it: a crash in between leaves a record
+    // whose rerun finds every service already back, and changes nothing.
+    if report.ok {
+        journal::PendingRollback::clear(&agent.loaded.state_dir(), surface);
+    }
     Ok(emit(cli, &report))
 }
 

@@ -8,7 +8,7 @@
 
 use crate::report::RunReport;
 use crate::text::short_id;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -283,10 +283,85 @@ pub fn last_deploy<'a>(entries: &'a [Value], surface: &str) -> Option<(&'a Value
 
 /// What a service ran before a deploy: its image and, when recorded, the
 /// hash of its spec.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Previous {
     pub image: String,
     pub spec: Option<String>,
+}
+
+impl Previous {
+    /// What `container` runs: its image and spec.
+    pub fn of(container: &crate::docker::ContainerInfo) -> Previous {
+        Previous {
+            image: container.image_id.clone(),
+            spec: container.spec_hash.clone(),
+        }
+    }
+
+    fn is(&self, container: &crate::docker::ContainerInfo) -> bool {
+        self.image == container.image_id
+            && (self.spec.is_none() || self.spec == container.spec_hash)
+    }
+}
+
+/// A rollback under way: for each service of one surface, what it is rolled
+/// back from and to. It is written before the rollback changes a service and
+/// removed once the rollback succeeds or a deploy of the surface starts. A
+/// rollback cut short writes no journal line, so without it a rerun would
+/// find a service it had already put back and roll it back one more deploy.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PendingRollback {
+    pub services: BTreeMap<String, Move>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Move {
+    pub from: Previous,
+    pub to: Previous,
+}
+
+impl PendingRollback {
+    fn path(state_dir: &Path, surface: &str) -> PathBuf {
+        state_dir.join(format!("rollback.{surface}.json"))
+    }
+
+    /// The rollback of `surface` a crash left, or none. A file that does not
+    /// parse counts as none: the journal then decides, as before it existed.
+    pub fn read(state_dir: &Path, surface: &str) -> PendingRollback {
+        std::fs::read(Self::path(state_dir, surface))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Where the interrupted rollback was taking `service`, when `current`
+    /// is where it started or where it was going.
+    pub fn resume(
+        &self,
+        service: &str,
+        current: &crate::docker::ContainerInfo,
+    ) -> Option<Previous> {
+        let step = self.services.get(service)?;
+        (step.from.is(current) || step.to.is(current)).then(|| step.to.clone())
+    }
+
+    /// Record `service`'s move, keeping the one an interrupted rollback
+    /// recorded (its `from` is where the service started), and save.
+    pub fn record(
+        &mut self,
+        state_dir: &Path,
+        surface: &str,
+        service: &str,
+        step: Move,
+    ) -> std::io::Result<()> {
+        self.services.entry(service.to_owned()).or_insert(step);
+        let json = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        crate::state::write_atomic(&Self::path(state_dir, surface), &json)
+    }
+
+    pub fn clear(state_dir: &Path, surface: &str) {
+        let _ = std::fs::remove_file(Self::path(state_dir, surface));
+    }
 }
 
 /// `service`'s entries in the recorded deploys of `surface`, newest first.
@@ -534,6 +609,58 @@ mod tests {
         let entries = vec![run("deploy", Some("v2")), run("rollback", Some("v1"))];
         assert!(at(&entries, "v1", "s1"));
         assert!(!at(&[], "v1", "s1"), "nothing recorded");
+    }
+
+    #[test]
+    fn a_rerun_of_an_interrupted_rollback_resumes_it_rather_than_going_further_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = |image: &str, spec: &str| crate::docker::ContainerInfo {
+            image_id: image.into(),
+            spec_hash: Some(spec.into()),
+            ..Default::default()
+        };
+        let prev = |image: &str, spec: &str| Previous {
+            image: image.into(),
+            spec: Some(spec.into()),
+        };
+        let mut pending = PendingRollback::read(dir.path(), "b");
+        assert_eq!(pending.resume("api", &running("v2", "s2")), None);
+        let step = Move {
+            from: prev("v2", "s2"),
+            to: prev("v1", "s1"),
+        };
+        pending.record(dir.path(), "b", "api", step).unwrap();
+        // The rerun finds api where it started or already put back.
+        let pending = PendingRollback::read(dir.path(), "b");
+        assert_eq!(
+            pending.resume("api", &running("v2", "s2")),
+            Some(prev("v1", "s1"))
+        );
+        assert_eq!(
+            pending.resume("api", &running("v1", "s1")),
+            Some(prev("v1", "s1"))
+        );
+        // Anywhere else, or another service or surface: the journal decides.
+        assert_eq!(pending.resume("api", &running("v3", "s2")), None);
+        assert_eq!(pending.resume("bot", &running("v2", "s2")), None);
+        assert_eq!(
+            PendingRollback::read(dir.path(), "c"),
+            PendingRollback::default()
+        );
+        // A resumed rollback keeps where the service started.
+        let mut pending = pending;
+        let again = Move {
+            from: prev("v1", "s1"),
+            to: prev("v1", "s1"),
+        };
+        pending.record(dir.path(), "b", "api", again).unwrap();
+        let read = PendingRollback::read(dir.path(), "b");
+        assert_eq!(read.services["api"].from, prev("v2", "s2"));
+        PendingRollback::clear(dir.path(), "b");
+        assert_eq!(
+            PendingRollback::read(dir.path(), "b"),
+            PendingRollback::default()
+        );
     }
 
     #[test]

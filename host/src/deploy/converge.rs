@@ -7,6 +7,7 @@
 use super::{Agent, Stop, service_failed};
 use crate::compose::UpdateOrder;
 use crate::docker::{ContainerInfo, Docker, Parked, Target};
+use crate::journal::{Move, PendingRollback, Previous};
 use crate::observed::SpecStore;
 use crate::reconcile::{Action, Verb};
 use crate::report::{ServiceReport, SurfaceReport};
@@ -401,8 +402,10 @@ impl Agent {
     ) -> Result<Restored, String> {
         let docker = self.docker_for(surface)?;
         let step_replaces = self.step_replaces(surface);
-        let (entries, _) = crate::journal::read(&self.loaded.state_dir())
+        let state_dir = self.loaded.state_dir();
+        let (entries, _) = crate::journal::read(&state_dir)
             .map_err(|e| format!("surface {surface}: cannot read the journal: {e}"))?;
+        let mut pending = PendingRollback::read(&state_dir, surface);
         let mut restored = Restored::default();
         for service in services {
             let fail = |what: &str, e| service_failed(surface, service, what, e);
@@ -416,7 +419,10 @@ impl Agent {
                     "surface {surface}, service {service}: no container to roll back"
                 ));
             };
-            let Some(previous) = crate::journal::before(&entries, surface, service, current) else {
+            let previous = pending
+                .resume(service, current)
+                .or_else(|| crate::journal::before(&entries, surface, service, current));
+            let Some(previous) = previous else {
                 tracing::info!(
                     "[{surface}] {service}: no recorded deploy put it on image {}; left as is",
                     short_id(&current.image_id)
@@ -424,6 +430,17 @@ impl Agent {
                 continue;
             };
             let (target, same_spec) = self.previous_target(docker, service, &previous).await?;
+            let to = Previous {
+                image: target.image_id.clone(),
+                spec: Some(target.spec.hash()),
+            };
+            let step = Move {
+                from: Previous::of(current),
+                to,
+            };
+            pending
+                .record(&state_dir, surface, service, step)
+                .map_err(|e| fail("record the rollback under way", e.into()))?;
             tracing::info!(
                 "[{surface}] rolling {service} back from {} to {}",
                 short_id(&current.image_id),

@@ -526,6 +526,10 @@ impl Agent {
                 continue;
             }
             tracing::info!("[{name}] {}", if dry { "planning" } else { "deploying" });
+            if !dry {
+                // A deploy supersedes a rollback a crash cut short.
+                crate::journal::PendingRollback::clear(&self.loaded.state_dir(), name);
+            }
             let surface = self.run_surface(name, dry, &images).await;
             if let Some(e) = &surface.error {
                 report.ok = false;
