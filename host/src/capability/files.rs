@@ -4,28 +4,32 @@
 //! pieces: a publish ran at a third of `cp -r`'s speed, and most of that
 //! was the sandbox, not the disk.
 //!
-//! Every path is resolved through the plugin's own WASI preopens, by the
-//! same cap-primitives code as its `std::fs` calls: beneath the granted
-//! directory it names, with `..` and symlinks unable to leave it, read-only
-//! where the grant (or a plan) is. So this import reaches exactly what the
-//! plugin already could; only the bytes move natively, copied in the kernel
-//! (`copy_file_range`) and hashed on worker threads.
+//! Every path is resolved beneath the plugin's own WASI preopens by cap-std,
+//! whose resolution (cap-primitives') is the one WASI's filesystem runs for
+//! the plugin's `std::fs` calls: `..` and symlinks cannot leave the granted
+//! directory, and writing needs a read-write grant outside a plan. So this
+//! import reaches exactly what the plugin already could; only the bytes move
+//! natively, copied in the kernel (`copy_file_range`) and hashed, on worker
+//! threads.
+//!
+//! A file is opened by the worker that handles it and closed when it is
+//! done, so a call holds a few descriptors per worker whatever the size of
+//! the tree: a site of 20,000 directories publishes under `ulimit -n 256`.
 
 use super::fs::FsGrant;
 use super::{Denied, Mode, Sandbox};
 mod tree;
 use crate::bindings::slipway::plugin::files;
+use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt};
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
-use std::sync::mpsc;
-use wasmtime::component::{HasSelf, Linker, Resource};
-use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemCtxView, WasiFilesystemView};
-use wasmtime_wasi::p2::FsError;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::filesystem::preopens;
-use wasmtime_wasi::p2::bindings::filesystem::types::{
-    DescriptorFlags, ErrorCode, HostDescriptor, OpenFlags, PathFlags,
-};
+use wasmtime_wasi::p2::bindings::filesystem::types::HostDescriptor;
 use xxhash_rust::xxh3::Xxh3;
 
 /// The import's state during one call: which directories are granted, and
@@ -108,10 +112,21 @@ pub(super) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()
 impl files::Host for Sandbox {
     async fn scan(&mut self, dir: String) -> Result<Vec<files::FileStat>, String> {
         let root = self.files.read(&dir)?;
-        let mut wasi = Wasi::new(self)?;
-        let result = wasi.scan(&root).await;
-        wasi.close();
-        result
+        let roots = Roots::new(self)?;
+        let dir = roots.root(&root);
+        // Refused by the open below too, which would only say "not a
+        // directory".
+        if dir
+            .symlink_metadata(&root.rel)
+            .is_ok_and(|m| m.is_symlink())
+        {
+            let why = "it is a symlink, which is not followed";
+            return Err(format!("cannot open `{}`: {why}", root.guest));
+        }
+        let opened = dir
+            .open_dir_nofollow(&root.rel)
+            .map_err(|e| failed("open", &root.guest, e))?;
+        tree::scan(&opened.into_std_file(), root.guest.trim_end_matches('/'))
     }
 
     async fn hash(&mut self, paths: Vec<String>) -> Result<Vec<String>, String> {
@@ -119,21 +134,11 @@ impl files::Host for Sandbox {
             .iter()
             .map(|p| self.files.read(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut wasi = Wasi::new(self)?;
-        let mut pool = Pool::new(places.len());
-        let mut result = Ok(());
-        for (i, place) in places.iter().enumerate() {
-            result = match wasi.open(place).await {
-                Ok(file) => pool.send(i, Work::Hash(file), &place.guest),
-                Err(e) => Err(e),
-            };
-            if result.is_err() {
-                break;
-            }
-        }
-        wasi.close();
-        let hashes = pool.finish();
-        result.and(hashes)
+        let roots = Roots::new(self)?;
+        parallel(places.len(), |i, buf| {
+            let file = roots.open(&places[i])?;
+            xxh3(&file, None, buf).map_err(|e| failed("hash", &places[i].guest, e))
+        })
     }
 
     async fn copy(&mut self, pairs: Vec<(String, String)>) -> Result<Vec<String>, String> {
@@ -141,29 +146,17 @@ impl files::Host for Sandbox {
             .iter()
             .map(|(from, to)| Ok((self.files.read(from)?, self.files.write(to)?)))
             .collect::<Result<Vec<_>, Denied>>()?;
-        let mut wasi = Wasi::new(self)?;
-        let mut pool = Pool::new(places.len());
-        let mut result = Ok(());
-        for (i, (from, to)) in places.iter().enumerate() {
-            result = async {
-                let from = wasi.open(from).await?;
-                wasi.make_parents(to).await?;
-                // Created by the worker, in the parent WASI opened: inode
-                // allocation is most of a copy's cost, and this spreads it.
-                let (dir, name) = wasi.in_parent(to).await?;
-                let work = Work::Copy { from, dir, name };
-                pool.send(i, work, &to.guest)
-            }
-            .await;
-            if result.is_err() {
-                break;
-            }
-        }
-        // The workers create files in the parents, so these stay open
-        // until they are done.
-        let hashes = pool.finish();
-        wasi.close();
-        result.and(hashes)
+        let roots = Roots::new(self)?;
+        parallel(places.len(), |i, buf| {
+            let (from, to) = &places[i];
+            let source = roots.open(from)?;
+            let copy = roots.create(to)?;
+            // Hashed from what landed, so the hash is the release's content
+            // even if the source changes meanwhile.
+            std::io::copy(&mut &source, &mut &copy)
+                .and_then(|copied| xxh3(&copy, Some(copied), buf))
+                .map_err(|e| failed("copy to", &to.guest, e))
+        })
     }
 
     async fn link(&mut self, pairs: Vec<(String, String)>) -> Result<(), String> {
@@ -173,376 +166,231 @@ impl files::Host for Sandbox {
             .iter()
             .map(|(existing, new)| Ok((self.files.write(existing)?, self.files.write(new)?)))
             .collect::<Result<Vec<_>, Denied>>()?;
-        let mut wasi = Wasi::new(self)?;
-        let mut result = Ok(());
-        for (existing, new) in &places {
-            result = wasi.link(existing, new).await;
-            if result.is_err() {
-                break;
-            }
-        }
-        wasi.close();
-        result
+        let roots = Roots::new(self)?;
+        parallel(places.len(), |i, _| {
+            let (existing, new) = &places[i];
+            roots.link(existing, new)
+        })
+        .map(drop)
     }
 }
 
-/// The plugin's preopens, for one call.
-struct Wasi<'a> {
-    view: WasiFilesystemCtxView<'a>,
-    preopens: Vec<(Resource<Descriptor>, String)>,
-    /// Directories known to exist, so each is created once per call.
-    made: HashSet<String>,
-    /// Parent directories opened for `link` and `copy`, with their host
-    /// files.
-    parents: HashMap<String, (Resource<Descriptor>, Arc<std::fs::File>)>,
+/// The plugin's preopens for one call, as host directories (one descriptor
+/// each), and the directories this call has made.
+struct Roots {
+    dirs: HashMap<String, Dir>,
+    made: Mutex<HashSet<String>>,
 }
 
-impl Wasi<'_> {
-    fn new(sandbox: &mut Sandbox) -> Result<Wasi<'_>, String> {
+impl Roots {
+    fn new(sandbox: &mut Sandbox) -> Result<Roots, String> {
         let mut view = sandbox.filesystem();
         let preopens = preopens::Host::get_directories(&mut view)
             .map_err(|e| format!("cannot open the granted directories: {e:#}"))?;
-        Ok(Wasi {
-            view,
-            preopens,
-            made: HashSet::new(),
-            parents: HashMap::new(),
-        })
+        let mut dirs = HashMap::new();
+        let mut failure = None;
+        for (fd, name) in preopens {
+            if let Ok(Descriptor::Dir(d)) = view.table.get(&fd) {
+                match d.dir.try_clone() {
+                    Ok(dir) => drop(dirs.insert(name, Dir::from_std_file(dir))),
+                    Err(e) => failure = Some(failed("open", &name, e)),
+                }
+            }
+            let _ = HostDescriptor::drop(&mut view, fd);
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(Roots {
+                dirs,
+                made: Mutex::new(HashSet::new()),
+            }),
+        }
     }
 
-    /// A borrowed handle to `place`'s preopen.
-    fn preopen(&self, place: &Place) -> Resource<Descriptor> {
-        let (fd, _) = self
-            .preopens
-            .iter()
-            .find(|(_, name)| *name == place.preopen)
-            .expect("every grant is preopened");
-        Resource::new_borrow(fd.rep())
+    fn root(&self, place: &Place) -> &Dir {
+        &self.dirs[&place.preopen]
     }
 
-    /// Open `place` to read as WASI would (`std::fs::File::open`, not
-    /// following a symlink), and take the host file out of the plugin's
-    /// table.
-    async fn open(&mut self, place: &Place) -> Result<Arc<std::fs::File>, String> {
-        let (oflags, flags) = (OpenFlags::empty(), DescriptorFlags::READ);
-        let dir = self.preopen(place);
-        let fd = self
-            .view
-            .open_at(dir, PathFlags::empty(), place.rel.clone(), oflags, flags)
-            .await
-            .map_err(|e| failed("open", &place.guest, e))?;
-        match self.view.table.delete(fd) {
-            Ok(Descriptor::File(f)) => Ok(f.file),
-            Ok(Descriptor::Dir(_)) => {
+    /// `place` to read, as WASI opens it (a symlink as the last component is
+    /// not followed), and only if it is a regular file: a FIFO or a device
+    /// would block the read or never end it. `O_NONBLOCK` keeps the open of
+    /// a FIFO itself from waiting for a writer.
+    fn open(&self, place: &Place) -> Result<std::fs::File, String> {
+        let mut options = OpenOptions::new();
+        options
+            .read(true)
+            .follow(FollowSymlinks::No)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+        let file = self
+            .root(place)
+            .open_with(&place.rel, &options)
+            .map_err(|e| failed("open", &place.guest, e))?
+            .into_std();
+        match file.metadata() {
+            Ok(meta) if meta.is_file() => Ok(file),
+            Ok(meta) if meta.is_dir() => {
                 Err(format!("cannot open `{}`: it is a directory", place.guest))
             }
-            Err(e) => Err(format!("cannot open `{}`: {e}", place.guest)),
+            Ok(_) => Err(format!(
+                "cannot open `{}`: it is not a regular file (a FIFO, socket or device), which is never read",
+                place.guest
+            )),
+            Err(e) => Err(failed("open", &place.guest, e)),
         }
     }
 
-    /// Create the missing parent directories of `place`, top down.
-    async fn make_parents(&mut self, place: &Place) -> Result<(), String> {
-        let Some((parent, _)) = place.rel.rsplit_once('/') else {
-            return Ok(());
-        };
-        if self.made.contains(&format!("{}/{parent}", place.preopen)) {
-            return Ok(());
-        }
-        let ends = parent.match_indices('/').map(|(i, _)| i);
-        for end in ends.chain([parent.len()]) {
-            let key = format!("{}/{}", place.preopen, &parent[..end]);
-            if self.made.contains(&key) {
-                continue;
-            }
-            let dir = self.preopen(place);
-            match self
-                .view
-                .create_directory_at(dir, parent[..end].to_owned())
-                .await
-            {
-                Ok(()) => {}
-                Err(e) if code(&e) == Some(ErrorCode::Exist) => {}
-                Err(e) => return Err(failed("create", &key, e)),
-            }
-            self.made.insert(key);
-        }
-        Ok(())
+    /// A new file at `place`, with its missing parents; never one that
+    /// exists, nor through a symlink.
+    fn create(&self, place: &Place) -> Result<std::fs::File, String> {
+        self.make_parents(place)?;
+        let mut options = OpenOptions::new();
+        options
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .follow(FollowSymlinks::No);
+        self.root(place)
+            .open_with(&place.rel, &options)
+            .map(|f| f.into_std())
+            .map_err(|e| failed("copy to", &place.guest, e))
     }
 
-    /// WASI's link-at opens both parent directories for every link; a
-    /// publish links thousands of files out of a few directories. So each
-    /// parent is opened once, through WASI, and the link is made by name
-    /// relative to those descriptors (`linkat` does not follow the last
-    /// component, nor does `O_CREAT | O_EXCL` for a copy).
-    async fn link(&mut self, existing: &Place, new: &Place) -> Result<(), String> {
-        self.make_parents(new).await?;
-        let (from_dir, from) = self.in_parent(existing).await?;
-        let (to_dir, to) = self.in_parent(new).await?;
-        let flags = rustix::fs::AtFlags::empty();
-        rustix::fs::linkat(&*from_dir, &from, &*to_dir, &to, flags).map_err(|e| {
-            let what = format!("`{}` to `{}`", existing.guest, new.guest);
-            format!("cannot link {what}: {e}")
-        })
+    /// `linkat` without following `existing` if it is a symlink, as WASI's
+    /// link-at does.
+    fn link(&self, existing: &Place, new: &Place) -> Result<(), String> {
+        self.make_parents(new)?;
+        self.root(existing)
+            .hard_link(&existing.rel, self.root(new), &new.rel)
+            .map_err(|e| {
+                let (from, to) = (&existing.guest, &new.guest);
+                format!("cannot link `{from}` to `{to}`: {}", why(e))
+            })
     }
 
-    /// `place` as its parent directory, opened through WASI, and its name in
-    /// it: a `*at` call on that descriptor reaches the very directory WASI
-    /// resolved, whatever its path has become since. The name is one
-    /// component, so nothing else is resolved.
-    async fn in_parent(&mut self, place: &Place) -> Result<(Arc<std::fs::File>, String), String> {
+    /// Create the missing parent directories of `place`, each once per
+    /// call, and refuse a path that names no file.
+    fn make_parents(&self, place: &Place) -> Result<(), String> {
         let (parent, name) = place.rel.rsplit_once('/').unwrap_or((".", &place.rel));
         if matches!(name, "" | "." | "..") {
             return Err(format!("`{}` names no file", place.guest));
         }
         let key = format!("{}/{parent}", place.preopen);
-        let fd = match self.parents.get(&key) {
-            Some((_, fd)) => fd.clone(),
-            None => {
-                let at = self.preopen(place);
-                let flags = (OpenFlags::DIRECTORY, DescriptorFlags::READ);
-                let dir = self
-                    .view
-                    .open_at(
-                        at,
-                        PathFlags::SYMLINK_FOLLOW,
-                        parent.to_owned(),
-                        flags.0,
-                        flags.1,
-                    )
-                    .await
-                    .map_err(|e| failed("open", &key, e))?;
-                let fd = match self.view.table.get(&dir) {
-                    Ok(Descriptor::Dir(d)) => d.dir.clone(),
-                    _ => return Err(format!("cannot open `{key}`: not a directory")),
-                };
-                self.parents.insert(key, (dir, fd.clone()));
-                fd
-            }
-        };
-        Ok((fd, name.to_owned()))
-    }
-
-    /// The directory WASI resolves for `root`, walked by `tree::scan`.
-    async fn scan(&mut self, root: &Place) -> Result<Vec<files::FileStat>, String> {
-        let fd = self
-            .open_dir(self.preopen(root), root.rel.clone(), &root.guest)
-            .await?;
-        let dir = match self.view.table.get(&fd) {
-            Ok(Descriptor::Dir(d)) => Ok(d.dir.clone()),
-            _ => Err(format!("cannot list `{}`: not a directory", root.guest)),
-        };
-        self.drop_fd(fd);
-        tree::scan(&*dir?, root.guest.trim_end_matches('/'))
-    }
-
-    async fn open_dir(
-        &mut self,
-        at: Resource<Descriptor>,
-        rel: String,
-        shown: &str,
-    ) -> Result<Resource<Descriptor>, String> {
-        self.view
-            .open_at(
-                at,
-                PathFlags::empty(),
-                rel,
-                OpenFlags::DIRECTORY,
-                DescriptorFlags::READ,
-            )
-            .await
-            .map_err(|e| failed("open", shown, e))
-    }
-
-    fn drop_fd(&mut self, fd: Resource<Descriptor>) {
-        let _ = HostDescriptor::drop(&mut self.view, fd);
-    }
-
-    /// Give back the preopen handles this call took.
-    fn close(mut self) {
-        let parents = std::mem::take(&mut self.parents).into_values();
-        for fd in parents.map(|(fd, _)| fd) {
-            self.drop_fd(fd);
-        }
-        for (fd, _) in std::mem::take(&mut self.preopens) {
-            self.drop_fd(fd);
-        }
-    }
-}
-
-fn code(e: &FsError) -> Option<ErrorCode> {
-    e.downcast_ref().copied()
-}
-
-fn failed(what: &str, path: &str, e: FsError) -> String {
-    let path = if path.starts_with('`') {
-        path.to_owned()
-    } else {
-        format!("`{path}`")
-    };
-    match code(&e) {
-        // What cap-primitives answers for a path that would leave its
-        // directory, and what WASI answers for a write to a read-only one.
-        Some(ErrorCode::NotPermitted) => format!(
-            "cannot {what} {path}: not permitted (it would leave its granted directory, or that directory is read-only)"
-        ),
-        // O_NOFOLLOW on the last component.
-        Some(ErrorCode::Loop) => {
-            format!("cannot {what} {path}: it is a symlink, which is not followed")
-        }
-        Some(c) => format!("cannot {what} {path}: {}", c.name()),
-        None => format!("cannot {what} {path}: {e}"),
-    }
-}
-
-/// Worker threads that copy (in the kernel) and hash, while the calling
-/// thread resolves and opens the next files: on two cores the hashing costs
-/// no wall time.
-struct Pool {
-    jobs: Option<mpsc::SyncSender<Vec<Job>>>,
-    /// Jobs not yet sent: they go in batches, as one hand-off per file
-    /// costs the threads more than a small file's copy.
-    batch: Vec<Job>,
-    results: mpsc::Receiver<Vec<(usize, Result<String, String>)>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    hashes: Vec<Option<String>>,
-    failed: Option<String>,
-}
-
-const BATCH: usize = 32;
-
-struct Job {
-    index: usize,
-    work: Work,
-    shown: String,
-}
-
-enum Work {
-    Hash(Arc<std::fs::File>),
-    /// Create `name` in `dir` (see `Wasi::in_parent`) and copy `from` into
-    /// it.
-    Copy {
-        from: Arc<std::fs::File>,
-        dir: Arc<std::fs::File>,
-        name: String,
-    },
-}
-
-impl Pool {
-    fn new(len: usize) -> Pool {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-        // Bounded, so the open files stay a few batches per thread.
-        let (jobs, queue) = mpsc::sync_channel::<Vec<Job>>(threads * 2);
-        let queue = Arc::new(std::sync::Mutex::new(queue));
-        let (done, results) = mpsc::channel();
-        let threads = (0..threads.min(len.div_ceil(BATCH)))
-            .map(|_| {
-                let (queue, done) = (queue.clone(), done.clone());
-                std::thread::spawn(move || {
-                    let mut buf = vec![0u8; 256 * 1024];
-                    loop {
-                        let batch = queue.lock().expect("queue").recv();
-                        let Ok(batch) = batch else { break };
-                        let results = batch.iter().map(|job| (job.index, run(job, &mut buf)));
-                        if done.send(results.collect()).is_err() {
-                            break;
-                        }
-                    }
-                })
-            })
-            .collect();
-        Pool {
-            jobs: Some(jobs),
-            batch: Vec::with_capacity(BATCH),
-            results,
-            threads,
-            hashes: vec![None; len],
-            failed: None,
-        }
-    }
-
-    fn send(&mut self, index: usize, work: Work, shown: &str) -> Result<(), String> {
-        self.batch.push(Job {
-            index,
-            work,
-            shown: shown.to_owned(),
-        });
-        if self.batch.len() < BATCH {
+        if parent == "." || self.lock_made().contains(&key) {
             return Ok(());
         }
-        self.flush()?;
-        self.collect();
-        match &self.failed {
-            Some(e) => Err(e.clone()),
-            None => Ok(()),
+        match self.root(place).create_dir_all(parent) {
+            Ok(()) => drop(self.lock_made().insert(key)),
+            // Something that is not a directory, a symlink say: resolving
+            // the path says what.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(failed("create", &key, e)),
         }
+        Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), String> {
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-        let jobs = self.jobs.as_ref().expect("open until finish");
-        jobs.send(batch)
-            .map_err(|_| "the copy threads stopped".to_owned())
+    /// The set, even after a worker panicked holding it: an entry is only
+    /// ever added whole.
+    fn lock_made(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.made
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
 
-    /// Take the results that are in, keeping the first failure.
-    fn collect(&mut self) {
-        while let Ok(results) = self.results.try_recv() {
-            for (index, hashed) in results {
-                match hashed {
-                    Ok(h) => self.hashes[index] = Some(h),
-                    Err(e) => {
-                        self.failed.get_or_insert(e);
-                    }
-                }
+/// `cannot {what} `{path}`: …`, saying why in the plugin's terms.
+fn failed(what: &str, path: &str, e: std::io::Error) -> String {
+    format!("cannot {what} `{path}`: {}", why(e))
+}
+
+fn why(e: std::io::Error) -> String {
+    match e.raw_os_error().map(rustix::io::Errno::from_raw_os_error) {
+        // O_NOFOLLOW on the last component.
+        Some(rustix::io::Errno::LOOP) => "it is a symlink, which is not followed".to_owned(),
+        Some(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => format!(
+            "too many open files ({e}); this process may open {}: raise `ulimit -n` where slipway runs",
+            open_files_limit()
+        ),
+        // What cap-primitives answers for a path that would leave its
+        // directory.
+        _ if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            format!("not permitted ({e}): a path may not leave its granted directory")
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// The soft limit on open files, as `ulimit -n` shows it.
+fn open_files_limit() -> String {
+    match rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+        Some(n) => n.to_string(),
+        None => "unlimited".into(),
+    }
+}
+
+/// How many threads the bulk calls use: the disk and the kernel do the work,
+/// so a few more than two cores gain nothing.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(4))
+}
+
+/// Run `job` for each index `0..len` on a few worker threads, each with its
+/// own read buffer, handing out no more work after a failure. Returns the
+/// results in order, or the failure of the lowest index that failed.
+fn parallel<T: Send>(
+    len: usize,
+    job: impl Fn(usize, &mut [u8]) -> Result<T, String> + Sync,
+) -> Result<Vec<T>, String> {
+    let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let work = || {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut done = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= len {
+                break;
+            }
+            let result = job(i, &mut buf);
+            stop.fetch_or(result.is_err(), Ordering::Relaxed);
+            done.push((i, result));
+        }
+        done
+    };
+    let done: Vec<_> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..workers().min(len))
+            .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, work).ok())
+            .collect();
+        // With no thread to be had, this one does the work.
+        let mut done = if threads.is_empty() {
+            work()
+        } else {
+            Vec::new()
+        };
+        for thread in threads {
+            match thread.join() {
+                Ok(results) => done.extend(results),
+                Err(_) => done.push((0, Err("a file worker thread stopped".to_owned()))),
             }
         }
-    }
-
-    /// Wait for the work sent, and return every hash in order.
-    fn finish(mut self) -> Result<Vec<String>, String> {
-        if !self.batch.is_empty() {
-            self.flush()?;
-        }
-        drop(self.jobs.take());
-        for thread in std::mem::take(&mut self.threads) {
-            let _ = thread.join();
-        }
-        self.collect();
-        if let Some(e) = self.failed {
-            return Err(e);
-        }
-        self.hashes
-            .into_iter()
-            .map(|h| h.ok_or_else(|| "a copy thread stopped".to_owned()))
-            .collect()
-    }
-}
-
-fn run(job: &Job, buf: &mut [u8]) -> Result<String, String> {
-    work(job, buf).map_err(|e| match job.work {
-        Work::Hash(_) => format!("cannot hash `{}`: {e}", job.shown),
-        Work::Copy { .. } => format!("cannot copy to `{}`: {e}", job.shown),
-    })
-}
-
-/// Copy (`copy_file_range`, no bytes through user space) and hash what
-/// landed, so the hash is the release's content even if the source changes.
-fn work(job: &Job, buf: &mut [u8]) -> std::io::Result<String> {
-    match &job.work {
-        Work::Hash(file) => xxh3(file, None, buf),
-        Work::Copy { from, dir, name } => {
-            use rustix::fs::{Mode, OFlags};
-            let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
-            let file = std::fs::File::from(rustix::fs::openat(
-                &**dir,
-                name.as_str(),
-                flags,
-                Mode::from_bits_truncate(0o666),
-            )?);
-            let copied = std::io::copy(&mut &**from, &mut &file)?;
-            xxh3(&file, Some(copied), buf)
+        done
+    });
+    let mut slots: Vec<Option<T>> = (0..len).map(|_| None).collect();
+    let mut first_failure: Option<(usize, String)> = None;
+    for (i, result) in done {
+        match result {
+            Ok(value) => slots[i] = Some(value),
+            Err(e) if first_failure.as_ref().is_none_or(|(at, _)| i < *at) => {
+                first_failure = Some((i, e));
+            }
+            Err(_) => {}
         }
     }
+    if let Some((_, e)) = first_failure {
+        return Err(e);
+    }
+    slots
+        .into_iter()
+        .map(|slot| slot.ok_or_else(|| "a file worker thread stopped".to_owned()))
+        .collect()
 }
 
 /// The XXH3-128 of `file`, as 32 hex digits: of its first `len` bytes, or
@@ -813,6 +661,78 @@ mod tests {
             .map(|f| f.path.as_str())
             .collect();
         assert_eq!(links, ["leak", "up"]);
+    }
+
+    /// A directory per page, as Astro writes a site, far more directories
+    /// than the process may hold open: each is opened as it is worked on.
+    #[tokio::test]
+    async fn a_tree_of_many_directories_is_worked_on_under_a_small_open_files_limit() {
+        let f = Fixture::new();
+        let pages = 3000;
+        let mut hashes = Vec::new();
+        let mut pairs = Vec::new();
+        for n in 0..pages {
+            let dir = f.path(&format!("build/l{}/page{n:04}", n % 7));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("index.html"), format!("page {n}")).unwrap();
+            hashes.push(xxh3(format!("page {n}").as_bytes()));
+            let rel = format!("l{}/page{n:04}/index.html", n % 7);
+            pairs.push((format!("/build/{rel}"), format!("/site/r1/{rel}")));
+        }
+        let mut s = f.sandbox(Mode::Apply);
+        // This test's process alone (nextest runs each in its own).
+        let limit = rustix::process::Rlimit {
+            current: Some(64),
+            maximum: rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum,
+        };
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
+        assert_eq!(s.scan("/build".into()).await.unwrap().len(), pages + 2);
+        let sources: Vec<String> = pairs.iter().map(|p| p.0.clone()).collect();
+        assert_eq!(s.hash(sources).await.unwrap(), hashes);
+        assert_eq!(s.copy(pairs.clone()).await.unwrap(), hashes);
+        let links = pairs
+            .iter()
+            .map(|(_, to)| (to.clone(), to.replace("/site/r1/", "/site/r2/")))
+            .collect();
+        s.link(links).await.unwrap();
+        let last = format!(
+            "site/r2/l{}/page{:04}/index.html",
+            (pages - 1) % 7,
+            pages - 1
+        );
+        assert_eq!(
+            std::fs::read_to_string(f.path(&last)).unwrap(),
+            format!("page {}", pages - 1)
+        );
+    }
+
+    /// A FIFO would block the open (no writer) or the read, a device such
+    /// as /dev/zero would never end it: neither is read.
+    #[tokio::test]
+    async fn a_fifo_is_refused_at_once_as_anything_but_a_file_is() {
+        let f = Fixture::new();
+        let fifo = f.path("build/pipe");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .unwrap();
+        let mut s = f.sandbox(Mode::Apply);
+        let start = std::time::Instant::now();
+        let errors = [
+            s.hash(vec!["/build/pipe".into()]).await.unwrap_err(),
+            s.copy(vec![pair("/build/pipe", "/site/pipe")])
+                .await
+                .unwrap_err(),
+        ];
+        for err in &errors {
+            assert!(err.contains("it is not a regular file"), "{err}");
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        assert!(!exists(&f.path("site/pipe")));
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod rule2;
 mod sandbox;
 mod scaffold;
 mod seed;
+mod site_scale;
 mod swarm;
 mod swarm_site;
 mod watch;
