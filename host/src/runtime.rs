@@ -304,10 +304,12 @@ impl Runtime {
         .await;
         let sandbox = store.data_mut();
         let result = settle(outcome, plugin, sandbox).and_then(within_cap);
-        // State writes are on disk as they happen; this catches anything
-        // still unsaved after a clean return.
+        // State writes are in the file as they happen; this flushes them to
+        // the disk once, whatever the outcome. Its failure matters only
+        // where the call itself went well enough to report.
+        let flushed = sandbox.state.save();
         if matches!(result, Ok(_) | Err(CallError::Failed(_))) {
-            sandbox.state.save().map_err(CallError::Host)?;
+            flushed.map_err(CallError::Host)?;
         }
         result
     }

@@ -13,7 +13,10 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 pub struct PluginState {
     file: Option<PathBuf>,
     entries: BTreeMap<String, String>,
+    /// Changed since the last save.
     dirty: bool,
+    /// Saved since the last sync.
+    unsynced: bool,
 }
 
 impl PluginState {
@@ -38,6 +41,7 @@ impl PluginState {
             file: Some(file),
             entries,
             dirty: false,
+            unsynced: false,
         })
     }
 
@@ -69,25 +73,62 @@ impl PluginState {
         self.dirty |= self.entries.remove(key).is_some();
     }
 
-    /// Write the file if anything changed, via a temporary file and rename.
+    /// Write the file if anything changed, via a temporary file and rename:
+    /// a reader, or a kill of the agent, sees the old store or the new. A
+    /// power loss may still lose it until [`PluginState::sync`].
     pub fn save(&mut self) -> Result<()> {
         let (Some(file), true) = (&self.file, self.dirty) else {
             return Ok(());
         };
         let dir = file.parent().expect("state file has a parent");
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        write_atomic(file, &serde_json::to_vec_pretty(&self.entries)?)
-            .with_context(|| format!("cannot write {}", file.display()))?;
+        replace(
+            file,
+            &serde_json::to_vec_pretty(&self.entries)?,
+            Flush::Later,
+        )
+        .with_context(|| format!("cannot write {}", file.display()))?;
         self.dirty = false;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Save, then flush the file to the disk. Once per call rather than on
+    /// every write: a watcher that counts on every tick pays one flush a
+    /// tick, which on a busy disk is what a tick costs.
+    pub fn sync(&mut self) -> Result<()> {
+        self.save()?;
+        let (Some(file), true) = (&self.file, self.unsynced) else {
+            return Ok(());
+        };
+        std::fs::File::open(file)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("cannot flush {}", file.display()))?;
+        self.unsynced = false;
         Ok(())
     }
 }
 
+/// Whether [`replace`] waits for the new content to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Before the rename: the file survives a power loss once this returns.
+    Now,
+    /// When the kernel writes it back: enough against a kill of the agent,
+    /// for files that are flushed later or only inform.
+    Later,
+}
+
 /// Replace `path` with `bytes` so that a reader, or a crash, sees the old
 /// content or the new, never a part: a synced temporary file beside it,
-/// renamed over it. The host's one way to replace a file; the directory
-/// must exist.
+/// renamed over it. The directory must exist.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(path, bytes, Flush::Now)
+}
+
+/// The host's one way to replace a file: a temporary file beside it,
+/// written (and flushed, with [`Flush::Now`]), renamed over it.
+pub fn replace(path: &Path, bytes: &[u8], flush: Flush) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::sync::atomic::{AtomicU64, Ordering};
     // Unique per process and per call, so concurrent writers never share one.
@@ -100,7 +141,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     ));
     let tmp = PathBuf::from(tmp);
     let written = std::fs::File::create(&tmp)
-        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            match flush {
+                Flush::Now => file.sync_all(),
+                Flush::Later => Ok(()),
+            }
+        })
         .and_then(|()| std::fs::rename(&tmp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -33,11 +33,14 @@ pub fn last_tick(state_dir: &Path, watcher: &str) -> Option<TickRecord> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// Not flushed: it only informs `slipway status`, a power loss that takes
+/// the last tick's record costs nothing, and a flush on every tick is most
+/// of what a tick costs on a busy disk.
 fn record(state_dir: &Path, rec: &TickRecord) {
     let path = record_path(state_dir, &rec.watcher);
-    let written = std::fs::create_dir_all(path.parent().expect("has a parent")).and_then(|()| {
-        crate::state::write_atomic(&path, &serde_json::to_vec(rec).expect("serializes"))
-    });
+    let bytes = serde_json::to_vec(rec).expect("serializes");
+    let written = std::fs::create_dir_all(path.parent().expect("has a parent"))
+        .and_then(|()| crate::state::replace(&path, &bytes, crate::state::Flush::Later));
     if let Err(e) = written {
         tracing::warn!("cannot record the tick of {}: {e}", rec.watcher);
     }

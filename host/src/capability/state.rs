@@ -1,6 +1,7 @@
 //! The `state` import: the plugin's own key-value store (see
-//! `crate::state`). Writes reach the disk before the plugin goes on; a plan's
-//! writes last only for the call.
+//! `crate::state`). Each write is in the file before the plugin goes on, and
+//! flushed to the disk when the call ends; a plan's writes last only for the
+//! call.
 
 use super::Mode;
 use super::Sandbox;
@@ -28,21 +29,25 @@ impl StateCtx {
         }
     }
 
-    /// Each write reaches the disk before the plugin goes on, so what a
+    /// Each write is in the file before the plugin goes on, so what a
     /// plugin recorded (e.g. the include files it is about to pin) survives
     /// the agent being killed mid-call.
     fn persist(&mut self) -> Result<(), String> {
-        self.save()
+        if self.mode.changes_nothing() {
+            return Ok(());
+        }
+        self.store
+            .save()
             .map_err(|e| format!("the value was not saved: {e:#}"))
     }
 
-    /// Save anything still unsaved. A plan changes nothing: its writes are
-    /// dropped.
+    /// At the end of a call: save anything still unsaved and flush it to
+    /// the disk. A plan changes nothing: its writes are dropped.
     pub fn save(&mut self) -> anyhow::Result<()> {
         if self.mode.changes_nothing() {
             return Ok(());
         }
-        self.store.save()
+        self.store.sync()
     }
 }
 
