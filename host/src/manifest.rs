@@ -143,6 +143,10 @@ pub struct Surface {
     /// is replaced, e.g. database migrations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<Release>,
+    /// The command that writes what the steps publish, run before any
+    /// surface changes anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<SurfaceBuild>,
     /// On a swarm: the static release a step publishes in one of this
     /// machine's directories ships as an image of one of the services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,6 +170,35 @@ pub struct Release {
     pub service: String,
     /// The argv, e.g. `["alembic", "upgrade", "head"]`.
     pub command: Vec<String>,
+    /// Killed, and the deploy stopped, after this long; at most a day.
+    #[serde(default = "default_release_timeout_secs")]
+    #[schemars(range(min = 1, max = MAX_SECS))]
+    pub timeout_secs: u64,
+}
+
+/// `surface.<name>.build`: e.g. `{ command = ["npm", "run", "build"], dir =
+/// "website", output = "website/dist" }`. Skipped, and the log says so, when
+/// nothing it reads changed since its last successful run: every file under
+/// `dir` but the output, `.git`, `node_modules`, what `.gitignore` files
+/// ignore and `exclude`. A failure stops the deploy before anything changes.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SurfaceBuild {
+    /// The argv.
+    #[schemars(length(min = 1))]
+    pub command: Vec<String>,
+    /// Where it runs, relative to the manifest: its sources.
+    pub dir: PathBuf,
+    /// The directory it writes, relative to the manifest.
+    pub output: PathBuf,
+    /// Run it in a throwaway container of this image instead, `dir`
+    /// mounted at `/src`, its working directory: for machines without the
+    /// toolchain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// More paths under `dir` that are not inputs, in `.gitignore` syntax.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
     /// Killed, and the deploy stopped, after this long; at most a day.
     #[serde(default = "default_release_timeout_secs")]
     #[schemars(range(min = 1, max = MAX_SECS))]
@@ -806,7 +839,7 @@ impl Loaded {
                     format!("`{}` must be an absolute path without `..`", g.guest),
                 ));
             }
-            let host = std::fs::canonicalize(self.dir.join(&g.host)).map_err(|e| {
+            let host = self.grant_host(&g.host).map_err(|e| {
                 (
                     format!("{key}.host"),
                     format!(
@@ -815,7 +848,7 @@ impl Loaded {
                     ),
                 )
             })?;
-            if !host.is_dir() {
+            if !host.is_dir() && !self.built(&g.host) {
                 return Err((
                     format!("{key}.host"),
                     format!("`{}` is not a directory", g.host.display()),
@@ -837,6 +870,31 @@ impl Loaded {
 
     pub fn state_dir(&self) -> PathBuf {
         self.dir.join(&self.manifest.project.state_dir)
+    }
+
+    /// Whether `host` is what a surface's build writes: it may not exist
+    /// before the build first runs.
+    fn built(&self, host: &Path) -> bool {
+        self.manifest
+            .surface
+            .values()
+            .filter_map(|s| s.build.as_ref())
+            .any(|b| b.output.components().eq(host.components()))
+    }
+
+    /// A directory grant's host, canonical; a build's output that does not
+    /// exist yet is its canonical parent's entry, preopened once it does.
+    fn grant_host(&self, host: &Path) -> std::io::Result<PathBuf> {
+        let path = self.dir.join(host);
+        match std::fs::canonicalize(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.built(host) => {
+                let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+                    return Err(e);
+                };
+                Ok(std::fs::canonicalize(parent)?.join(name))
+            }
+            resolved => resolved,
+        }
     }
 }
 

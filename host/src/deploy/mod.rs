@@ -21,6 +21,7 @@ mod converge;
 mod front_door;
 mod remote;
 mod site_image;
+mod surface_build;
 mod swarm;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -512,6 +513,9 @@ impl Agent {
         let images = match dry {
             true => build::Images::default(),
             false => {
+                if let Err(failed) = self.build_surfaces(surfaces).await {
+                    return build_failed(report, surfaces, failed, start);
+                }
                 let (images, builds) = self.build_all(surfaces).await;
                 report.builds = builds;
                 match images {

@@ -27,6 +27,7 @@ mod sandbox;
 mod scaffold;
 mod seed;
 mod site_scale;
+mod surface_build;
 mod swarm;
 mod swarm_site;
 mod watch;

@@ -1,0 +1,111 @@
+//! A surface that builds itself (`surface.<name>.build`): the build runs
+//! before anything changes, is skipped while nothing it reads changed, ships
+//! an edit, and a failure leaves the live release alone with its last lines
+//! in the error. On this machine and in a container.
+
+use crate::harness::{cache_dir, plugin, text};
+use std::path::Path;
+use std::process::Output;
+
+/// A site whose build copies `src/` into `dist/`, stamping each page, and
+/// counts its runs in `runs.log` (excluded from its inputs).
+fn project(root: &Path, image: Option<&str>) {
+    std::fs::create_dir_all(root.join("website/src")).unwrap();
+    std::fs::create_dir_all(root.join("site")).unwrap();
+    std::fs::write(root.join("website/src/index.html"), "<h1>first</h1>\n").unwrap();
+    std::fs::write(
+        root.join("website/build.sh"),
+        "set -e\necho run >> runs.log\nif [ -e FAIL ]; then echo 'error: src/pages/broken.astro: unexpected }' >&2; exit 1; fi\n\
+         rm -rf dist && mkdir dist\nfor f in src/*.html; do cat \"$f\" > \"dist/${f#src/}\"; echo '<!-- built -->' >> \"dist/${f#src/}\"; done\necho built \"$(ls dist | wc -l)\" pages\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("docker-compose.yml"),
+        "services:\n  nginx:\n    image: nginx\n",
+    )
+    .unwrap();
+    let image = image.map_or(String::new(), |i| format!(", image = \"{i}\""));
+    std::fs::write(
+        root.join("slipway.toml"),
+        format!(
+            "[project]\nname = \"built\"\n[plugins.astro]\npath = \"{}\"\n[surface.website]\n\
+             build = {{ command = [\"sh\", \"build.sh\"], dir = \"website\", output = \"website/dist\", exclude = [\"runs.log\"]{image} }}\n\
+             [[surface.website.step]]\nplugin = \"astro\"\n\
+             grants = {{ fs = [{{ host = \"website/dist\", guest = \"/build\", mode = \"ro\" }}, {{ host = \"site\", guest = \"/site\", mode = \"rw\" }}] }}\n",
+            plugin("astro").display()
+        ),
+    )
+    .unwrap();
+}
+
+fn deploy(root: &Path) -> Output {
+    crate::harness::slipway_command(root, &["deploy", "website"], &[])
+        .env("SLIPWAY_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap()
+}
+
+fn runs(root: &Path) -> usize {
+    std::fs::read_to_string(root.join("website/runs.log"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+fn live(root: &Path) -> String {
+    std::fs::read_to_string(root.join("site/current/index.html")).unwrap()
+}
+
+fn builds_skips_ships_and_fails_safely(image: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    project(root, image);
+
+    let out = deploy(root);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(runs(root), 1);
+    assert_eq!(live(root), "<h1>first</h1>\n<!-- built -->\n");
+    assert!(
+        text(&out).contains("build: built 1 pages"),
+        "{}",
+        text(&out)
+    );
+
+    let out = deploy(root);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(runs(root), 1, "an unchanged source was built again");
+    assert!(text(&out).contains("build skipped"), "{}", text(&out));
+
+    std::fs::write(root.join("website/src/index.html"), "<h1>second</h1>\n").unwrap();
+    let out = deploy(root);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(runs(root), 2);
+    assert_eq!(live(root), "<h1>second</h1>\n<!-- built -->\n");
+
+    let current = std::fs::read_link(root.join("site/current")).unwrap();
+    std::fs::write(root.join("website/FAIL"), "").unwrap();
+    let out = deploy(root);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let log = text(&out);
+    assert!(
+        log.contains("unexpected }"),
+        "the build's last lines: {log}"
+    );
+    assert!(log.contains("nothing was deployed"), "{log}");
+    assert_eq!(
+        std::fs::read_link(root.join("site/current")).unwrap(),
+        current
+    );
+    assert_eq!(live(root), "<h1>second</h1>\n<!-- built -->\n");
+}
+
+#[test]
+fn a_surface_builds_itself_skips_an_unchanged_source_and_a_failed_build_deploys_nothing() {
+    builds_skips_ships_and_fails_safely(None);
+}
+
+/// For CI machines without the toolchain: the same, in a container.
+#[test]
+fn a_surface_builds_in_a_container_of_the_image_it_names() {
+    builds_skips_ships_and_fails_safely(Some("slipway-test/busybox:latest"));
+}
