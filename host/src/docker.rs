@@ -26,10 +26,12 @@ mod build;
 mod engine;
 mod layer;
 mod pull;
+mod run;
 mod swarm;
 pub use build::{Builder, Built, shared_builds};
 pub use engine::{Endpoint, explain};
 pub use layer::Files;
+pub use run::Run;
 pub use swarm::{SwarmService, SwarmTask};
 
 const PROJECT_LABEL: &str = "com.docker.compose.project";

@@ -11,6 +11,7 @@
 use super::Agent;
 use super::build::BuildFailed;
 use crate::manifest::SurfaceBuild;
+use std::collections::VecDeque;
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
@@ -48,7 +49,7 @@ impl Agent {
                 );
                 continue;
             }
-            run(surface, build, &dir).await.map_err(fail)?;
+            self.run_build(surface, build, &dir).await.map_err(fail)?;
             if !output.is_dir() {
                 return Err(fail(format!(
                     "`{}` succeeded but wrote no {}; set `output` to the directory it writes",
@@ -67,36 +68,98 @@ impl Agent {
     }
 }
 
-/// Run the build on this machine, its output streamed to the log and the
-/// progress line; the error quotes its last lines.
-async fn run(surface: &str, build: &SurfaceBuild, dir: &Path) -> Result<(), String> {
-    let argv = build.command.join(" ");
-    let task = crate::progress::start(format!("{surface}: build {argv}"));
-    let mut command = match &build.image {
-        None => {
-            let mut c = tokio::process::Command::new(&build.command[0]);
-            c.args(&build.command[1..]).current_dir(dir);
-            c
+/// The build's output, line by line: to the log and the progress line, its
+/// last lines kept for an error.
+struct Output<'a> {
+    surface: &'a str,
+    task: crate::progress::Task,
+    tail: VecDeque<String>,
+}
+
+impl Output<'_> {
+    fn line(&mut self, line: String) {
+        tracing::info!("[{}] build: {line}", self.surface);
+        self.task.say(&line);
+        if self.tail.len() == TAIL {
+            self.tail.pop_front();
         }
-        // The docker CLI streams the output and removes the container
-        // however the run ends; `--init` passes a kill on to the command.
-        Some(image) => {
-            let mut c = tokio::process::Command::new("docker");
-            c.args(["run", "--rm", "--init", "-w", "/src", "-v"])
-                .arg(format!("{}:/src", dir.display()))
-                .arg(image)
-                .args(&build.command);
-            c
-        }
-    };
+        self.tail.push_back(line);
+    }
+
+    /// Ends the progress line; for a failure, says how it failed.
+    fn end(self, argv: &str, ended: Result<Result<(), String>, String>) -> Result<(), String> {
+        self.task.end(matches!(ended, Ok(Ok(()))));
+        let how = match ended {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(how)) => format!("failed ({how})"),
+            Err(why) => return Err(format!("`{argv}`: {why}")),
+        };
+        let last: Vec<String> = self.tail.into_iter().collect();
+        Err(format!(
+            "`{argv}` {how}; nothing was deployed. Its last lines:\n  {}",
+            last.join("\n  ")
+        ))
+    }
+}
+
+impl Agent {
+    /// Run the build, on this machine or in a container of its image.
+    async fn run_build(
+        &self,
+        surface: &str,
+        build: &SurfaceBuild,
+        dir: &Path,
+    ) -> Result<(), String> {
+        let argv = build.command.join(" ");
+        let mut output = Output {
+            surface,
+            task: crate::progress::start(format!("{surface}: build {argv}")),
+            tail: VecDeque::with_capacity(TAIL),
+        };
+        let limit = Duration::from_secs(build.timeout_secs);
+        let ended = match &build.image {
+            None => run_here(build, dir, limit, &mut output).await,
+            Some(image) => {
+                let docker = self.docker_for(surface)?;
+                let run = crate::docker::Run {
+                    purpose: surface,
+                    image,
+                    command: &build.command,
+                    dir,
+                    timeout: limit,
+                };
+                let code = docker.run_to_end(&run, |l| output.line(l)).await;
+                code.map(|code| {
+                    (code == 0)
+                        .then_some(())
+                        .ok_or(format!("exited with {code}"))
+                })
+                .map_err(|e| format!("{e:#}"))
+            }
+        };
+        output.end(&argv, ended)
+    }
+}
+
+/// Run the build on this machine. The outer error is one of running it at
+/// all; the inner, how it failed.
+async fn run_here(
+    build: &SurfaceBuild,
+    dir: &Path,
+    limit: Duration,
+    output: &mut Output<'_>,
+) -> Result<Result<(), String>, String> {
+    let mut command = tokio::process::Command::new(&build.command[0]);
     command
+        .args(&build.command[1..])
+        .current_dir(dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     let mut child = command
         .spawn()
-        .map_err(|e| format!("cannot run `{argv}` in {}: {e}", dir.display()))?;
+        .map_err(|e| format!("cannot run it in {}: {e}", dir.display()))?;
     let (out, err) = (child.stdout.take(), child.stderr.take());
     let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
     for stream in [out.map(boxed), err.map(boxed)].into_iter().flatten() {
@@ -111,42 +174,20 @@ async fn run(surface: &str, build: &SurfaceBuild, dir: &Path) -> Result<(), Stri
         });
     }
     drop(tx);
-    let mut tail = std::collections::VecDeque::with_capacity(TAIL);
     let streamed = async {
         while let Some(line) = lines.recv().await {
-            tracing::info!("[{surface}] build: {line}");
-            task.say(&line);
-            if tail.len() == TAIL {
-                tail.pop_front();
-            }
-            tail.push_back(line);
+            output.line(line);
         }
         child.wait().await
     };
-    let limit = Duration::from_secs(build.timeout_secs);
-    let waited = tokio::time::timeout(limit, streamed).await;
-    let status = match waited {
-        Ok(Ok(status)) => status,
-        Ok(Err(e)) => {
-            task.end(false);
-            return Err(format!("`{argv}` could not be waited for: {e}"));
-        }
-        Err(_) => {
-            task.end(false);
-            return Err(format!(
-                "`{argv}` ran past {limit:?} and was killed; raise timeout_secs if it needs longer"
-            ));
-        }
-    };
-    task.end(status.success());
-    if status.success() {
-        return Ok(());
+    match tokio::time::timeout(limit, streamed).await {
+        Ok(Ok(status)) if status.success() => Ok(Ok(())),
+        Ok(Ok(status)) => Ok(Err(status.to_string())),
+        Ok(Err(e)) => Err(format!("could not be waited for: {e}")),
+        Err(_) => Ok(Err(format!(
+            "ran past {limit:?} and was killed; raise timeout_secs if it needs longer"
+        ))),
     }
-    let last: Vec<String> = tail.into_iter().collect();
-    Err(format!(
-        "`{argv}` failed ({status}); nothing was deployed. Its last lines:\n  {}",
-        last.join("\n  ")
-    ))
 }
 
 fn boxed(

@@ -52,7 +52,7 @@ impl Docker {
     /// How long ago the image was last tagged (pulled or built), or `None`
     /// when it is not here. No time (a loaded image) is compose's zero
     /// time: longer ago than any refresh.
-    async fn tagged_ago(&self, image: &str) -> Option<Duration> {
+    pub(super) async fn tagged_ago(&self, image: &str) -> Option<Duration> {
         let inspect = self.inspect_image(image).await.ok()?;
         let tagged = inspect.metadata.and_then(|m| m.last_tag_time);
         let Some(tagged) = tagged else {
@@ -65,7 +65,7 @@ impl Docker {
         Some(now.saturating_sub(then))
     }
 
-    async fn pull(&self, image: &str, platform: Option<&str>) -> Result<()> {
+    pub(super) async fn pull(&self, image: &str, platform: Option<&str>) -> Result<()> {
         let options = CreateImageOptions {
             from_image: Some(image.to_owned()),
             platform: platform.unwrap_or_default().to_owned(),

@@ -104,8 +104,24 @@ fn a_surface_builds_itself_skips_an_unchanged_source_and_a_failed_build_deploys_
     builds_skips_ships_and_fails_safely(None);
 }
 
-/// For CI machines without the toolchain: the same, in a container.
+/// For CI machines without the toolchain: the same, in a container, which
+/// writes as the directory's owner and is gone once the build ends.
 #[test]
 fn a_surface_builds_in_a_container_of_the_image_it_names() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    project(root, Some("slipway-test/busybox:latest"));
+    crate::harness::sh("chown -R 1234:1234 website", root, &[]);
+    let out = deploy(root);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let built = std::fs::metadata(root.join("website/dist/index.html")).unwrap();
+    assert_eq!((built.uid(), built.gid()), (1234, 1234));
+    let left = crate::harness::sh(
+        "docker ps -aq --filter label=dev.slipway.build=built.website",
+        root,
+        &[],
+    );
+    assert_eq!(left.trim(), "", "a build container was left");
     builds_skips_ships_and_fails_safely(Some("slipway-test/busybox:latest"));
 }
