@@ -74,14 +74,22 @@ fn seed_deploy(stack: &Stack) {
     stack.compose("restart nginx");
 }
 
-/// The seed's other targets: web as deploy for nextjs; website and
-/// miniapp copy the build over the served directory, and reload nginx
-/// (the Mini App's timestamp bump is a sed on sw.js).
+/// The seed's other targets: web as deploy for nextjs; website and miniapp
+/// build (the same clean `npm ci` and `npm run build` as the example's
+/// surface builds), copy the build over the served directory, and reload
+/// nginx (the Mini App's timestamp bump is a sed on sw.js).
 fn seed_frontends(stack: &Stack) {
     stack.compose("build nextjs");
     stack.compose("up -d --force-recreate --no-deps nextjs");
     sh("sleep 3", stack.path(), &[]);
     stack.compose("restart nginx");
+    for frontend in ["website", "miniapp"] {
+        sh(
+            &format!("cd {frontend} && npm ci --no-audit --no-fund && npm run build"),
+            stack.path(),
+            &[],
+        );
+    }
     sh(
         "mkdir -p frontend/website/current && cp -r website/dist/* frontend/website/current/",
         stack.path(),

@@ -191,9 +191,9 @@ pub struct SurfaceBuild {
     pub dir: PathBuf,
     /// The directory it writes, relative to the manifest.
     pub output: PathBuf,
-    /// Run it in a throwaway container of this image instead, `dir`
-    /// mounted at `/src`, its working directory: for machines without the
-    /// toolchain.
+    /// Run it in a throwaway container of this image instead (pulled when
+    /// missing), `dir` mounted at `/src`, its working directory, as the
+    /// user who owns `dir`: for machines without the toolchain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// More paths under `dir` that are not inputs, in `.gitignore` syntax.

@@ -97,6 +97,25 @@ fn deploy_all_ships_the_shared_image_to_every_python_service_and_leaves_state_al
         "the seed's order"
     );
 
+    // The website surface built the Astro site from its lockfile and
+    // published it: a directory per page, stylesheets under /_astro/.
+    let page = std::fs::read_to_string(stack.path().join("frontend/website/current/en/index.html"))
+        .expect("the built site is live");
+    assert!(
+        page.contains("Chat with HoneyChat") && page.contains("/_astro/"),
+        "{page}"
+    );
+
+    // The miniapp surface bundled the Mini App with vite: the live page
+    // loads a hashed bundle that is live beside it.
+    let app = stack.path().join("frontend/miniapp/current");
+    let index = std::fs::read_to_string(app.join("index.html")).expect("the Mini App is live");
+    let start = index
+        .find("/assets/index-")
+        .expect("the page loads vite's bundle");
+    let end = start + index[start..].find('"').unwrap();
+    assert!(app.join(&index[start + 1..end]).is_file(), "{index}");
+
     // One build for the eight Python services, one for the web app.
     let builds = report["builds"].as_array().unwrap();
     assert_eq!(builds.len(), 2, "{builds:?}");

@@ -430,12 +430,12 @@ fn a_static_release_ships_to_every_node_as_an_image_and_no_page_misses_its_asset
 const MINIAPP_LOCATIONS: &str = "location = /sw.js { add_header Cache-Control \"no-cache\"; }\n\
     location = /index.html { add_header Cache-Control \"no-cache\"; }";
 
-/// The example's Mini App, its bundle at `version`, in `dist`.
+/// The test stack's Mini App, its bundle at `version`, in `dist`.
 fn miniapp_build(stack: &SiteStack, version: &str) {
     let dist = stack.path().join("dist");
     let _ = std::fs::remove_dir_all(&dist);
     std::fs::create_dir_all(&dist).unwrap();
-    let example = crate::harness::repo_root().join("examples/honeychat/miniapp/dist");
+    let example = crate::harness::repo_root().join("host/tests/fixtures/stack/miniapp/dist");
     for entry in std::fs::read_dir(example).unwrap() {
         let path = entry.unwrap().path();
         let original = std::fs::read_to_string(&path).unwrap();

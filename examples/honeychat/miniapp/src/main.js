@@ -1,4 +1,5 @@
-// The Mini App bundle. BUNDLE changes with every release.
+// The Mini App's entry; vite bundles it as /assets/index-<hash>.js, so a new
+// release is a new file name. BUNDLE changes with every release.
 const BUNDLE = "v1";
 window.BUNDLE = BUNDLE;
 // Page loads in this tab, so a reload is visible to whoever watches it.

@@ -2,7 +2,8 @@
 // this file changes bytes exactly when the bundle does.
 const SW_VERSION = "dev";
 const CACHE = `honeychat-${SW_VERSION}`;
-const FILES = ["/", "/app.js", "/manifest.webmanifest"];
+// The bundle's hashed files are cached as the page first loads them.
+const FILES = ["/", "/manifest.webmanifest"];
 
 self.addEventListener("install", (event) => {
   // cache: "reload" goes past the HTTP cache, so the new cache holds the
@@ -23,8 +24,18 @@ self.addEventListener("activate", (event) => {
   );
 });
 
-// Cache first: the bundle this worker installed is what the app shows.
+// Cache first: the release this worker installed is what the app shows. A
+// hashed asset not cached yet is fetched once and kept: its name changes
+// when its content does.
 self.addEventListener("fetch", (event) => {
   if (event.request.method !== "GET") return;
-  event.respondWith(caches.match(event.request).then((hit) => hit || fetch(event.request)));
+  event.respondWith(
+    caches.match(event.request).then((hit) => hit || fetch(event.request).then((response) => {
+      if (response.ok && new URL(event.request.url).pathname.startsWith("/assets/")) {
+        const copy = response.clone();
+        caches.open(CACHE).then((cache) => cache.put(event.request, copy));
+      }
+      return response;
+    })),
+  );
 });
