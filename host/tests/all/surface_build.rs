@@ -125,3 +125,85 @@ fn a_surface_builds_in_a_container_of_the_image_it_names() {
     assert_eq!(left.trim(), "", "a build container was left");
     builds_skips_ships_and_fails_safely(Some("slipway-test/busybox:latest"));
 }
+
+/// The example's website surface as the example declares its build (read
+/// from examples/honeychat/slipway.toml), on a copy of its Astro project:
+/// `npm ci` and `astro build` from the lockfile, then the astro step.
+fn example_website(root: &Path) {
+    let example = crate::harness::repo_root().join("examples/honeychat");
+    crate::harness::sh(
+        &format!(
+            "mkdir site && cp -r {}/website . && rm -rf website/node_modules website/dist",
+            example.display()
+        ),
+        root,
+        &[],
+    );
+    let manifest: toml::Table =
+        toml::from_str(&std::fs::read_to_string(example.join("slipway.toml")).unwrap()).unwrap();
+    let build = manifest["surface"]["website"]["build"].to_string();
+    std::fs::write(
+        root.join("docker-compose.yml"),
+        "services:\n  nginx:\n    image: nginx\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("slipway.toml"),
+        format!(
+            "[project]\nname = \"example-site\"\n[plugins.astro]\npath = \"{}\"\n[surface.website]\n\
+             build = {build}\n[[surface.website.step]]\nplugin = \"astro\"\n\
+             grants = {{ fs = [{{ host = \"website/dist\", guest = \"/build\", mode = \"ro\" }}, {{ host = \"site\", guest = \"/site\", mode = \"rw\" }}] }}\n",
+            plugin("astro").display()
+        ),
+    )
+    .unwrap();
+}
+
+fn live_page(root: &Path, page: &str) -> String {
+    std::fs::read_to_string(root.join("site/current").join(page)).unwrap()
+}
+
+#[test]
+fn the_example_website_builds_with_astro_skips_an_unchanged_source_ships_an_edit_and_survives_a_broken_page()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    example_website(root);
+
+    let out = deploy(root);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let page = live_page(root, "fr/index.html");
+    assert!(page.contains("Discutez avec HoneyChat"), "{page}");
+    assert!(
+        page.contains("/_astro/"),
+        "Astro's hashed stylesheet: {page}"
+    );
+
+    let out = deploy(root);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("build skipped"), "{}", text(&out));
+
+    let languages = root.join("website/src/languages.ts");
+    let source = std::fs::read_to_string(&languages).unwrap();
+    std::fs::write(&languages, source.replace("Discutez avec", "Parlez avec")).unwrap();
+    let out = deploy(root);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(live_page(root, "fr/index.html").contains("Parlez avec HoneyChat"));
+
+    let current = std::fs::read_link(root.join("site/current")).unwrap();
+    std::fs::write(
+        root.join("website/src/pages/broken.astro"),
+        "---\nconst x = ;\n---\n<p>{x}</p>\n",
+    )
+    .unwrap();
+    let out = deploy(root);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("nothing was deployed"), "{log}");
+    assert!(log.contains("broken.astro"), "Astro's error, quoted: {log}");
+    assert_eq!(
+        std::fs::read_link(root.join("site/current")).unwrap(),
+        current
+    );
+    assert!(live_page(root, "fr/index.html").contains("Parlez avec HoneyChat"));
+}
