@@ -1,13 +1,15 @@
 //! The kill matrix: the agent is SIGKILLed just after each operation of a
 //! command reports itself done (a build, a replace, a wait, a plugin step),
-//! and at random points inside each operation. After every kill a plain
-//! rerun must repair everything: the journal parses, the lock is free, one
-//! container runs per service on the desired spec, nginx's files are the
-//! operator's, each static site is one whole release, and every request
-//! succeeds after the rerun (and during it, under the zero-downtime
-//! strategy).
+//! and at random points inside half of the operations, drawn anew each
+//! run. After every kill a plain rerun must repair everything: the journal
+//! parses, the lock is free, one container runs per service on the desired
+//! spec, nginx's files are the operator's (and, under the zero-downtime
+//! strategy, its upstream include file is back as written), each static
+//! site is one whole release, and every request succeeds after the rerun
+//! (and during it, under the zero-downtime strategy).
 //!
-//! `SLIPWAY_KILL_INSIDE` sets the random points per operation (default 1);
+//! `SLIPWAY_KILL_INSIDE` sets the random points inside operations (default:
+//! half the operations, each in a different one);
 //! `SLIPWAY_KILL_SEED` replays the points of a run, which each test prints.
 
 use crate::astro::{check_page, generate, hot_pages};
@@ -62,6 +64,16 @@ impl Points {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         Points((z ^ (z >> 31)) | 1)
+    }
+
+    /// `0..n` in a random order.
+    fn shuffled(&mut self, n: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = ((self.fraction() * (i + 1) as f64) as usize).min(i);
+            order.swap(i, j);
+        }
+        order
     }
 
     fn fraction(&mut self) -> f64 {
@@ -264,6 +276,12 @@ fn assert_plan_converged(stack: &Stack, what: &str) {
 /// the matrix.
 fn matrix(name: &str, stack: &Stack, case: Case) {
     let operator = operator_nginx(stack);
+    // The zero-downtime strategy pins api's include file during a deploy
+    // and must leave it as written once a rerun has repaired the run.
+    let include = stack.path().join("nginx/upstreams/api.conf");
+    let written = case
+        .zero_downtime
+        .then(|| std::fs::read_to_string(&include).unwrap());
     let services = containers(stack);
     // The first run also does what only a first run does (slipway takes
     // over what `compose up` made), so the matrix is timed on the second,
@@ -273,14 +291,19 @@ fn matrix(name: &str, stack: &Stack, case: Case) {
     let ends = calibrate(stack, &case, 2);
     (case.check)(stack, 2);
     let seed = env_number("SLIPWAY_KILL_SEED", u64::from(std::process::id()) | 1);
-    let per_operation = env_number("SLIPWAY_KILL_INSIDE", 1);
     let mut points = Points::new(seed);
     let mut plan: Vec<KillAt> = (1..ends.len()).map(KillAt::Boundary).collect();
-    for (n, end) in ends.iter().enumerate() {
+    // Every boundary on every run; inside, half the operations, drawn anew
+    // on each run (its seed replays them), so runs cover them all in turn.
+    let inside = env_number("SLIPWAY_KILL_INSIDE", ends.len().div_ceil(2) as u64);
+    let order = points.shuffled(ends.len());
+    for k in 0..inside as usize {
+        let n = order[k % order.len()];
         let began = if n == 0 { Duration::ZERO } else { ends[n - 1] };
-        for _ in 0..per_operation {
-            plan.push(KillAt::Inside(n, (*end - began).mul_f64(points.fraction())));
-        }
+        plan.push(KillAt::Inside(
+            n,
+            (ends[n] - began).mul_f64(points.fraction()),
+        ));
     }
     let mut killed = 0;
     for (i, at) in plan.iter().enumerate() {
@@ -329,6 +352,13 @@ fn matrix(name: &str, stack: &Stack, case: Case) {
             operator,
             "{what}: nginx's files changed"
         );
+        if let Some(written) = &written {
+            assert_eq!(
+                &std::fs::read_to_string(&include).unwrap(),
+                written,
+                "{what}: api's include file is still pinned"
+            );
+        }
         let checked =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.check)(stack, round)));
         if let Err(panic) = checked {
@@ -341,7 +371,7 @@ fn matrix(name: &str, stack: &Stack, case: Case) {
         assert_no_failures(&load_after(stack), &format!("{what}: after the rerun"));
     }
     eprintln!(
-        "kill matrix: {name}: {} runs ({} boundaries, {per_operation} inside each of {} operations), \
+        "kill matrix: {name}: {} runs ({} boundaries, {inside} inside {} operations), \
          {killed} killed mid-run and rerun, {} converged (seed {seed})",
         plan.len(),
         ends.len() - 1,

@@ -9,7 +9,6 @@ use crate::harness::{
     Churn, Load, Stack, Tally, docker_inspect, http_get, json, plain_nginx, text,
 };
 use crate::nginx::{api_containers, decoy_takes_api_ip, internal_ip, set_step_config, use_plugin};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The shortest load window a tally is judged on: 200 requests at 100/s.
@@ -371,68 +370,6 @@ fn a_drain_that_times_out_still_ends_on_one_serving_container_and_the_written_co
     assert_eq!(api_containers(&stack), 1, "containers left behind");
     assert_eq!(std::fs::read_to_string(&include).unwrap(), written);
     let _ = slow.join();
-}
-
-#[test]
-fn a_zero_downtime_deploy_killed_at_any_point_is_repaired_by_a_plain_rerun() {
-    let stack = Stack::up();
-    use_plugin(&stack, "nginx-zero-downtime.wasm");
-    let include = stack.path().join("nginx/upstreams/api.conf");
-    let written = std::fs::read_to_string(&include).unwrap();
-    let pinned = || std::fs::read_to_string(&include).unwrap() != written;
-    let points: [(&str, &dyn Fn(Duration) -> bool); 6] = [
-        ("0.5 s", &|t| t >= Duration::from_millis(500)),
-        ("1 s", &|t| t >= Duration::from_secs(1)),
-        ("2 s", &|t| t >= Duration::from_secs(2)),
-        ("3 s", &|t| t >= Duration::from_secs(3)),
-        ("5 s", &|t| t >= Duration::from_secs(5)),
-        ("pinned", &|_| pinned()),
-    ];
-    for (round, (label, kill_now)) in points.iter().enumerate() {
-        let version = format!("v{}", round + 2);
-        stack.set_version("api", &version);
-        let mut child = stack
-            .slipway_command(&["deploy", "backend"], &[("APP_VERSION", &version)])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        let killed = loop {
-            if child.try_wait().unwrap().is_some() {
-                break false;
-            }
-            if kill_now(start.elapsed()) {
-                child.kill().unwrap();
-                break true;
-            }
-            assert!(start.elapsed() < Duration::from_secs(120), "{label}: hung");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        child.wait().unwrap();
-        eprintln!(
-            "kill at {label}: killed {killed} after {:?}",
-            start.elapsed()
-        );
-        let out = stack.slipway(&["deploy", "backend"], &[("APP_VERSION", &version)]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "rerun after {label}: {}",
-            text(&out)
-        );
-        assert_eq!(
-            std::fs::read_to_string(&include).unwrap(),
-            written,
-            "after {label}"
-        );
-        assert_eq!(api_containers(&stack), 1, "after {label}");
-        let (_, body) = http_get(stack.port, "/version");
-        assert!(
-            body.starts_with(&format!("honeychat-api {version} ")),
-            "after {label}: {body}"
-        );
-    }
 }
 
 /// Give the backend surface a release command (replacing any earlier one).
