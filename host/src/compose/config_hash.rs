@@ -39,28 +39,42 @@ const CLEARED: [&str; 5] = ["build", "pull_policy", "scale", "depends_on", "prof
 impl ComposeV2 {
     /// Ask `docker compose` (the CLI plugin) about the project's files.
     pub fn read(project: &ComposeProject) -> Result<ComposeV2, String> {
-        let version = run(compose(), &["version", "--short"])?.trim().to_owned();
+        // Side by side: each is a start of the docker CLI and its plugin,
+        // and every command of the agent waits for both.
+        let (version, json) = std::thread::scope(|scope| {
+            let version = scope.spawn(|| run(compose(), &["version", "--short"]));
+            let json = config_json(project);
+            let version = version
+                .join()
+                .unwrap_or_else(|_| Err("`docker compose version` panicked".into()));
+            (version, json)
+        });
+        let version = version?.trim().to_owned();
         if !version.starts_with('2') {
             return Err(format!(
                 "`docker compose version` says {version}, not a Compose v2 version"
             ));
         }
-        let mut command = compose();
-        command
-            .arg("--project-name")
-            .arg(&project.name)
-            .arg("--project-directory")
-            .arg(&project.dir);
-        for file in &project.files {
-            command.arg("--file").arg(file);
-        }
-        // Every profile: a service's hash does not depend on which are active.
-        let json = run(command, &["--profile", "*", "config", "--format", "json"])?;
         Ok(ComposeV2 {
             version,
-            hashes: hashes(&json)?,
+            hashes: hashes(&json?)?,
         })
     }
+}
+
+/// `docker compose config --format json` of the project's files.
+fn config_json(project: &ComposeProject) -> Result<String, String> {
+    let mut command = compose();
+    command
+        .arg("--project-name")
+        .arg(&project.name)
+        .arg("--project-directory")
+        .arg(&project.dir);
+    for file in &project.files {
+        command.arg("--file").arg(file);
+    }
+    // Every profile: a service's hash does not depend on which are active.
+    run(command, &["--profile", "*", "config", "--format", "json"])
 }
 
 fn compose() -> Command {

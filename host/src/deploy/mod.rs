@@ -604,6 +604,9 @@ impl Agent {
         if !dry && !swarm {
             self.reroute_unrecorded(name, &mut outputs, report);
         }
+        if dry && !self.plan_build(name) {
+            return Ok(());
+        }
         self.run_steps(name, dry, touched, &mut outputs, report)
             .await?;
         let to_replace = list_output(&outputs, "replace");

@@ -13,7 +13,7 @@ use super::build::BuildFailed;
 use crate::manifest::SurfaceBuild;
 use std::collections::VecDeque;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
@@ -36,13 +36,9 @@ impl Agent {
                 self.loaded.dir.join(&build.dir),
                 self.loaded.dir.join(&build.output),
             );
-            let digest = inputs_digest(&dir, &output, &build.exclude).map_err(fail)?;
-            let record = self
-                .loaded
-                .state_dir()
-                .join("builds")
-                .join(format!("{surface}.json"));
-            if output.is_dir() && last_digest(&record).as_deref() == Some(digest.as_str()) {
+            let record = self.build_record(surface);
+            let (digest, unchanged) = self.inputs(surface, build).map_err(fail)?;
+            if unchanged {
                 tracing::info!(
                     "[{surface}] build skipped: nothing under {} changed since its last successful run",
                     build.dir.display()
@@ -138,6 +134,51 @@ impl Agent {
             }
         };
         output.end(&argv, ended)
+    }
+}
+
+impl Agent {
+    /// For `plan`: say whether the surface's build would run, and whether
+    /// its steps can be planned: not before the build's output exists.
+    pub(super) fn plan_build(&self, surface: &str) -> bool {
+        let Some(build) = &self.loaded.manifest.surface[surface].build else {
+            return true;
+        };
+        match self.inputs(surface, build) {
+            Ok((_, true)) => {
+                tracing::info!("[{surface}] build would be skipped: nothing it reads changed");
+            }
+            Ok((_, false)) => {
+                tracing::info!("[{surface}] build would run: `{}`", build.command.join(" "));
+            }
+            Err(e) => tracing::warn!("[{surface}] build would fail: {e}"),
+        }
+        if self.loaded.dir.join(&build.output).is_dir() {
+            return true;
+        }
+        tracing::info!(
+            "[{surface}] its steps are planned once the build has written {}: `slipway deploy {surface}` builds first",
+            build.output.display()
+        );
+        false
+    }
+
+    /// Where the surface's last successful build is recorded.
+    fn build_record(&self, surface: &str) -> PathBuf {
+        self.loaded
+            .state_dir()
+            .join("builds")
+            .join(format!("{surface}.json"))
+    }
+
+    /// The digest of the build's inputs, and whether they are those of its
+    /// last successful run, whose output is still there.
+    fn inputs(&self, surface: &str, build: &SurfaceBuild) -> Result<(String, bool), String> {
+        let output = self.loaded.dir.join(&build.output);
+        let digest = inputs_digest(&self.loaded.dir.join(&build.dir), &output, &build.exclude)?;
+        let last = last_digest(&self.build_record(surface));
+        let unchanged = output.is_dir() && last.as_deref() == Some(digest.as_str());
+        Ok((digest, unchanged))
     }
 }
 

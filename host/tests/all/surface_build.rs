@@ -61,6 +61,17 @@ fn builds_skips_ships_and_fails_safely(image: Option<&str>) {
     let root = dir.path();
     project(root, image);
 
+    // A plan before the first build says it would run, plans no step on an
+    // output that is not there yet, and builds nothing.
+    let out = crate::harness::slipway_command(root, &["plan", "website"], &[])
+        .env("SLIPWAY_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("build would run"), "{}", text(&out));
+    assert_eq!(runs(root), 0);
+    assert!(!root.join("website/dist").exists());
+
     let out = deploy(root);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(runs(root), 1);
