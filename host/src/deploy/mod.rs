@@ -513,11 +513,15 @@ impl Agent {
         let images = match dry {
             true => build::Images::default(),
             false => {
-                if let Err(failed) = self.build_surfaces(surfaces).await {
+                // Surface builds and image builds are independent: side by
+                // side, and a failure of either stops the deploy before
+                // anything changes.
+                let (built, (images, builds)) =
+                    tokio::join!(self.build_surfaces(surfaces), self.build_all(surfaces));
+                report.builds = builds;
+                if let Err(failed) = built {
                     return build_failed(report, surfaces, failed, start);
                 }
-                let (images, builds) = self.build_all(surfaces).await;
-                report.builds = builds;
                 match images {
                     Ok(images) => images,
                     Err(failed) => return build_failed(report, surfaces, failed, start),

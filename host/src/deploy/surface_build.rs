@@ -1,6 +1,6 @@
 //! A surface's own build (`surface.<name>.build`): the command that writes
 //! what its steps publish (`npm run build` for a static site), run before
-//! any surface changes anything, as compose builds are. It is skipped when
+//! any surface changes anything, as compose builds are, and beside them. It is skipped when
 //! nothing it reads changed since its last successful run, and a failure
 //! stops the deploy with the build's last lines.
 //!
@@ -21,46 +21,49 @@ use tokio::io::AsyncBufReadExt;
 const TAIL: usize = 20;
 
 impl Agent {
-    /// Run the builds of `surfaces` that declare one, in order, each unless
-    /// its inputs are those of its last successful run.
+    /// Run the builds of `surfaces` that declare one, side by side, each
+    /// unless its inputs are those of its last successful run. The first
+    /// failure, in the surfaces' order, is the one reported.
     pub(super) async fn build_surfaces(&self, surfaces: &[String]) -> Result<(), BuildFailed> {
-        for surface in surfaces {
-            let Some(build) = &self.loaded.manifest.surface[surface].build else {
-                continue;
-            };
-            let fail = |message: String| BuildFailed {
-                surface: surface.clone(),
-                message: format!("surface {surface}: build: {message}"),
-            };
-            let (dir, output) = (
-                self.loaded.dir.join(&build.dir),
-                self.loaded.dir.join(&build.output),
+        let builds = surfaces.iter().map(|surface| self.build_surface(surface));
+        futures_util::future::join_all(builds)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn build_surface(&self, surface: &String) -> Result<(), BuildFailed> {
+        let Some(build) = &self.loaded.manifest.surface[surface].build else {
+            return Ok(());
+        };
+        let fail = |message: String| BuildFailed {
+            surface: surface.clone(),
+            message: format!("surface {surface}: build: {message}"),
+        };
+        let (digest, unchanged) = self.inputs(surface, build).map_err(fail)?;
+        if unchanged {
+            tracing::info!(
+                "[{surface}] build skipped: nothing under {} changed since its last successful run",
+                build.dir.display()
             );
-            let record = self.build_record(surface);
-            let (digest, unchanged) = self.inputs(surface, build).map_err(fail)?;
-            if unchanged {
-                tracing::info!(
-                    "[{surface}] build skipped: nothing under {} changed since its last successful run",
-                    build.dir.display()
-                );
-                continue;
-            }
-            self.run_build(surface, build, &dir).await.map_err(fail)?;
-            if !output.is_dir() {
-                return Err(fail(format!(
-                    "`{}` succeeded but wrote no {}; set `output` to the directory it writes",
-                    build.command.join(" "),
-                    build.output.display()
-                )));
-            }
-            save_digest(&record, &digest).map_err(|e| {
-                fail(format!(
-                    "cannot record its inputs in {}: {e}",
-                    record.display()
-                ))
-            })?;
+            return Ok(());
         }
-        Ok(())
+        let dir = self.loaded.dir.join(&build.dir);
+        self.run_build(surface, build, &dir).await.map_err(fail)?;
+        if !self.loaded.dir.join(&build.output).is_dir() {
+            return Err(fail(format!(
+                "`{}` succeeded but wrote no {}; set `output` to the directory it writes",
+                build.command.join(" "),
+                build.output.display()
+            )));
+        }
+        let record = self.build_record(surface);
+        save_digest(&record, &digest).map_err(|e| {
+            fail(format!(
+                "cannot record its inputs in {}: {e}",
+                record.display()
+            ))
+        })
     }
 }
 
