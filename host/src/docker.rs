@@ -1087,24 +1087,22 @@ impl Docker {
             )
             .await
             .with_context(|| format!("cannot exec in {name}"))?;
-        let (mut stdout, mut stderr) = (String::new(), String::new());
+        let (mut stdout, mut stderr) = (Capped::default(), Capped::default());
         if let StartExecResults::Attached { mut output, .. } =
             self.client.start_exec(&exec.id, None).await?
         {
             while let Some(chunk) = output.next().await {
                 match chunk? {
-                    bollard::container::LogOutput::StdErr { message } => {
-                        stderr.push_str(&String::from_utf8_lossy(&message))
-                    }
-                    other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+                    bollard::container::LogOutput::StdErr { message } => stderr.push(&message),
+                    other => stdout.push(&other.into_bytes()),
                 }
             }
         }
         let inspect = self.client.inspect_exec(&exec.id).await?;
         Ok(ExecOutput {
             exit_code: inspect.exit_code.unwrap_or(-1),
-            stdout,
-            stderr,
+            stdout: stdout.text(),
+            stderr: stderr.text(),
         })
     }
 
@@ -1422,6 +1420,40 @@ fn split_reference(reference: &str) -> (&str, &str) {
     }
 }
 
+/// The most of an exec's stdout, and of its stderr, the agent keeps: far
+/// more than `nginx -T` of a 35,000-line config, far less than a command
+/// that prints without end would take the agent to.
+const MAX_EXEC_OUTPUT: usize = 16 << 20;
+
+/// An exec's stream, kept up to [`MAX_EXEC_OUTPUT`]; the rest is read (so
+/// the command runs to its end) and dropped, and the text says so.
+#[derive(Default)]
+struct Capped {
+    kept: Vec<u8>,
+    dropped: u64,
+}
+
+impl Capped {
+    fn push(&mut self, bytes: &[u8]) {
+        let room = MAX_EXEC_OUTPUT - self.kept.len();
+        let (keep, drop) = bytes.split_at(bytes.len().min(room));
+        self.kept.extend_from_slice(keep);
+        self.dropped += drop.len() as u64;
+    }
+
+    fn text(self) -> String {
+        let mut text = String::from_utf8_lossy(&self.kept).into_owned();
+        if self.dropped > 0 {
+            text.push_str(&format!(
+                "\n[slipway: {} more bytes dropped past the {} MiB cap]",
+                self.dropped,
+                MAX_EXEC_OUTPUT >> 20
+            ));
+        }
+        text
+    }
+}
+
 fn epoch_millis() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1518,6 +1550,22 @@ fn volume_mounts(c: &ContainerInspectResponse) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exec_output_is_kept_up_to_its_cap_and_says_what_it_dropped() {
+        let mut out = Capped::default();
+        out.push(b"first line\n");
+        assert_eq!(out.text(), "first line\n");
+        let mut out = Capped::default();
+        let chunk = vec![b'y'; 1 << 20];
+        for _ in 0..20 {
+            out.push(&chunk);
+        }
+        let text = out.text();
+        assert!(text.starts_with("yyyy"));
+        assert!(text.len() < MAX_EXEC_OUTPUT + 100, "{}", text.len());
+        assert!(text.ends_with("[slipway: 4194304 more bytes dropped past the 16 MiB cap]"));
+    }
 
     fn with_ports(bindings: &[(&str, &str)]) -> ContainerInspectResponse {
         let bindings = bindings
