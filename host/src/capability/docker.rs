@@ -307,6 +307,7 @@ impl docker::Host for DockerCtx {
 
     async fn signal(&mut self, service: String, signal: String) -> Result<(), String> {
         let d = self.engine(Op::Signal, &service)?;
+        let signal = signal_name(&signal)?;
         d.signal(&service, &signal).await.map_err(host_err)
     }
 
@@ -347,9 +348,42 @@ impl docker::Host for DockerCtx {
     }
 }
 
+/// The signals a plugin may send, as Linux names them.
+const SIGNALS: [&str; 31] = [
+    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+    "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+    "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+];
+
+/// `signal` as the engine is sent it: a name (`SIGHUP`, `hup`) or a number
+/// of a Linux signal. Anything else is refused: the engine reads an empty
+/// signal as SIGKILL and an unknown one as an error of its own.
+fn signal_name(signal: &str) -> Result<String, String> {
+    let upper = signal.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let known = match bare.parse::<usize>() {
+        Ok(n) => (1..=SIGNALS.len()).contains(&n).then(|| SIGNALS[n - 1]),
+        Err(_) => SIGNALS.iter().copied().find(|s| *s == bare),
+    };
+    known
+        .map(|s| format!("SIG{s}"))
+        .ok_or_else(|| format!("`{signal}` is not a signal; name one, e.g. SIGHUP or SIGUSR1"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signal_is_a_linux_signal_by_name_or_number_and_nothing_else() {
+        assert_eq!(signal_name("SIGHUP").unwrap(), "SIGHUP");
+        assert_eq!(signal_name("usr1").unwrap(), "SIGUSR1");
+        assert_eq!(signal_name("15").unwrap(), "SIGTERM");
+        assert_eq!(signal_name("SIG28").unwrap(), "SIGWINCH");
+        for bad in ["", " ", "SIG", "0", "32", "SIGRTMIN", "HUP;KILL", "-9"] {
+            assert!(signal_name(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 
     fn argv(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()

@@ -115,6 +115,8 @@ impl LogSink {
 
 impl Sink {
     fn emit_stdio(&mut self, line: &[u8]) {
+        // A CRLF line ending is a line ending, not a carriage return.
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         let text = String::from_utf8_lossy(line);
         if !text.trim().is_empty() {
             self.emit(log::Level::Info, &text);
@@ -122,6 +124,7 @@ impl Sink {
     }
 
     fn emit(&mut self, level: log::Level, text: &str) {
+        let text = &printable(text);
         self.remember(text);
         if text.len() > self.left {
             self.left = 0;
@@ -145,6 +148,23 @@ impl Sink {
         let end = text.floor_char_boundary(TAIL_LINE_BYTES);
         self.tail.push_back(text[..end].to_owned());
     }
+}
+
+/// The line with its control characters but tab written out (`\r`,
+/// `\u{1b}`): a plugin's line reaches the operator's terminal, where a
+/// carriage return or an escape sequence would rewrite what is shown.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| match c {
+            '\t' => c.to_string(),
+            c if c.is_control() => c.escape_debug().to_string(),
+            c => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// The import's state during one call.
@@ -261,6 +281,17 @@ mod tests {
         assert!(
             tail.ends_with("too long\n"),
             "the tail keeps dropped lines: {tail}"
+        );
+    }
+
+    #[test]
+    fn control_characters_reach_the_log_written_out() {
+        let s = LogSink::new("t".into(), LOG_CAP);
+        s.line(log::Level::Info, "deployed\rFAILED \u{1b}[2Kok\tdone");
+        s.write_stdio(b"a\x07b\r\nc\rd\n");
+        assert_eq!(
+            s.tail(),
+            "deployed\\rFAILED \\u{1b}[2Kok\tdone\na\\u{7}b\nc\\rd\n"
         );
     }
 
