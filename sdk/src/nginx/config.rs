@@ -426,7 +426,7 @@ fn attach(open: &mut [Directive], top: &mut Vec<Directive>, done: Directive) {
 /// Parse `nginx -T`'s stdout: split it into the files it prints, parse the
 /// main (first) file and expand every `include` in place, as nginx does.
 pub fn parse_dump(stdout: &str) -> Result<Config, String> {
-    let files = split_dump(stdout)?;
+    let files = rejoin_false_headers(stdout, split_dump(stdout)?);
     let Some(&(main, _)) = files.first() else {
         return Err("nginx -T output holds no \"# configuration file <path>:\" line".into());
     };
@@ -472,6 +472,63 @@ fn split_dump(stdout: &str) -> Result<Vec<(&str, &str)>, String> {
         files.push((path, stdout.get(from..).unwrap_or("")));
     }
     Ok(files)
+}
+
+/// A line of a file that reads like `nginx -T`'s header (a comment such as
+/// `# configuration file /etc/nginx/x.conf:`) splits that file in two, and
+/// the second part, never included, would be dropped without a word. nginx
+/// prints the main file and the files an `include` names, so a part that no
+/// `include` anywhere in the dump names is the rest of the file before it,
+/// and is joined back to it, its header line a comment again.
+fn rejoin_false_headers<'a>(
+    stdout: &'a str,
+    files: Vec<(&'a str, &'a str)>,
+) -> Vec<(&'a str, &'a str)> {
+    let Some(&(main, _)) = files.first() else {
+        return files;
+    };
+    let prefix = main.rfind('/').and_then(|i| main.get(..=i)).unwrap_or("");
+    let patterns = include_patterns(&files, prefix);
+    let named = |path: &str| {
+        patterns.iter().any(|p| match p.contains(['*', '?', '[']) {
+            true => glob_match(p, path),
+            false => p == path,
+        })
+    };
+    let offset = |text: &str| text.as_ptr() as usize - stdout.as_ptr() as usize;
+    let mut out: Vec<(&str, &str)> = Vec::with_capacity(files.len());
+    for (path, text) in files {
+        match out.last_mut() {
+            Some(prev) if !named(path) => {
+                let (start, end) = (offset(prev.1), offset(text) + text.len());
+                prev.1 = stdout.get(start..end).unwrap_or(prev.1);
+            }
+            _ => out.push((path, text)),
+        }
+    }
+    out
+}
+
+/// Every `include` argument in the dumped files, read token by token (a
+/// file that does not lex stops where it fails), made absolute as nginx
+/// makes it.
+fn include_patterns(files: &[(&str, &str)], prefix: &str) -> Vec<String> {
+    let mut patterns = Vec::new();
+    for (path, text) in files {
+        let mut lexer = Lexer::new(path, text);
+        while let Ok(Some(event)) = lexer.next_event() {
+            if let [name, pattern] = event.args.as_slice()
+                && name == "include"
+                && event.end == End::Semicolon
+            {
+                patterns.push(match pattern.starts_with('/') {
+                    true => pattern.clone(),
+                    false => format!("{prefix}{pattern}"),
+                });
+            }
+        }
+    }
+    patterns
 }
 
 /// The path in a `# configuration file <path>:` line.
@@ -1051,9 +1108,6 @@ mod tests {
                     (main, "a;\ninclude conf.d/*.conf;\nz;"),
                     ("/etc/nginx/conf.d/b.conf", "b;"),
                     ("/etc/nginx/conf.d/a.conf", "a2;"),
-                    ("/etc/nginx/conf.d/.hidden.conf", "hidden;"),
-                    ("/etc/nginx/conf.d/sub/c.conf", "c;"),
-                    ("/etc/nginx/conf.d/b.conf.bak", "bak;"),
                 ],
                 "a[]@1 a2[]@1 b[]@1 z[]@3",
             ),
@@ -1063,8 +1117,6 @@ mod tests {
                     (main, "include /etc/nginx/s?/[a-c!].conf;"),
                     ("/etc/nginx/s1/b.conf", "b;"),
                     ("/etc/nginx/s1/!.conf", "bang;"),
-                    ("/etc/nginx/s1/d.conf", "d;"),
-                    ("/etc/nginx/s22/a.conf", "a;"),
                 ],
                 "bang[]@1 b[]@1",
             ),
@@ -1092,6 +1144,59 @@ mod tests {
             let config = parse_dump(&dump(&files)).expect(what);
             assert_eq!(outline(&config.directives), want, "{what}");
         }
+    }
+
+    #[test]
+    fn globs_match_as_nginxs_glob_does() {
+        let cases = [
+            ("/etc/nginx/conf.d/*.conf", "/etc/nginx/conf.d/a.conf", true),
+            (
+                "/etc/nginx/conf.d/*.conf",
+                "/etc/nginx/conf.d/.hidden.conf",
+                false,
+            ),
+            (
+                "/etc/nginx/conf.d/*.conf",
+                "/etc/nginx/conf.d/sub/c.conf",
+                false,
+            ),
+            (
+                "/etc/nginx/conf.d/*.conf",
+                "/etc/nginx/conf.d/b.conf.bak",
+                false,
+            ),
+            ("/etc/nginx/s?/[a-c!].conf", "/etc/nginx/s1/!.conf", true),
+            ("/etc/nginx/s?/[a-c!].conf", "/etc/nginx/s1/d.conf", false),
+            ("/etc/nginx/s?/[a-c!].conf", "/etc/nginx/s22/a.conf", false),
+        ];
+        for (pattern, path, want) in cases {
+            assert_eq!(glob_match(pattern, path), want, "{pattern} {path}");
+        }
+    }
+
+    /// A comment that reads like `nginx -T`'s header, as a user may write
+    /// one (or paste a dump into a file): the rest of the file is still the
+    /// file, its routes are kept, and its lines keep their numbers.
+    #[test]
+    fn a_comment_like_the_dump_header_is_part_of_its_file() {
+        let files = [
+            (
+                "/etc/nginx/nginx.conf",
+                "http {\n  include conf.d/*.conf;\n}",
+            ),
+            (
+                "/etc/nginx/conf.d/app.conf",
+                "server {\n# configuration file /etc/nginx/old/app.conf:\n  location /api/ { proxy_pass http://api:8000; }\n}",
+            ),
+            ("/etc/nginx/conf.d/b.conf", "server { listen 81; }"),
+        ];
+        let config = parse_dump(&dump(&files)).expect("parses");
+        assert_eq!(
+            outline(&config.directives),
+            "http[]@1{server[]@1{location[/api/]@3{proxy_pass[http://api:8000]@3}} server[]@1{listen[81]@1}}"
+        );
+        let server = &config.directives[0].block.as_ref().unwrap()[0];
+        assert_eq!(server.file, "/etc/nginx/conf.d/app.conf");
     }
 
     #[test]
