@@ -194,6 +194,101 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    fn next_char(&mut self) -> Option<char> {
+        let ch = self.chars.next()?;
+        if ch == '\n' {
+            self.line = self.line.saturating_add(1);
+        }
+        Some(ch)
+    }
+
+    /// After the `{` of a `*_by_lua_block`: its Lua code, up to the brace
+    /// that closes it. Braces count outside Lua's strings and comments.
+    fn skip_lua_block(&mut self, line: u32) -> Result<(), String> {
+        let mut depth = 1u32;
+        while let Some(ch) = self.next_char() {
+            match ch {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                }
+                '"' | '\'' => self.skip_lua_string(ch),
+                '[' => {
+                    if let Some(level) = self.lua_long_open() {
+                        self.skip_lua_long(level);
+                    }
+                }
+                '-' if self.chars.clone().next() == Some('-') => {
+                    self.next_char();
+                    let long = match self.chars.clone().next() {
+                        Some('[') => {
+                            self.next_char();
+                            self.lua_long_open()
+                        }
+                        _ => None,
+                    };
+                    match long {
+                        Some(level) => self.skip_lua_long(level),
+                        None => while self.next_char().is_some_and(|c| c != '\n') {},
+                    }
+                }
+                _ => {}
+            }
+        }
+        let what = "Lua block is never closed: unexpected end of file, expecting \"}\"";
+        Err(self.error(line, what))
+    }
+
+    fn skip_lua_string(&mut self, quote: char) {
+        while let Some(ch) = self.next_char() {
+            match ch {
+                '\\' => {
+                    self.next_char();
+                }
+                c if c == quote || c == '\n' => return,
+                _ => {}
+            }
+        }
+    }
+
+    /// After a `[`: the level of a Lua long bracket (`[[`, `[==[`), its
+    /// opening consumed, or None (and nothing consumed) when it is not one.
+    fn lua_long_open(&mut self) -> Option<usize> {
+        let mut ahead = self.chars.clone();
+        let mut level = 0;
+        loop {
+            match ahead.next()? {
+                '=' => level += 1,
+                '[' => break,
+                _ => return None,
+            }
+        }
+        for _ in 0..=level {
+            self.next_char();
+        }
+        Some(level)
+    }
+
+    /// Up to the `]=…=]` that closes a long bracket of `level`.
+    fn skip_lua_long(&mut self, level: usize) {
+        while let Some(ch) = self.next_char() {
+            if ch != ']' {
+                continue;
+            }
+            let mut ahead = self.chars.clone();
+            let equals = ahead.by_ref().take_while(|&c| c == '=').count();
+            if equals == level && self.chars.clone().nth(level) == Some(']') {
+                for _ in 0..=level {
+                    self.next_char();
+                }
+                return;
+            }
+        }
+    }
+
     fn error(&self, line: u32, what: &str) -> String {
         format!("{}:{line}: {what}", self.file)
     }
@@ -383,6 +478,16 @@ pub fn parse_file(path: &str, text: &str) -> Result<Vec<Directive>, String> {
             End::Open if open.len() >= MAX_DEPTH => {
                 let what = format!("blocks nested more than {MAX_DEPTH} deep");
                 return Err(lexer.error(event.line, &what));
+            }
+            // OpenResty's Lua blocks hold Lua, not nginx directives: read to
+            // their closing brace as lua-nginx-module reads them, kept empty.
+            End::Open if event.args[0].ends_with("_by_lua_block") => {
+                lexer.skip_lua_block(event.line)?;
+                attach(
+                    &mut open,
+                    &mut top,
+                    directive(path, event, Some(Vec::new())),
+                );
             }
             End::Open => open.push(directive(path, event, Some(Vec::new()))),
             End::Close => match open.pop() {
@@ -1197,6 +1302,24 @@ mod tests {
         );
         let server = &config.directives[0].block.as_ref().unwrap()[0];
         assert_eq!(server.file, "/etc/nginx/conf.d/app.conf");
+    }
+
+    /// OpenResty: the body of a `*_by_lua_block` is Lua, braces in its
+    /// strings, long strings and comments included.
+    #[test]
+    fn lua_blocks_are_read_to_their_closing_brace() {
+        let lua = "location /api/ {\n  access_by_lua_block {\n    local t = { a = \"}\", b = '{' }\n    -- a comment }\n    local s = [==[ ]] } ]==]\n    --[[ } ]] if t then ngx.say(s) end\n  }\n  proxy_pass http://api:8000;\n}\nserver_tokens off;";
+        let config = parse_dump(&dump(&[("/etc/nginx/nginx.conf", lua)])).expect("parses");
+        assert_eq!(
+            outline(&config.directives),
+            "location[/api/]@1{access_by_lua_block[]@2{} proxy_pass[http://api:8000]@8} server_tokens[off]@10"
+        );
+        let open = "content_by_lua_block {\n  ngx.say('}')\n";
+        let err = parse_dump(&dump(&[("/etc/nginx/nginx.conf", open)])).expect_err("unclosed");
+        assert!(
+            err.contains("nginx.conf:1: Lua block is never closed"),
+            "{err}"
+        );
     }
 
     #[test]
