@@ -701,6 +701,18 @@ impl Loaded {
                     ));
                 }
             }
+            if let Some(build) = &surface.build {
+                let at = format!("{key}.build");
+                in_range(
+                    &format!("{at}.timeout_secs"),
+                    build.timeout_secs,
+                    1,
+                    MAX_SECS,
+                )?;
+                if build.command.first().is_none_or(|c| c.is_empty()) {
+                    return Err((format!("{at}.command"), "must name a command".into()));
+                }
+            }
             if let Some(check) = &surface.verify {
                 in_range(
                     &format!("{key}.verify.timeout_secs"),
@@ -1254,6 +1266,20 @@ depends_on = ["backend"]
             (
                 GOOD.replace("name = \"honeychat\"", "name = \"Honey Chat\""),
                 "project.name",
+            ),
+            (
+                GOOD.replace(
+                    "[surface.website]",
+                    "[surface.website]\nbuild = { command = [], dir = \"site\", output = \"site/dist\" }",
+                ),
+                "surface.website.build.command",
+            ),
+            (
+                GOOD.replace(
+                    "[surface.website]",
+                    "[surface.website]\nbuild = { command = [\"make\"], dir = \"site\", output = \"site/dist\", timeout_secs = 0 }",
+                ),
+                "surface.website.build.timeout_secs",
             ),
             (
                 GOOD.replace(
