@@ -536,7 +536,7 @@ pub fn parse_dump(stdout: &str) -> Result<Config, String> {
         return Err("nginx -T output holds no \"# configuration file <path>:\" line".into());
     };
     let mut dump = Dump {
-        prefix: main.rfind('/').and_then(|i| main.get(..=i)).unwrap_or(""),
+        prefix: conf_prefix(main),
         // Keep the first copy: nginx prints each file once, and only the
         // first could be what it read.
         files: files.iter().rev().copied().collect(),
@@ -592,14 +592,9 @@ fn rejoin_false_headers<'a>(
     let Some(&(main, _)) = files.first() else {
         return files;
     };
-    let prefix = main.rfind('/').and_then(|i| main.get(..=i)).unwrap_or("");
+    let prefix = conf_prefix(main);
     let patterns = include_patterns(&files, prefix);
-    let named = |path: &str| {
-        patterns.iter().any(|p| match p.contains(['*', '?', '[']) {
-            true => glob_match(p, path),
-            false => p == path,
-        })
-    };
+    let named = |path: &str| patterns.iter().any(|p| names(p, path));
     let offset = |text: &str| text.as_ptr() as usize - stdout.as_ptr() as usize;
     let mut out: Vec<(&str, &str)> = Vec::with_capacity(files.len());
     for (path, text) in files {
@@ -626,10 +621,7 @@ fn include_patterns(files: &[(&str, &str)], prefix: &str) -> Vec<String> {
                 && name == "include"
                 && event.end == End::Semicolon
             {
-                patterns.push(match pattern.starts_with('/') {
-                    true => pattern.clone(),
-                    false => format!("{prefix}{pattern}"),
-                });
+                patterns.push(absolute(pattern, prefix));
             }
         }
     }
@@ -709,10 +701,7 @@ impl<'a> Dump<'a> {
             let what = "invalid number of arguments in \"include\" directive";
             return Err(format!("{}:{}: {what}", d.file, d.line));
         };
-        let pattern = match pattern.starts_with('/') {
-            true => pattern.clone(),
-            false => format!("{}{pattern}", self.prefix),
-        };
+        let pattern = absolute(pattern, self.prefix);
         let mut out = Vec::new();
         for path in self.matching(&pattern) {
             if self.chain.iter().any(|open| open == path) {
@@ -731,12 +720,37 @@ impl<'a> Dump<'a> {
     /// The dumped paths an include names, sorted as glob(3) sorts them.
     /// A pattern without `*`, `?` or `[` names one file, like in nginx.
     fn matching(&self, pattern: &str) -> Vec<&'a str> {
-        if !pattern.contains(['*', '?', '[']) {
+        if !is_glob(pattern) {
             let found = self.files.get_key_value(pattern);
             return found.map(|(path, _)| *path).into_iter().collect();
         }
         let keys = self.files.keys().copied();
         keys.filter(|path| glob_match(pattern, path)).collect()
+    }
+}
+
+/// nginx's conf prefix: the main file's directory, with its `/`.
+fn conf_prefix(main: &str) -> &str {
+    main.rfind('/').and_then(|i| main.get(..=i)).unwrap_or("")
+}
+
+/// An `include` argument as nginx opens it: relative to the conf prefix.
+fn absolute(pattern: &str, prefix: &str) -> String {
+    match pattern.starts_with('/') {
+        true => pattern.to_owned(),
+        false => format!("{prefix}{pattern}"),
+    }
+}
+
+fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+/// Whether an absolute `include` pattern names `path`.
+fn names(pattern: &str, path: &str) -> bool {
+    match is_glob(pattern) {
+        true => glob_match(pattern, path),
+        false => pattern == path,
     }
 }
 
