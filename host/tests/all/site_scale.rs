@@ -6,7 +6,7 @@
 //! limit many shells and services start with, and a quarter of it: the
 //! agent holds descriptors by the depth of the tree, never by its size.
 
-use crate::harness::{cache_dir, plugin, text};
+use crate::harness::{cache_dir, text};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,21 +76,7 @@ fn a_site_of_twenty_thousand_page_directories_publishes_whole_under_ulimit_256()
     let work = tempfile::tempdir().unwrap();
     let root = work.path();
     let dist = root.join("website/dist");
-    std::fs::create_dir_all(root.join("site")).unwrap();
-    std::fs::write(
-        root.join("docker-compose.yml"),
-        "services:\n  nginx:\n    image: nginx\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("slipway.toml"),
-        format!(
-            "[project]\nname = \"scale\"\n[plugins.astro]\npath = \"{}\"\ntimeout_secs = 600\n[surface.website]\n[[surface.website.step]]\nplugin = \"astro\"\n\
-             grants = {{ fs = [{{ host = \"website/dist\", guest = \"/build\", mode = \"ro\" }}, {{ host = \"site\", guest = \"/site\", mode = \"rw\" }}] }}\n",
-            plugin("astro").display()
-        ),
-    )
-    .unwrap();
+    crate::surface_build::astro_site(root, "scale", "timeout_secs = 600\n", "");
     // The agent's worker threads (as many as the machine's cores, up to 4)
     // each hold a file or two; the rest is the agent's own.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));

@@ -11,7 +11,6 @@ use std::process::Output;
 /// counts its runs in `runs.log` (excluded from its inputs).
 fn project(root: &Path, image: Option<&str>) {
     std::fs::create_dir_all(root.join("website/src")).unwrap();
-    std::fs::create_dir_all(root.join("site")).unwrap();
     std::fs::write(root.join("website/src/index.html"), "<h1>first</h1>\n").unwrap();
     std::fs::write(
         root.join("website/build.sh"),
@@ -19,17 +18,31 @@ fn project(root: &Path, image: Option<&str>) {
          rm -rf dist && mkdir dist\nfor f in src/*.html; do cat \"$f\" > \"dist/${f#src/}\"; echo '<!-- built -->' >> \"dist/${f#src/}\"; done\necho built \"$(ls dist | wc -l)\" pages\n",
     )
     .unwrap();
+    let image = image.map_or(String::new(), |i| format!(", image = \"{i}\""));
+    astro_site(
+        root,
+        "built",
+        "",
+        &format!(
+            "build = {{ command = [\"sh\", \"build.sh\"], dir = \"website\", output = \"website/dist\", exclude = [\"runs.log\"]{image} }}\n"
+        ),
+    );
+}
+
+/// A project of one surface, `website`, that the astro step publishes from
+/// `website/dist` into `site`: `plugin_lines` and `surface_lines` are extra
+/// lines of `[plugins.astro]` and `[surface.website]` (e.g. its `build`).
+pub(crate) fn astro_site(root: &Path, name: &str, plugin_lines: &str, surface_lines: &str) {
+    std::fs::create_dir_all(root.join("site")).unwrap();
     std::fs::write(
         root.join("docker-compose.yml"),
         "services:\n  nginx:\n    image: nginx\n",
     )
     .unwrap();
-    let image = image.map_or(String::new(), |i| format!(", image = \"{i}\""));
     std::fs::write(
         root.join("slipway.toml"),
         format!(
-            "[project]\nname = \"built\"\n[plugins.astro]\npath = \"{}\"\n[surface.website]\n\
-             build = {{ command = [\"sh\", \"build.sh\"], dir = \"website\", output = \"website/dist\", exclude = [\"runs.log\"]{image} }}\n\
+            "[project]\nname = \"{name}\"\n[plugins.astro]\npath = \"{}\"\n{plugin_lines}[surface.website]\n{surface_lines}\
              [[surface.website.step]]\nplugin = \"astro\"\n\
              grants = {{ fs = [{{ host = \"website/dist\", guest = \"/build\", mode = \"ro\" }}, {{ host = \"site\", guest = \"/site\", mode = \"rw\" }}] }}\n",
             plugin("astro").display()
@@ -144,7 +157,7 @@ fn example_website(root: &Path) {
     let example = crate::harness::repo_root().join("examples/honeychat");
     crate::harness::sh(
         &format!(
-            "mkdir site && cp -r {}/website . && rm -rf website/node_modules website/dist",
+            "cp -r {}/website . && rm -rf website/node_modules website/dist",
             example.display()
         ),
         root,
@@ -153,21 +166,7 @@ fn example_website(root: &Path) {
     let manifest: toml::Table =
         toml::from_str(&std::fs::read_to_string(example.join("slipway.toml")).unwrap()).unwrap();
     let build = manifest["surface"]["website"]["build"].to_string();
-    std::fs::write(
-        root.join("docker-compose.yml"),
-        "services:\n  nginx:\n    image: nginx\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("slipway.toml"),
-        format!(
-            "[project]\nname = \"example-site\"\n[plugins.astro]\npath = \"{}\"\n[surface.website]\n\
-             build = {build}\n[[surface.website.step]]\nplugin = \"astro\"\n\
-             grants = {{ fs = [{{ host = \"website/dist\", guest = \"/build\", mode = \"ro\" }}, {{ host = \"site\", guest = \"/site\", mode = \"rw\" }}] }}\n",
-            plugin("astro").display()
-        ),
-    )
-    .unwrap();
+    astro_site(root, "example-site", "", &format!("build = {build}\n"));
 }
 
 fn live_page(root: &Path, page: &str) -> String {
