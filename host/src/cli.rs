@@ -454,8 +454,8 @@ struct Inspection {
     needs: Vec<String>,
     /// The manifest grant keys its imports can use (`docker`, `probe`, `fs`).
     grants: Vec<String>,
-    /// The commands it declares for `docker.exec` (argv prefixes); the host
-    /// refuses any other.
+    /// The commands it declares for `docker.exec`, each matched whole; the
+    /// host refuses any other.
     exec: Vec<Vec<String>>,
     /// The narrowed `grants.docker` entry that allows exactly those, with
     /// the service left for the operator to fill in.

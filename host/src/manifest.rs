@@ -6,6 +6,7 @@
 //! types (`slipway schema`) and a test keeps it in sync.
 
 use crate::capability::Grants;
+use crate::capability::command::ExecCommand;
 use crate::capability::docker::{DockerGrant, ServiceGrant};
 use crate::capability::fs::FsGrant;
 use crate::capability::probe::ProbeGrant;
@@ -270,7 +271,7 @@ pub struct StepSpec {
 pub struct GrantSpec {
     /// Compose services: a name grants every operation on it; a table
     /// `{ service = "nginx", exec = [["nginx", "-s", "reload"]] }` also
-    /// narrows `exec` to commands that start with one of the argv prefixes.
+    /// narrows `exec` to the commands it lists, each matched whole.
     #[serde(default)]
     pub docker: Vec<DockerGrantSpec>,
     /// `host:port` or `host:*`; a host may be a compose service name.
@@ -287,7 +288,7 @@ pub struct GrantSpec {
 pub enum DockerGrantSpec {
     /// Every operation, and any command in `exec`.
     Service(String),
-    /// Every operation; `exec` only of commands starting with one of these.
+    /// Every operation; `exec` only of the commands it lists.
     Narrowed(NarrowedDockerGrant),
 }
 
@@ -295,7 +296,9 @@ pub enum DockerGrantSpec {
 #[serde(deny_unknown_fields)]
 pub struct NarrowedDockerGrant {
     pub service: String,
-    /// Argv prefixes, e.g. `["nginx", "-t"]`; an empty list allows no exec.
+    /// Whole commands, e.g. `["nginx", "-t"]` or `["nslookup", "{service}"]`;
+    /// an argument `{service}` is any service of this step's grants.docker,
+    /// `{number}` a decimal number. An empty list allows no exec.
     pub exec: Vec<Vec<String>>,
 }
 
@@ -822,14 +825,10 @@ impl Loaded {
                 .map_err(|e| (format!("docker[{i}]"), e))?;
             let exec = match grant {
                 DockerGrantSpec::Service(_) => None,
-                DockerGrantSpec::Narrowed(n) if n.exec.iter().any(Vec::is_empty) => {
-                    return Err((
-                        format!("docker[{i}].exec"),
-                        "an empty prefix would allow every command; list each command's argv"
-                            .into(),
-                    ));
-                }
-                DockerGrantSpec::Narrowed(n) => Some(n.exec.clone()),
+                DockerGrantSpec::Narrowed(n) => Some(
+                    ExecCommand::parse_all(&n.exec)
+                        .map_err(|e| (format!("docker[{i}].exec"), e))?,
+                ),
             };
             docker.services.push(ServiceGrant {
                 service: grant.service().to_owned(),

@@ -7,6 +7,7 @@ use crate::bindings::watch::WatchPre;
 use crate::bindings::{Context, DeployStepPre, PluginInfo, Report, WIT_VERSION};
 use crate::capability::Grants;
 use crate::capability::Sandbox;
+use crate::capability::command::ExecCommand;
 use crate::capability::docker::Effects;
 use crate::sandbox::{Caller, HostServices};
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -73,6 +74,8 @@ pub struct Plugin {
     pub imports: Vec<String>,
     /// Whether the compiled code came from the cache.
     pub from_cache: bool,
+    /// `info.exec`, read: the only commands its `docker.exec` may run.
+    pub exec: Vec<ExecCommand>,
     pub limits: Limits,
     pre: Pre,
 }
@@ -239,6 +242,7 @@ impl Runtime {
             wit_version,
             imports,
             from_cache,
+            exec: Vec::new(),
             limits,
             pre,
         };
@@ -246,6 +250,12 @@ impl Runtime {
             .describe(&plugin)
             .await
             .map_err(|e| describe_failed(key, path, e))?;
+        plugin.exec = ExecCommand::parse_all(&plugin.info.exec).map_err(|e| {
+            anyhow!(
+                "plugin {key} ({}) declares an exec command this host cannot read: {e}; report it to the plugin's author",
+                path.display()
+            )
+        })?;
         Ok(plugin)
     }
 
@@ -321,7 +331,7 @@ impl Runtime {
         grants: Grants,
         services: HostServices,
     ) -> Result<Store<Sandbox>> {
-        let declared = plugin.info.exec.clone();
+        let declared = plugin.exec.clone();
         let memory = plugin.limits.memory_bytes;
         let sandbox = Sandbox::new(caller, grants, declared, services, memory)?;
         let mut store = Store::new(&self.engine, sandbox);

@@ -231,8 +231,9 @@ macro_rules! error {
 
 /// A [`PluginInfo`] from the calling crate's Cargo metadata:
 /// `plugin_info!(needs: ["docker: nginx"])`. Add `exec: [["nginx", "-t"]]`
-/// to declare the commands the plugin runs with `docker::exec` (the host
-/// refuses any other), and `replaces_services: true` for a step that
+/// to declare the commands the plugin runs with `docker::exec`, each whole
+/// (`"{service}"` and `"{number}"` stand for an argument that varies; the
+/// host refuses any other command), and `replaces_services: true` for a step that
 /// replaces the surface's containers itself.
 #[macro_export]
 macro_rules! plugin_info {

@@ -2,6 +2,7 @@
 //! `exec` only of commands the plugin declares and the grant allows.
 
 use super::Sandbox;
+use super::command::{ExecCommand, command_list};
 use super::{Denied, Mode, host_err};
 use crate::bindings::slipway::plugin::docker;
 use crate::docker::{ContainerInfo, Docker};
@@ -22,9 +23,8 @@ pub struct DockerGrant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceGrant {
     pub service: String,
-    /// `None`: any command the plugin declares. `Some`: only commands that
-    /// start with one of these argv prefixes.
-    pub exec: Option<Vec<Vec<String>>>,
+    /// `None`: any command the plugin declares. `Some`: only these.
+    pub exec: Option<Vec<ExecCommand>>,
 }
 
 impl DockerGrant {
@@ -67,43 +67,36 @@ impl DockerGrant {
         Ok(())
     }
 
-    /// `exec` of `argv` in `service`: granted, declared by the plugin
-    /// (`declared`, from its `describe`), and where the grant narrows exec,
-    /// one of its commands. An exec grant is otherwise a shell on every
-    /// network the service can see.
+    /// `exec` of `argv` in `service`: granted, one of the commands the
+    /// plugin declares (`declared`, from its `describe`), and where the
+    /// grant narrows exec, one of its commands. Commands match whole (see
+    /// [`ExecCommand`]); a `{service}` in them is a service of this grant.
     pub fn check_exec(
         &self,
         mode: Mode,
-        declared: &[Vec<String>],
+        declared: &[ExecCommand],
         service: &str,
         argv: &[String],
     ) -> Result<(), Denied> {
         self.check(mode, Op::Exec, service)?;
-        if !declared
-            .iter()
-            .any(|p| !p.is_empty() && argv.starts_with(p))
-        {
+        let services: Vec<&str> = self.names().collect();
+        let is = |c: &ExecCommand| c.matches(argv, &services);
+        if !declared.iter().any(is) {
             return Err(Denied(format!(
-                "exec of {argv:?} in service `{service}` is refused: the plugin does not declare it (its describe declares [{}]); a plugin runs only the commands it declares",
-                argv_list(declared)
+                "exec of {argv:?} in service `{service}` is refused: it is not one of the commands the plugin declares \
+                 ([{}]; a command matches whole, every argument); a plugin runs only the commands it declares",
+                command_list(declared)
             )));
         }
         match &self.service(Op::Exec, service)?.exec {
-            Some(prefixes) if !prefixes.iter().any(|p| argv.starts_with(p)) => {
-                Err(Denied(format!(
-                    "exec of {argv:?} in service `{service}` is not granted: grants.docker narrows its exec to [{}]; add the command to that `exec` list in slipway.toml if the step really needs it",
-                    argv_list(prefixes)
-                )))
-            }
+            Some(granted) if !granted.iter().any(is) => Err(Denied(format!(
+                "exec of {argv:?} in service `{service}` is not granted: grants.docker narrows its exec to [{}]; \
+                 add the command to that `exec` list in slipway.toml if the step really needs it",
+                command_list(granted)
+            ))),
             _ => Ok(()),
         }
     }
-}
-
-/// `["nginx", "-t"], ["nginx", "-T"]`, as in slipway.toml.
-pub fn argv_list(prefixes: &[Vec<String>]) -> String {
-    let quoted: Vec<String> = prefixes.iter().map(|p| format!("{p:?}")).collect();
-    quoted.join(", ")
 }
 
 /// Docker operations, split by whether they change anything.
@@ -202,8 +195,8 @@ impl Effects {
 pub struct DockerCtx {
     grant: DockerGrant,
     mode: Mode,
-    /// The plugin's declared exec prefixes.
-    declared: Vec<Vec<String>>,
+    /// The commands the plugin declares.
+    declared: Vec<ExecCommand>,
     engine: Option<Arc<Docker>>,
     pub(crate) effects: Effects,
 }
@@ -212,7 +205,7 @@ impl DockerCtx {
     pub fn new(
         grant: DockerGrant,
         mode: Mode,
-        declared: Vec<Vec<String>>,
+        declared: Vec<ExecCommand>,
         engine: Option<Arc<Docker>>,
     ) -> DockerCtx {
         DockerCtx {
@@ -448,25 +441,47 @@ mod tests {
         );
     }
 
+    fn commands(list: &[&[&str]]) -> Vec<ExecCommand> {
+        list.iter()
+            .map(|a| ExecCommand::parse(&argv(a)).unwrap())
+            .collect()
+    }
+
     /// Exec runs only what the plugin declares and, where the grant narrows
-    /// it, what the grant lists.
+    /// it, what the grant lists: whole commands, never prefixes.
     #[test]
     fn exec_table() {
-        let declared = vec![argv(&["nginx"]), argv(&["sh"])];
-        let mut g = DockerGrant::services(["nginx", "api"]);
-        g.services[0].exec = Some(vec![
-            argv(&["nginx", "-t"]),
-            argv(&["nginx", "-s", "reload"]),
+        let declared = commands(&[
+            &["nginx", "-t"],
+            &["nginx", "-s", "reload"],
+            &["nginx", "-s", "stop"],
+            &["sh", "-c", "id"],
+            &["nslookup", "{service}"],
         ]);
-        let cases: [(&str, &[&str], bool); 9] = [
+        let mut g = DockerGrant::services(["nginx", "api"]);
+        g.services[0].exec = Some(commands(&[
+            &["nginx", "-t"],
+            &["nginx", "-s", "reload"],
+            &["nslookup", "{service}"],
+        ]));
+        let cases: [(&str, &[&str], bool); 14] = [
             ("nginx", &["nginx", "-t"], true),
             ("nginx", &["nginx", "-s", "reload"], true),
+            ("nginx", &["nslookup", "api"], true),
             ("nginx", &["nginx", "-s", "stop"], false),
+            ("nginx", &["nginx", "-s", "reload", "-s", "stop"], false),
+            (
+                "nginx",
+                &["nginx", "-t", "-g", "load_module /srv/x.so;"],
+                false,
+            ),
             ("nginx", &["nginx"], false),
-            ("nginx", &["sh", "-c", "wget -qO- http://api:8000/"], false),
+            ("nginx", &["nslookup", "postgres"], false),
+            ("nginx", &["nslookup", "api", "10.0.0.1"], false),
+            ("nginx", &["sh", "-c", "id"], false),
             ("nginx", &[], false),
-            ("api", &["sh", "-c", "anything declared"], true),
-            ("api", &["python", "-c", "undeclared"], false),
+            ("api", &["sh", "-c", "id"], true),
+            ("api", &["sh", "-c", "wget -qO- http://nginx/"], false),
             ("postgres", &["nginx", "-t"], false),
         ];
         for (service, command, ok) in cases {
@@ -488,17 +503,18 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(
-            msg.contains("does not declare") && msg.contains("[\"sh\"]"),
+            msg.contains("not one of the commands the plugin declares")
+                && msg.contains(r#"["nslookup", "{service}"]"#),
             "{msg}"
         );
         let msg = g
             .check_exec(Mode::Apply, &[], "api", &python)
             .unwrap_err()
             .0;
-        assert!(msg.contains("declares []"), "{msg}");
-        let reload = argv(&["nginx", "-t"]);
+        assert!(msg.contains("declares ([]"), "{msg}");
+        let test = argv(&["nginx", "-t"]);
         let msg = g
-            .check_exec(Mode::Plan, &declared, "nginx", &reload)
+            .check_exec(Mode::Plan, &declared, "nginx", &test)
             .unwrap_err()
             .0;
         assert!(msg.contains("slipway plan"), "{msg}");

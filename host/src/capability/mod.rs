@@ -8,6 +8,7 @@
 //! Every check returns a [`Denied`] that the plugin receives as `err`, never
 //! a trap, and that says which grant would allow the call.
 
+pub mod command;
 pub mod docker;
 pub mod files;
 pub mod fs;
@@ -44,7 +45,7 @@ impl Sandbox {
     pub fn new(
         caller: Caller,
         grants: Grants,
-        declared_exec: Vec<Vec<String>>,
+        declared_exec: Vec<command::ExecCommand>,
         services: HostServices,
         memory_bytes: usize,
     ) -> anyhow::Result<Sandbox> {

@@ -5,6 +5,7 @@
 
 use crate::bindings::{Context, Output};
 use crate::capability::Grants;
+use crate::capability::command::command_list;
 use crate::docker::{Docker, Unreachable};
 use crate::lock::LockError;
 use crate::manifest::{
@@ -188,7 +189,7 @@ impl Agent {
                 self.load_plugin(&step.plugin, Role::Step).await?;
                 let who = format!("surface.{surface}.step[{index}]");
                 self.refuse_replacing_on_swarm(&step.plugin, &who)?;
-                self.resolve_grants((surface.clone(), index), &step.grants, &who)?;
+                self.resolve_grants((surface.clone(), index), &step.plugin, &step.grants, &who)?;
             }
         }
         Ok(())
@@ -210,10 +211,12 @@ impl Agent {
         )))
     }
 
-    /// Resolve a step's or watcher's grants from the manifest, once.
+    /// Resolve a step's or watcher's grants from the manifest, once, and
+    /// refuse an exec grant of a command its plugin does not declare.
     fn resolve_grants(
         &mut self,
         of: GrantsOf,
+        plugin: &str,
         spec: &GrantSpec,
         key: &str,
     ) -> Result<(), AgentError> {
@@ -221,6 +224,21 @@ impl Agent {
             .loaded
             .grants(spec)
             .map_err(|(k, e)| AgentError::Usage(format!("{key}.grants.{k}: {e}")))?;
+        let plugin = &self.plugins[plugin];
+        for (i, grant) in grants.docker.services.iter().enumerate() {
+            let mut granted = grant.exec.iter().flatten().enumerate();
+            if let Some((j, command)) = granted.find(|(_, c)| !plugin.exec.contains(c)) {
+                return Err(AgentError::Usage(format!(
+                    "{key}.grants.docker[{i}].exec[{j}]: {command} is not a command plugin {} ({} {}) declares, \
+                     so it allows nothing. A command is matched whole, every argument (a prefix such as [\"nslookup\"] \
+                     does not allow what follows it); the plugin declares [{}]: grant the ones the step needs",
+                    plugin.key,
+                    plugin.info.name,
+                    plugin.info.version,
+                    command_list(&plugin.exec)
+                )));
+            }
+        }
         self.grants.insert(of, grants);
         Ok(())
     }
@@ -248,7 +266,8 @@ impl Agent {
         for name in &selected {
             let spec = self.loaded.manifest.watch[name].clone();
             self.load_plugin(&spec.plugin, Role::Watcher).await?;
-            self.resolve_grants(watcher_grants(name), &spec.grants, &format!("watch.{name}"))?;
+            let who = format!("watch.{name}");
+            self.resolve_grants(watcher_grants(name), &spec.plugin, &spec.grants, &who)?;
         }
         // A watcher that moves a service hands it to the surfaces that
         // route to it (`reroute`): their steps must be ready too.

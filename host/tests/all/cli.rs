@@ -184,6 +184,37 @@ fn plugin_inspect_shows_contract_and_needs() {
     );
 }
 
+/// An exec grant names whole commands the plugin declares: a prefix of one
+/// (the form grants once had) or a placeholder the host does not know is
+/// refused when the manifest loads, before anything runs, with the
+/// commands to write.
+#[test]
+fn an_exec_grant_of_a_command_the_plugin_does_not_declare_is_refused_up_front() {
+    let with_exec = |exec: &str| {
+        format!(
+            "{}grants = {{ docker = [{{ service = \"api\", exec = {exec} }}] }}\n",
+            step("backend", &[], NOOP)
+        )
+    };
+    let dir = project(&with_exec(r#"[["nginx", "-t"], ["nginx", "-s"]]"#));
+    let out = slipway(dir.path(), &["plan", "--all"], &[]);
+    assert_exit(
+        &out,
+        2,
+        r#"surface.backend.step[0].grants.docker[0].exec[1]: ["nginx", "-s"] is not a command plugin hostile"#,
+    );
+    assert_exit(
+        &out,
+        2,
+        r#"["nginx", "-s", "reload"], ["nslookup", "{service}"]"#,
+    );
+    let dir = project(&with_exec(r#"[["nslookup", "{host}"]]"#));
+    let out = slipway(dir.path(), &["plan", "--all"], &[]);
+    assert_exit(&out, 2, "`{host}` is not a placeholder this host knows");
+    let dir = project(&with_exec(r#"[["nslookup", "{service}"]]"#));
+    assert_exit(&slipway(dir.path(), &["plan", "--all"], &[]), 0, "planned");
+}
+
 #[test]
 fn bad_input_gets_a_clear_error_and_exit_code() {
     let good = step("backend", &[], NOOP);

@@ -5,6 +5,7 @@
 use crate::harness::{Tmpfs, cache_dir, plugin};
 use serde_json::json;
 use slipway::bindings::Context;
+use slipway::capability::command::ExecCommand;
 use slipway::capability::docker::DockerGrant;
 use slipway::capability::fs::FsGrant;
 use slipway::capability::probe::ProbeGrant;
@@ -330,8 +331,8 @@ async fn docker_reaches_only_granted_services() {
     // A narrowed exec grant: `sh -c` is refused before anything runs,
     // and the message names the grant to change.
     let mut narrowed = grants.clone();
-    narrowed.docker.services[0].exec =
-        Some(vec![vec!["nginx".into(), "-s".into(), "reload".into()]]);
+    let reload = vec!["nginx".into(), "-s".into(), "reload".into()];
+    narrowed.docker.services[0].exec = Some(vec![ExecCommand::parse(&reload).unwrap()]);
     let config = json!({ "attempt": "exec", "service": "api",
         "command": ["sh", "-c", "wget -qO- http://api:8000/"] });
     let msg = denied(attempt_with(&rt, &p, narrowed, services.clone(), config).await);
@@ -344,7 +345,8 @@ async fn docker_reaches_only_granted_services() {
     let config = json!({ "attempt": "exec", "service": "api", "command": ["wget", "http://api/"] });
     let msg = denied(attempt_with(&rt, &p, grants.clone(), services.clone(), config).await);
     assert!(
-        msg.contains("the plugin does not declare it") && msg.contains("[\"sh\"]"),
+        msg.contains("not one of the commands the plugin declares")
+            && msg.contains("\"sh\", \"-c\""),
         "{msg}"
     );
     // During `slipway plan` even a granted service cannot be changed.
@@ -355,6 +357,70 @@ async fn docker_reaches_only_granted_services() {
     let config = json!({ "attempt": "docker-restart", "service": "api" });
     let msg = denied(attempt_with(&rt, &p, plan_grants, services, config).await);
     assert!(msg.contains("slipway plan"), "{msg}");
+}
+
+/// A declared and granted command runs only whole: no argument added to
+/// `nginx -t` (load_module, `-e`, `-c`), to `nginx -s reload` (a second
+/// `-s`) or to `nslookup {service}` (a DNS server of the plugin's choice),
+/// and `{service}` only names a granted service.
+#[tokio::test]
+async fn exec_runs_only_whole_declared_and_granted_commands() {
+    let rt = runtime();
+    let p = hostile(&rt, Limits::default()).await;
+    let services = engine_for(
+        "services:\n  nginx:\n    image: x\n  api:\n    image: y\n  postgres:\n    image: z\n",
+    )
+    .await;
+    let mut grants = Grants {
+        docker: DockerGrant::services(["nginx", "api"]),
+        ..Grants::default()
+    };
+    let commands = [
+        vec!["nginx", "-t"],
+        vec!["nginx", "-T"],
+        vec!["nginx", "-s", "reload"],
+        vec!["nslookup", "{service}"],
+    ];
+    let commands: Vec<Vec<String>> = commands
+        .iter()
+        .map(|c| c.iter().map(|a| a.to_string()).collect())
+        .collect();
+    grants.docker.services[0].exec = Some(ExecCommand::parse_all(&commands).unwrap());
+    let exec =
+        |command: &[&str]| json!({ "attempt": "exec", "service": "nginx", "command": command });
+    // Controls: the whole commands pass every check and reach the engine,
+    // where nginx has no container to run them in.
+    for command in [
+        &["nginx", "-t"][..],
+        &["nginx", "-s", "reload"],
+        &["nslookup", "api"],
+    ] {
+        let msg =
+            denied(attempt_with(&rt, &p, grants.clone(), services.clone(), exec(command)).await);
+        assert!(
+            !msg.contains("refused") && !msg.contains("not granted") && msg.contains("nginx"),
+            "{command:?}: {msg}"
+        );
+    }
+    for escape in [
+        &["nginx", "-t", "-g", "load_module /srv/site/x.so;"][..],
+        &["nginx", "-t", "-e", "/etc/anything"],
+        &["nginx", "-t", "-c", "/run/secrets/key.pem"],
+        &["nginx", "-s", "reload", "-s", "stop"],
+        &["nginx", "-T", "-q"],
+        &["nslookup", "api", "10.0.0.53"],
+        &["nslookup", "postgres"],
+        &["nslookup", "-debug"],
+        &["nslookup"],
+        &["nginx"],
+    ] {
+        let msg =
+            denied(attempt_with(&rt, &p, grants.clone(), services.clone(), exec(escape)).await);
+        assert!(
+            msg.contains("not one of the commands the plugin declares"),
+            "{escape:?}: {msg}"
+        );
+    }
 }
 
 fn image_id(reference: &str) -> String {

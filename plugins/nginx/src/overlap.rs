@@ -28,7 +28,7 @@ impl Plugin for NginxOverlap {
                 "docker: the nginx service (exec: the commands below), and every service of the surface".into(),
                 "probe: the host:port of verify_url, when set".into(),
             ],
-            exec: slipway_sdk::nginx::exec_needs(&[&["nslookup"]]),
+            exec: slipway_sdk::nginx::exec_needs(&[&["nslookup", "{service}"]]),
             replaces_services: true,
         }
     }

@@ -45,7 +45,7 @@ impl Plugin for NginxZeroDowntime {
                 "fs (rw): the directory of upstream include files nginx includes, at upstreams_dir".into(),
                 "probe: the host:port of verify_url, when set".into(),
             ],
-            exec: slipway_sdk::nginx::exec_needs(&[&["nslookup"]]),
+            exec: slipway_sdk::nginx::exec_needs(&[&["nslookup", "{service}"]]),
             replaces_services: true,
         }
     }

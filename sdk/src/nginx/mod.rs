@@ -165,10 +165,10 @@ mod tests {
         for argv in RELOAD_EXEC {
             assert!(EXEC.contains(argv), "{argv:?} is missing from EXEC");
         }
-        let needs = exec_needs(&[&["nslookup"]]);
+        let needs = exec_needs(&[&["nslookup", "{service}"]]);
         assert_eq!(needs.len(), EXEC.len() + 1);
         assert_eq!(needs[2], ["nginx", "-s", "reload"]);
-        assert_eq!(needs.last().unwrap(), &["nslookup"]);
+        assert_eq!(needs.last().unwrap(), &["nslookup", "{service}"]);
         assert_eq!(reload_exec_needs().len(), RELOAD_EXEC.len());
     }
 }

@@ -100,11 +100,18 @@ impl Plugin for Hostile {
         if cfg!(feature = "describe-loop") {
             spin();
         }
-        // It declares a shell and nginx's own commands: tests prove that a
-        // narrowed grant still refuses the shell.
+        // It declares nginx's commands as the nginx plugins do, and a
+        // shell: tests prove that a narrowed grant still refuses the shell,
+        // and that no argument can be added to a declared command.
         slipway_sdk::plugin_info!(
             needs: ["whatever the test grants"],
-            exec: [["sh"], ["nginx"], ["cat"], ["true"]]
+            exec: [
+                ["nginx", "-t"],
+                ["nginx", "-T"],
+                ["nginx", "-s", "reload"],
+                ["nslookup", "{service}"],
+                ["sh", "-c", "wget -qO- http://api:8000/"]
+            ]
         )
     }
 }
