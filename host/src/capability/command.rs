@@ -58,6 +58,11 @@ impl ExecCommand {
             .collect()
     }
 
+    /// Whether `longer` begins with this command's arguments and has more.
+    pub fn is_prefix_of(&self, longer: &ExecCommand) -> bool {
+        self.0.len() < longer.0.len() && longer.0.starts_with(&self.0)
+    }
+
     /// Whether `argv` is this command, with `services` the ones a
     /// `{service}` may name.
     pub fn matches(&self, argv: &[String], services: &[&str]) -> bool {
@@ -153,6 +158,9 @@ mod tests {
         assert!(ExecCommand::parse(&[]).is_err());
         let err = ExecCommand::parse_all(&[argv(&["true"]), vec![]]).unwrap_err();
         assert!(err.starts_with("[]: "), "{err}");
+        assert!(command(&["nslookup"]).is_prefix_of(&command(&["nslookup", "{service}"])));
+        assert!(!command(&["nginx", "-t"]).is_prefix_of(&command(&["nginx", "-t"])));
+        assert!(!command(&["nginx", "-T"]).is_prefix_of(&command(&["nginx", "-t", "-q"])));
         let written = [argv(&["nslookup", "{service}"]), argv(&["nginx", "-t"])];
         let parsed = ExecCommand::parse_all(&written).unwrap();
         assert_eq!(

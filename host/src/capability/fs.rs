@@ -2,7 +2,8 @@
 //! read-write outside a plan) and nothing else: no environment, no
 //! arguments, stdin closed, no sockets. stdout and stderr go to the log
 //! (see `log`). A symlink the plugin creates must point down, inside the
-//! directory that holds it (see [`symlink_refused`]).
+//! directory that holds it (see [`symlink_refused`]), and only regular
+//! files and directories open (see [`open_at`]).
 
 use super::Mode;
 use super::Sandbox;
@@ -10,7 +11,9 @@ use super::log::LogSink;
 use std::path::PathBuf;
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
-use wasmtime_wasi::p2::bindings::filesystem::types::{ErrorCode, Host as _, HostDescriptor};
+use wasmtime_wasi::p2::bindings::filesystem::types::{
+    DescriptorFlags, DescriptorType, ErrorCode, Host as _, HostDescriptor, OpenFlags, PathFlags,
+};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 /// The WASI filesystem interface wasmtime-wasi links, whose `symlink-at`
@@ -104,15 +107,94 @@ pub(super) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()
     // wasmtime-wasi (cap-std) refuses an absolute target but creates any
     // relative one, `../../etc` too: the plugin itself could not follow it,
     // but nginx serving the grant, or the host, would. So `symlink-at` is
-    // replaced by one that checks the target first.
+    // replaced by one that checks the target first, and `open-at` by one
+    // that opens only regular files and directories.
     linker.allow_shadowing(true);
-    let defined = linker
-        .instance(FS_TYPES)?
+    let mut types = linker.instance(FS_TYPES)?;
+    let defined = types
         .func_wrap_async("[method]descriptor.symlink-at", |mut store, args| {
             Box::new(async move { symlink_at(store.data_mut(), args).await })
+        })
+        .and_then(|()| {
+            types.func_wrap_async("[method]descriptor.open-at", |mut store, args| {
+                Box::new(async move { open_at(store.data_mut(), args).await })
+            })
         });
     linker.allow_shadowing(false);
     defined
+}
+
+/// `open-at`: wasmtime-wasi's, for anything but a FIFO, socket or device.
+/// Opening a FIFO blocks until a writer comes, on the thread that runs the
+/// plugin (its file calls run inline), where the call's timeout cannot stop
+/// it; a device may never end. A build or a container sharing the
+/// directory can leave one there, so the path is looked at first, as the
+/// open would follow it. (A file swapped for a FIFO between the two calls
+/// would still be opened: that takes a process racing the plugin inside
+/// the grant, which could as well fill it.)
+async fn open_at(
+    sandbox: &mut Sandbox,
+    (dir, path_flags, path, oflags, flags): (
+        Resource<Descriptor>,
+        PathFlags,
+        String,
+        OpenFlags,
+        DescriptorFlags,
+    ),
+) -> wasmtime::Result<(Result<Resource<Descriptor>, ErrorCode>,)> {
+    let mut fs = sandbox.filesystem();
+    let at = Resource::new_borrow(dir.rep());
+    if let Ok(stat) = HostDescriptor::stat_at(&mut fs, at, path_flags, path.clone()).await
+        && !matches!(
+            stat.type_,
+            DescriptorType::RegularFile | DescriptorType::Directory | DescriptorType::SymbolicLink
+        )
+    {
+        let (file, kind) = described(sandbox, &dir, &path, path_flags);
+        tracing::warn!(
+            "{}: refused to open `{path}` ({file}): it is {kind}, which a plugin never opens (only regular files and directories); \
+             remove it from the granted directory",
+            sandbox.log.sink.caller()
+        );
+        return Ok((Err(ErrorCode::Access),));
+    }
+    let mut fs = sandbox.filesystem();
+    match HostDescriptor::open_at(&mut fs, dir, path_flags, path, oflags, flags).await {
+        Ok(opened) => Ok((Ok(opened),)),
+        Err(e) => Ok((Err(fs.convert_error_code(e)?),)),
+    }
+}
+
+/// The host path of `path` under the plugin's directory `dir`, and what
+/// kind of file it is, for the operator who has to remove it. (wasmtime-wasi
+/// reports a FIFO and a device alike, as of an unknown type.)
+fn described(
+    sandbox: &Sandbox,
+    dir: &Resource<Descriptor>,
+    path: &str,
+    flags: PathFlags,
+) -> (String, &'static str) {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::io::AsRawFd;
+    let Ok(Descriptor::Dir(d)) = sandbox.table.get(dir) else {
+        return (path.to_owned(), "not a regular file or directory");
+    };
+    let Ok(dir) = std::fs::read_link(format!("/proc/self/fd/{}", d.dir.as_raw_fd())) else {
+        return (path.to_owned(), "not a regular file or directory");
+    };
+    let file = dir.join(path);
+    let meta = match flags.contains(PathFlags::SYMLINK_FOLLOW) {
+        true => std::fs::metadata(&file),
+        false => std::fs::symlink_metadata(&file),
+    };
+    let kind = match meta.map(|m| m.file_type()) {
+        Ok(t) if t.is_fifo() => "a FIFO",
+        Ok(t) if t.is_socket() => "a socket",
+        Ok(t) if t.is_char_device() => "a character device",
+        Ok(t) if t.is_block_device() => "a block device",
+        _ => "not a regular file or directory",
+    };
+    (file.display().to_string(), kind)
 }
 
 /// `symlink-at`: wasmtime-wasi's, for a target [`symlink_refused`] allows.

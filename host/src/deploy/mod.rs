@@ -5,7 +5,7 @@
 
 use crate::bindings::{Context, Output};
 use crate::capability::Grants;
-use crate::capability::command::command_list;
+use crate::capability::command::ExecCommand;
 use crate::docker::{Docker, Unreachable};
 use crate::lock::LockError;
 use crate::manifest::{
@@ -211,8 +211,10 @@ impl Agent {
         )))
     }
 
-    /// Resolve a step's or watcher's grants from the manifest, once, and
-    /// refuse an exec grant of a command its plugin does not declare.
+    /// Resolve a step's or watcher's grants from the manifest, once. An exec
+    /// grant written as a prefix of a command the plugin declares (the form
+    /// grants once had) is refused: it would allow only itself, and the
+    /// step's exec would fail halfway through a deploy.
     fn resolve_grants(
         &mut self,
         of: GrantsOf,
@@ -226,16 +228,26 @@ impl Agent {
             .map_err(|(k, e)| AgentError::Usage(format!("{key}.grants.{k}: {e}")))?;
         let plugin = &self.plugins[plugin];
         for (i, grant) in grants.docker.services.iter().enumerate() {
-            let mut granted = grant.exec.iter().flatten().enumerate();
-            if let Some((j, command)) = granted.find(|(_, c)| !plugin.exec.contains(c)) {
+            for (j, granted) in grant.exec.iter().flatten().enumerate() {
+                let longer: Vec<&ExecCommand> = plugin
+                    .exec
+                    .iter()
+                    .filter(|declared| granted.is_prefix_of(declared))
+                    .collect();
+                if longer.is_empty() || plugin.exec.contains(granted) {
+                    continue;
+                }
                 return Err(AgentError::Usage(format!(
-                    "{key}.grants.docker[{i}].exec[{j}]: {command} is not a command plugin {} ({} {}) declares, \
-                     so it allows nothing. A command is matched whole, every argument (a prefix such as [\"nslookup\"] \
-                     does not allow what follows it); the plugin declares [{}]: grant the ones the step needs",
+                    "{key}.grants.docker[{i}].exec[{j}]: {granted} allows that command alone, every argument \
+                     matched, not the longer ones plugin {} ({} {}) declares: grant {} instead",
                     plugin.key,
                     plugin.info.name,
                     plugin.info.version,
-                    command_list(&plugin.exec)
+                    longer
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         }

@@ -184,12 +184,12 @@ fn plugin_inspect_shows_contract_and_needs() {
     );
 }
 
-/// An exec grant names whole commands the plugin declares: a prefix of one
+/// An exec grant names whole commands: a prefix of one the plugin declares
 /// (the form grants once had) or a placeholder the host does not know is
 /// refused when the manifest loads, before anything runs, with the
-/// commands to write.
+/// command to write.
 #[test]
-fn an_exec_grant_of_a_command_the_plugin_does_not_declare_is_refused_up_front() {
+fn an_exec_grant_written_as_a_prefix_is_refused_up_front() {
     let with_exec = |exec: &str| {
         format!(
             "{}grants = {{ docker = [{{ service = \"api\", exec = {exec} }}] }}\n",
@@ -201,18 +201,45 @@ fn an_exec_grant_of_a_command_the_plugin_does_not_declare_is_refused_up_front() 
     assert_exit(
         &out,
         2,
-        r#"surface.backend.step[0].grants.docker[0].exec[1]: ["nginx", "-s"] is not a command plugin hostile"#,
+        r#"surface.backend.step[0].grants.docker[0].exec[1]: ["nginx", "-s"] allows that command alone"#,
     );
-    assert_exit(
-        &out,
-        2,
-        r#"["nginx", "-s", "reload"], ["nslookup", "{service}"]"#,
-    );
+    assert_exit(&out, 2, r#"grant ["nginx", "-s", "reload"] instead"#);
     let dir = project(&with_exec(r#"[["nslookup", "{host}"]]"#));
     let out = slipway(dir.path(), &["plan", "--all"], &[]);
     assert_exit(&out, 2, "`{host}` is not a placeholder this host knows");
-    let dir = project(&with_exec(r#"[["nslookup", "{service}"]]"#));
+    // A command the plugin does not declare may be granted: the same
+    // grants serve whichever strategy's .wasm the step loads, and the
+    // plugin still runs only what it declares.
+    let dir = project(&with_exec(
+        r#"[["nslookup", "{service}"], ["ps", "-o", "pid,args"]]"#,
+    ));
     assert_exit(&slipway(dir.path(), &["plan", "--all"], &[]), 0, "planned");
+}
+
+/// A FIFO in a granted directory fails the deploy within the plugin's
+/// timeout, naming the file, and the next deploy gets the lock.
+#[test]
+fn a_fifo_in_a_granted_directory_fails_the_deploy_at_once_and_frees_the_lock() {
+    let read = "{ attempt = \"read\", path = \"/site/pipe\" }";
+    let dir = project(&format!(
+        "{}grants = {{ fs = [{{ host = \"site\", guest = \"/site\", mode = \"rw\" }}] }}\n",
+        step("backend", &[], read)
+    ));
+    let site = dir.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    let mode = rustix::fs::Mode::from_raw_mode(0o644);
+    rustix::fs::mkfifoat(rustix::fs::CWD, site.join("pipe"), mode).unwrap();
+    for run in 0..2 {
+        let start = Instant::now();
+        let out = slipway(dir.path(), &["deploy", "backend"], &[]);
+        let took = start.elapsed();
+        let named = format!(
+            "refused to open `pipe` ({}): it is a FIFO",
+            site.join("pipe").display()
+        );
+        assert_exit(&out, 1, &named);
+        assert!(took < Duration::from_secs(5), "run {run} took {took:?}");
+    }
 }
 
 #[test]

@@ -359,6 +359,51 @@ async fn docker_reaches_only_granted_services() {
     assert!(msg.contains("slipway plan"), "{msg}");
 }
 
+/// A FIFO or a socket left in a granted directory (by a build, or a
+/// container sharing it) is refused at once, by WASI and by `files`: an
+/// open of a FIFO would wait for a writer where the call's timeout cannot
+/// stop it.
+#[tokio::test]
+async fn fifos_and_sockets_in_a_grant_are_refused_at_once_and_never_waited_on() {
+    let rt = runtime();
+    let limits = Limits {
+        timeout: Duration::from_secs(5),
+        ..Limits::default()
+    };
+    let p = hostile(&rt, limits).await;
+    let fx = FsFixture::new();
+    let rw = fx.path().join("rw");
+    let mode = rustix::fs::Mode::from_raw_mode(0o644);
+    rustix::fs::mkfifoat(rustix::fs::CWD, rw.join("fifo"), mode).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(rw.join("socket")).unwrap();
+    // Control: a regular file next to them reads and hashes.
+    let ok = attempt(
+        &rt,
+        &p,
+        fx.grants(),
+        json!({ "attempt": "files-hash", "paths": ["/data/file.txt"] }),
+    )
+    .await
+    .unwrap();
+    assert!(ok.starts_with("hashed "), "{ok}");
+    for path in ["/rw/fifo", "/rw/socket"] {
+        for config in [
+            json!({ "attempt": "read", "path": path }),
+            json!({ "attempt": "write", "path": path }),
+            json!({ "attempt": "files-hash", "paths": [path] }),
+        ] {
+            let start = Instant::now();
+            let msg = denied(attempt(&rt, &p, fx.grants(), config.clone()).await);
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{config}: took {:?}: {msg}",
+                start.elapsed()
+            );
+            assert!(msg.contains(path), "{config}: {msg}");
+        }
+    }
+}
+
 /// A declared and granted command runs only whole: no argument added to
 /// `nginx -t` (load_module, `-e`, `-c`), to `nginx -s reload` (a second
 /// `-s`) or to `nslookup {service}` (a DNS server of the plugin's choice),

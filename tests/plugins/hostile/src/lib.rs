@@ -40,6 +40,10 @@ enum Attempt {
         service: String,
         command: Vec<String>,
     },
+    /// `files.hash` of the paths.
+    FilesHash {
+        paths: Vec<String>,
+    },
     Tcp {
         host: String,
         port: u16,
@@ -160,6 +164,10 @@ impl Step for Hostile {
             Attempt::Exec { service, command } => {
                 let out = docker::exec(&service, &command)?;
                 format!("exec exited {}: {}", out.exit_code, out.stdout.trim())
+            }
+            Attempt::FilesHash { paths } => {
+                let digests = slipway_sdk::files::hash(&paths)?;
+                format!("hashed {}", digests.join(","))
             }
             Attempt::Tcp { host, port } => {
                 probe::tcp_connect(&host, port, 2000)?;
