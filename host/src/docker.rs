@@ -1420,10 +1420,11 @@ fn split_reference(reference: &str) -> (&str, &str) {
     }
 }
 
-/// The most of an exec's stdout, and of its stderr, the agent keeps: far
-/// more than `nginx -T` of a 35,000-line config, far less than a command
-/// that prints without end would take the agent to.
-const MAX_EXEC_OUTPUT: usize = 16 << 20;
+/// The most of an exec's stdout, and of its stderr, the agent keeps: more
+/// than twice `nginx -T` of a 35,000-line config (1.4 MB), and little
+/// enough that the copy the plugin receives costs the agent less than
+/// 16 MiB, however much the command prints.
+const MAX_EXEC_OUTPUT: usize = 4 << 20;
 
 /// An exec's stream, kept up to [`MAX_EXEC_OUTPUT`]; the rest is read (so
 /// the command runs to its end) and dropped, and the text says so.
@@ -1442,7 +1443,8 @@ impl Capped {
     }
 
     fn text(self) -> String {
-        let mut text = String::from_utf8_lossy(&self.kept).into_owned();
+        let mut text = String::from_utf8(self.kept)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         if self.dropped > 0 {
             text.push_str(&format!(
                 "\n[slipway: {} more bytes dropped past the {} MiB cap]",
@@ -1558,13 +1560,13 @@ mod tests {
         assert_eq!(out.text(), "first line\n");
         let mut out = Capped::default();
         let chunk = vec![b'y'; 1 << 20];
-        for _ in 0..20 {
+        for _ in 0..5 {
             out.push(&chunk);
         }
         let text = out.text();
         assert!(text.starts_with("yyyy"));
         assert!(text.len() < MAX_EXEC_OUTPUT + 100, "{}", text.len());
-        assert!(text.ends_with("[slipway: 4194304 more bytes dropped past the 16 MiB cap]"));
+        assert!(text.ends_with("[slipway: 1048576 more bytes dropped past the 4 MiB cap]"));
     }
 
     fn with_ports(bindings: &[(&str, &str)]) -> ContainerInspectResponse {

@@ -6,6 +6,7 @@ use super::command::{ExecCommand, command_list};
 use super::{Denied, Mode, host_err};
 use crate::bindings::slipway::plugin::docker;
 use crate::docker::{ContainerInfo, Docker};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
@@ -199,6 +200,9 @@ pub struct DockerCtx {
     declared: Vec<ExecCommand>,
     engine: Option<Arc<Docker>>,
     pub(crate) effects: Effects,
+    /// Per service, the replacement this call started and has not yet
+    /// retired the others for, nor discarded: one at a time.
+    replacing: HashMap<String, String>,
 }
 
 impl DockerCtx {
@@ -214,6 +218,7 @@ impl DockerCtx {
             declared,
             engine,
             effects: Effects::default(),
+            replacing: HashMap::new(),
         }
     }
 
@@ -274,23 +279,49 @@ impl docker::Host for DockerCtx {
 
     async fn recreate(&mut self, service: String) -> Result<docker::Container, String> {
         let d = self.engine(Op::Recreate, &service)?;
-        d.recreate(&service).await.map(Into::into).map_err(host_err)
+        let recreated = d.recreate(&service).await.map_err(host_err)?;
+        // Every other container of the service is gone with the recreate.
+        self.replacing.remove(&service);
+        Ok(recreated.into())
     }
 
+    /// One replacement per service at a time: a second one before the
+    /// first is retired into or discarded is refused, so that a plugin
+    /// cannot run the service many times over.
     async fn start_replacement(&mut self, service: String) -> Result<docker::Container, String> {
+        // Only a granted service's replacement is ever in the map.
+        if let Some(first) = self.replacing.get(&service) {
+            return Err(format!(
+                "docker start-replacement of service `{service}` is refused: this step's replacement {} is still \
+                 starting beside the old container; retire the others (docker.retire) or discard it (docker.discard) \
+                 before starting another",
+                crate::text::short_id(first)
+            ));
+        }
         let d = self.engine(Op::StartReplacement, &service)?;
-        let started = d.start_replacement(&service).await;
-        started.map(Into::into).map_err(host_err)
+        let started = d.start_replacement(&service).await.map_err(host_err)?;
+        self.replacing.insert(service, started.id.clone());
+        Ok(started.into())
     }
 
     async fn retire(&mut self, service: String, keep: String) -> Result<(), String> {
         let d = self.engine(Op::Retire, &service)?;
-        d.retire(&service, &keep).await.map_err(host_err)
+        d.retire(&service, &keep).await.map_err(host_err)?;
+        self.replacing.remove(&service);
+        Ok(())
     }
 
     async fn discard(&mut self, service: String, container: String) -> Result<(), String> {
         let d = self.engine(Op::Discard, &service)?;
-        d.discard(&service, &container).await.map_err(host_err)
+        d.discard(&service, &container).await.map_err(host_err)?;
+        if self
+            .replacing
+            .get(&service)
+            .is_some_and(|id| id.starts_with(&container))
+        {
+            self.replacing.remove(&service);
+        }
+        Ok(())
     }
 
     async fn restart(&mut self, service: String) -> Result<(), String> {

@@ -1312,3 +1312,15 @@ fn call_report(phase: Phase, ok: bool, message: String, start: Instant) -> CallR
         duration_ms: start.elapsed().as_millis() as u64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every key the host hands the steps is one a step may not return.
+    #[test]
+    fn the_host_outputs_are_reserved() {
+        for output in super::host_outputs("", "", "", "", "") {
+            let key = output.key.as_str();
+            assert!(crate::runtime::HOST_OUTPUTS.contains(&key), "{key}");
+        }
+    }
+}

@@ -126,3 +126,145 @@ fn a_report_over_the_cap_fails_the_call() {
     );
     assert_eq!(under.status.code(), Some(0), "{}", text(&under));
 }
+
+/// A compose project whose service `box` runs (busybox, `sleep`), under a
+/// manifest whose surface `s` runs the hostile fixture with `attempt` and
+/// `box` granted; the project is removed when dropped.
+struct BoxProject {
+    dir: tempfile::TempDir,
+}
+
+impl BoxProject {
+    fn up(attempt: &str) -> BoxProject {
+        let dir = crate::harness::project_with(
+            "services:\n  box:\n    image: slipway-test/busybox:latest\n    command: [\"sleep\", \"3600\"]\n    init: true\n",
+            &format!(
+                "[plugins.hostile]\npath = \"{}\"\ntimeout_secs = 60\n\n\
+                 [surface.s]\n[[surface.s.step]]\nplugin = \"hostile\"\nconfig = {attempt}\ngrants = {{ docker = [\"box\"] }}\n",
+                plugin("hostile").display()
+            ),
+        );
+        let project = BoxProject { dir };
+        project.compose("up -d");
+        project
+    }
+
+    fn name(&self) -> String {
+        let manifest = std::fs::read_to_string(self.dir.path().join("slipway.toml")).unwrap();
+        let line = manifest.lines().find(|l| l.starts_with("name = ")).unwrap();
+        line.trim_start_matches("name = ")
+            .trim_matches('"')
+            .to_owned()
+    }
+
+    fn compose(&self, args: &str) -> String {
+        let cmd = format!("docker compose -p {} {args} 2>&1", self.name());
+        crate::harness::sh(&cmd, self.dir.path(), &[])
+    }
+
+    /// The IDs of `box`'s containers, running or not.
+    fn containers(&self) -> Vec<String> {
+        self.compose("ps -aq box")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for BoxProject {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["compose", "-p", &self.name(), "down", "-t", "0"])
+            .current_dir(self.dir.path())
+            .output();
+    }
+}
+
+/// 1 GiB on an exec's stdout: the plugin gets the first 4 MiB and a line
+/// saying how much was dropped, and the agent holds no more memory than
+/// with a quiet plugin.
+#[test]
+fn an_exec_of_a_gibibyte_of_output_is_capped_and_costs_the_agent_no_memory() {
+    let quiet = BoxProject::up("{ attempt = \"noop\" }");
+    deploy_measured(quiet.dir.path());
+    let (_, quiet_rss) = deploy_measured(quiet.dir.path());
+    let flood = BoxProject::up(
+        "{ attempt = \"exec\", service = \"box\", command = [\"head\", \"-c\", \"1073741824\", \"/dev/zero\"] }",
+    );
+    let (out, rss) = deploy_measured(flood.dir.path());
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let extra = rss as i64 - quiet_rss as i64;
+    eprintln!(
+        "1 GiB of exec output: agent peak RSS {} MiB, quiet {} MiB, +{} KiB",
+        rss >> 20,
+        quiet_rss >> 20,
+        extra >> 10
+    );
+    assert!(extra < 16 << 20, "peak RSS grew by {extra} bytes");
+    let kept: u64 = 4 << 20;
+    let note = format!(
+        "\n[slipway: {} more bytes dropped past the 4 MiB cap]",
+        (1u64 << 30) - kept
+    );
+    let said = format!(
+        "exec exited 0: {} bytes of stdout, ending {:?}",
+        kept + note.len() as u64,
+        note
+    );
+    assert!(all.contains(&said), "expected `{said}` in:\n{all}");
+}
+
+/// A step starts one replacement of a service at a time: a second before
+/// the first is retired into or discarded is refused, and the service never
+/// runs more than twice.
+#[test]
+fn a_second_replacement_before_the_first_is_retired_is_refused() {
+    let project =
+        BoxProject::up("{ attempt = \"start-replacements\", service = \"box\", count = 5 }");
+    assert_eq!(project.containers().len(), 1);
+    let out = crate::harness::slipway(project.dir.path(), &["deploy", "s"], &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("started 1 of 5 replacements, then: docker start-replacement of service `box` is refused: this step's replacement"),
+        "{all}"
+    );
+    assert_eq!(project.containers().len(), 2, "{all}");
+}
+
+/// A signal is a Linux signal: an empty one (which the engine would send as
+/// SIGKILL) is refused and the container runs on.
+#[test]
+fn an_empty_signal_is_refused_and_the_service_runs_on() {
+    let project = BoxProject::up("{ attempt = \"signal\", service = \"box\", signal = \"\" }");
+    let out = crate::harness::slipway(project.dir.path(), &["deploy", "s"], &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("`` is not a signal; name one"), "{all}");
+    let running = project.compose("ps -q --status running box");
+    assert_eq!(running.lines().count(), 1, "{all}");
+}
+
+/// A step cannot shadow an output the host hands the later steps.
+#[test]
+fn a_step_output_with_a_key_of_the_hosts_fails_the_call() {
+    for key in ["replace", "previous", "recreated"] {
+        let attempt = format!("{{ attempt = \"outputs\", keys = [\"mine\", \"{key}\"] }}");
+        let out = crate::harness::slipway(project(&attempt).path(), &["deploy", "s"], &[]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(
+            all.contains(&format!(
+                "apply: returned the output `{key}`, whose key is the host's"
+            )),
+            "{all}"
+        );
+    }
+    let out = crate::harness::slipway(
+        project("{ attempt = \"outputs\", keys = [\"release\"] }").path(),
+        &["deploy", "s"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

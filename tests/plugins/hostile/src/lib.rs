@@ -40,6 +40,20 @@ enum Attempt {
         service: String,
         command: Vec<String>,
     },
+    /// `docker.start-replacement` of the service, `count` times.
+    StartReplacements {
+        service: String,
+        count: usize,
+    },
+    /// `docker.signal`.
+    Signal {
+        service: String,
+        signal: String,
+    },
+    /// Return these outputs, each with the value `hostile`.
+    Outputs {
+        keys: Vec<String>,
+    },
     /// `files.hash` of the paths.
     FilesHash {
         paths: Vec<String>,
@@ -114,7 +128,8 @@ impl Plugin for Hostile {
                 ["nginx", "-T"],
                 ["nginx", "-s", "reload"],
                 ["nslookup", "{service}"],
-                ["sh", "-c", "wget -qO- http://api:8000/"]
+                ["sh", "-c", "wget -qO- http://api:8000/"],
+                ["head", "-c", "{number}", "/dev/zero"]
             ]
         )
     }
@@ -163,7 +178,32 @@ impl Step for Hostile {
             }
             Attempt::Exec { service, command } => {
                 let out = docker::exec(&service, &command)?;
-                format!("exec exited {}: {}", out.exit_code, out.stdout.trim())
+                let tail = out.stdout.len().saturating_sub(200);
+                let tail = out.stdout.get(tail..).unwrap_or_default();
+                format!(
+                    "exec exited {}: {} bytes of stdout, ending {:?}",
+                    out.exit_code,
+                    out.stdout.len(),
+                    tail.trim_start_matches('\0')
+                )
+            }
+            Attempt::StartReplacements { service, count } => {
+                for i in 0..count {
+                    if let Err(e) = docker::start_replacement(&service) {
+                        return Err(format!("started {i} of {count} replacements, then: {e}"));
+                    }
+                }
+                format!("started {count} replacements")
+            }
+            Attempt::Signal { service, signal } => {
+                docker::signal(&service, &signal)?;
+                format!("sent {signal:?} to {service}")
+            }
+            Attempt::Outputs { keys } => {
+                let report = keys.iter().fold(Report::new("outputs"), |r, k| {
+                    r.with_output(k.clone(), "hostile")
+                });
+                return Ok(report);
             }
             Attempt::FilesHash { paths } => {
                 let digests = slipway_sdk::files::hash(&paths)?;
