@@ -105,17 +105,6 @@ impl Phase {
 /// Bytes of report one call may return: its summary and outputs.
 pub const REPORT_CAP: usize = 1 << 20;
 
-/// The outputs the host hands the steps (`context.outputs` in the WIT). A
-/// step's outputs may not use these keys.
-pub const HOST_OUTPUTS: [&str; 6] = [
-    "built",
-    "recreated",
-    "replace",
-    "previous",
-    "order",
-    "stable",
-];
-
 /// Why a call failed. The caller adds who failed: surface, step, plugin and
 /// version.
 #[derive(Debug, thiserror::Error)]
@@ -136,11 +125,6 @@ pub enum CallError {
         cap = REPORT_CAP >> 10
     )]
     ReportTooLarge(usize),
-    #[error(
-        "returned the output `{0}`, whose key is the host's ({keys} are); this is a bug in the plugin, report it to its author",
-        keys = HOST_OUTPUTS.join(", ")
-    )]
-    HostOutput(String),
     #[error("{0} does not export `{1}`")]
     WrongRole(&'static str, &'static str),
     #[error("host error: {0:#}")]
@@ -329,7 +313,7 @@ impl Runtime {
         )
         .await;
         let sandbox = store.data_mut();
-        let result = settle(outcome, plugin, sandbox).and_then(checked);
+        let result = settle(outcome, plugin, sandbox).and_then(within_cap);
         // State writes are in the file as they happen; this flushes them to
         // the disk once, whatever the outcome. Its failure matters only
         // where the call itself went well enough to report.
@@ -473,17 +457,7 @@ async fn call_export(
 }
 
 /// A report the host may keep: under [`REPORT_CAP`].
-/// A report the host takes: none of its outputs has a key the host hands
-/// the steps (a step could otherwise change a later step's `replace`), and
-/// it is within [`REPORT_CAP`].
-fn checked(report: Report) -> Result<Report, CallError> {
-    if let Some(o) = report
-        .outputs
-        .iter()
-        .find(|o| HOST_OUTPUTS.contains(&o.key.as_str()))
-    {
-        return Err(CallError::HostOutput(o.key.clone()));
-    }
+fn within_cap(report: Report) -> Result<Report, CallError> {
     let outputs: usize = report
         .outputs
         .iter()

@@ -1,8 +1,20 @@
-//! The per-plugin key-value store behind the `state` import: one small JSON
-//! file per plugin under the state directory, replaced atomically on save.
+//! The per-plugin key-value store behind the `state` import: a JSON file
+//! per plugin under the state directory, and beside it, while a call runs,
+//! a log of that call's writes.
+//!
+//! A write appends one line to the log, so it costs the size of its value,
+//! not of the store, and is in the file before the plugin goes on (a kill of
+//! the agent loses nothing). When the call ends, the store is written whole
+//! to its JSON file, flushed to the disk, and the log removed: one rewrite
+//! per call, however many writes it made. Opening replays a log a killed
+//! call left onto the file, which is right whether or not that call's
+//! rewrite happened, since replaying writes the store already holds changes
+//! nothing.
 
 use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Keys and values a plugin may keep. Bounded so a plugin cannot fill the disk.
@@ -11,37 +23,66 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Default)]
 pub struct PluginState {
-    file: Option<PathBuf>,
+    files: Option<Files>,
     entries: BTreeMap<String, String>,
-    /// Changed since the last save.
-    dirty: bool,
-    /// Saved since the last sync.
-    unsynced: bool,
+    /// Writes not yet in the log.
+    pending: Vec<Change>,
+    /// The log, once this call has written to it.
+    log: Option<std::fs::File>,
+}
+
+/// Where one plugin's store lives.
+#[derive(Debug)]
+struct Files {
+    store: PathBuf,
+    log: PathBuf,
+}
+
+/// One line of the log.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Change {
+    Set(String, String),
+    Delete(String),
 }
 
 impl PluginState {
-    /// Load `<dir>/plugins/<plugin>.json`; without a directory the state lives
-    /// only as long as the call.
+    /// Load `<dir>/plugins/<plugin>.json` and replay `<plugin>.log` onto it;
+    /// without a directory the state lives only as long as the call.
     pub fn open(dir: Option<&Path>, plugin: &str) -> Result<PluginState> {
         let Some(dir) = dir else {
             return Ok(PluginState::default());
         };
-        let file = dir.join("plugins").join(format!("{plugin}.json"));
-        let entries = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
-                format!(
-                    "plugin state {} is corrupt; delete it to reset the plugin",
-                    file.display()
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+        let files = Files {
+            store: dir.join("plugins").join(format!("{plugin}.json")),
+            log: dir.join("plugins").join(format!("{plugin}.log")),
         };
+        let corrupt = |file: &Path| {
+            format!(
+                "plugin state {} is corrupt; delete it to reset the plugin",
+                file.display()
+            )
+        };
+        let mut entries: BTreeMap<String, String> = match read(&files.store)? {
+            Some(bytes) => serde_json::from_slice(&bytes).with_context(|| corrupt(&files.store))?,
+            None => BTreeMap::new(),
+        };
+        let log = read(&files.log)?.unwrap_or_default();
+        // A line without its newline is a write a kill cut short: the
+        // plugin never heard it succeed.
+        for line in log
+            .split_inclusive(|b| *b == b'\n')
+            .filter(|l| l.ends_with(b"\n"))
+        {
+            match serde_json::from_slice(line).with_context(|| corrupt(&files.log))? {
+                Change::Set(key, value) => entries.insert(key, value),
+                Change::Delete(key) => entries.remove(&key),
+            };
+        }
         Ok(PluginState {
-            file: Some(file),
+            files: Some(files),
             entries,
-            dirty: false,
-            unsynced: false,
+            ..PluginState::default()
         })
     }
 
@@ -64,48 +105,74 @@ impl PluginState {
         if value.len() > MAX_VALUE_BYTES || new_key && self.entries.len() >= MAX_ENTRIES {
             return false;
         }
-        self.entries.insert(key, value);
-        self.dirty = true;
+        self.entries.insert(key.clone(), value.clone());
+        self.pending.push(Change::Set(key, value));
         true
     }
 
     pub fn delete(&mut self, key: &str) {
-        self.dirty |= self.entries.remove(key).is_some();
+        if self.entries.remove(key).is_some() {
+            self.pending.push(Change::Delete(key.to_owned()));
+        }
     }
 
-    /// Write the file if anything changed, via a temporary file and rename:
-    /// a reader, or a kill of the agent, sees the old store or the new. A
-    /// power loss may still lose it until [`PluginState::sync`].
+    /// Append the writes not yet saved to the log: a kill of the agent
+    /// keeps them; a power loss may not until [`PluginState::sync`].
     pub fn save(&mut self) -> Result<()> {
-        let (Some(file), true) = (&self.file, self.dirty) else {
+        let Some(files) = &self.files else {
+            self.pending.clear();
             return Ok(());
         };
-        let dir = file.parent().expect("state file has a parent");
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        replace(
-            file,
-            &serde_json::to_vec_pretty(&self.entries)?,
-            Flush::Later,
-        )
-        .with_context(|| format!("cannot write {}", file.display()))?;
-        self.dirty = false;
-        self.unsynced = true;
-        Ok(())
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut lines = Vec::new();
+        for change in self.pending.drain(..) {
+            serde_json::to_writer(&mut lines, &change)?;
+            lines.push(b'\n');
+        }
+        if self.log.is_none() {
+            let dir = files.log.parent().expect("the log has a parent");
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&files.log)
+                .with_context(|| format!("cannot open {}", files.log.display()))?;
+            self.log = Some(log);
+        }
+        let log = self.log.as_mut().expect("opened above");
+        log.write_all(&lines)
+            .with_context(|| format!("cannot write {}", files.log.display()))
     }
 
-    /// Save, then flush the file to the disk. Once per call rather than on
-    /// every write: a watcher that counts on every tick pays one flush a
-    /// tick, which on a busy disk is what a tick costs.
+    /// Save, then write the store whole, flushed to the disk, and remove
+    /// the log. Once per call rather than on every write: a watcher that
+    /// counts on every tick pays one flush a tick, which on a busy disk is
+    /// what a tick costs.
     pub fn sync(&mut self) -> Result<()> {
         self.save()?;
-        let (Some(file), true) = (&self.file, self.unsynced) else {
+        let (Some(files), Some(_)) = (&self.files, self.log.take()) else {
             return Ok(());
         };
-        std::fs::File::open(file)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("cannot flush {}", file.display()))?;
-        self.unsynced = false;
-        Ok(())
+        replace(
+            &files.store,
+            &serde_json::to_vec_pretty(&self.entries)?,
+            Flush::Now,
+        )
+        .with_context(|| format!("cannot write {}", files.store.display()))?;
+        std::fs::remove_file(&files.log)
+            .with_context(|| format!("cannot remove {}", files.log.display()))
+    }
+}
+
+/// The file's bytes, or `None` when it does not exist.
+fn read(file: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(file) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", file.display())),
     }
 }
 
@@ -129,7 +196,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// The host's one way to replace a file: a temporary file beside it,
 /// written (and flushed, with [`Flush::Now`]), renamed over it.
 pub fn replace(path: &Path, bytes: &[u8], flush: Flush) -> std::io::Result<()> {
-    use std::io::Write as _;
     use std::sync::atomic::{AtomicU64, Ordering};
     // Unique per process and per call, so concurrent writers never share one.
     static N: AtomicU64 = AtomicU64::new(0);
@@ -214,6 +280,36 @@ mod tests {
                 .get("ip"),
             None
         );
+    }
+
+    /// A call killed after its writes reached the log, before or after
+    /// its rewrite of the store: the next open holds every write, and a
+    /// write cut off mid-line is not one.
+    #[test]
+    fn a_killed_calls_log_is_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = PluginState::open(Some(dir.path()), "p").unwrap();
+        s.set("a".into(), "1".into());
+        s.set("b".into(), "2".into());
+        s.sync().unwrap();
+        s.set("a".into(), "3".into());
+        s.delete("b");
+        s.save().unwrap();
+        let log = dir.path().join("plugins/p.log");
+        let mut torn = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        torn.write_all(br#"{"set":["c","#).unwrap();
+        let reopened = PluginState::open(Some(dir.path()), "p").unwrap();
+        assert_eq!(reopened.entries, [("a".into(), "3".into())].into());
+        // The rewrite happened, the log's removal did not.
+        let kept = std::fs::read(&log).unwrap();
+        let mut s = PluginState::open(Some(dir.path()), "p").unwrap();
+        s.set("d".into(), "4".into());
+        s.sync().unwrap();
+        assert!(!log.exists());
+        std::fs::write(&log, kept).unwrap();
+        let reopened = PluginState::open(Some(dir.path()), "p").unwrap();
+        let want = [("a".into(), "3".into()), ("d".into(), "4".into())];
+        assert_eq!(reopened.entries, want.into());
     }
 
     #[test]

@@ -705,6 +705,28 @@ impl Agent {
         Ok(())
     }
 
+    /// A step's outputs, for the steps after it, without those whose key
+    /// is the host's: a later step reads the latest output of a key, and a
+    /// step's `replace` must not become the host's. The step's report
+    /// keeps them all.
+    fn passed_on(&self, surface: &str, index: usize, outputs: Vec<Output>) -> Vec<Output> {
+        let (hosts, own): (Vec<Output>, Vec<Output>) = outputs
+            .into_iter()
+            .partition(|o| HOST_OUTPUTS.contains(&o.key.as_str()));
+        if !hosts.is_empty() {
+            let step = &self.loaded.manifest.surface[surface].step[index];
+            let keys: Vec<&str> = hosts.iter().map(|o| o.key.as_str()).collect();
+            tracing::warn!(
+                "[{surface}] step {index} (plugin {}): its outputs {} are not passed to the later steps, \
+                 which get the host's under those keys ({}); ask the plugin's author to rename them",
+                step.plugin,
+                keys.join(", "),
+                HOST_OUTPUTS.join(", ")
+            );
+        }
+        own
+    }
+
     /// Services left alone now that run on a container the journal does not
     /// know (a run cut off after it replaced them, or a change by hand) are
     /// handed to the steps as `recreated` too: nginx may still hold their
@@ -847,7 +869,7 @@ impl Agent {
                         step_report
                             .outputs
                             .extend(new_outputs.iter().map(|o| (o.key.clone(), o.value.clone())));
-                        outputs.extend(new_outputs);
+                        outputs.extend(self.passed_on(name, index, new_outputs));
                         if phase == Phase::Apply {
                             applied.push(index);
                         }
@@ -1226,6 +1248,17 @@ fn planned(report: &SurfaceReport, step_replaces: bool) -> (Vec<String>, Vec<Str
     (host, step)
 }
 
+/// The outputs the host hands the steps (`context.outputs` in the WIT):
+/// a step's output with one of these keys is not passed on.
+const HOST_OUTPUTS: [&str; 6] = [
+    "built",
+    "recreated",
+    "replace",
+    "previous",
+    "order",
+    "stable",
+];
+
 /// What the host hands the steps: `built`, `recreated`, `replace`,
 /// `previous` and `order` (see `context.outputs` in the WIT).
 fn host_outputs(
@@ -1320,7 +1353,7 @@ mod tests {
     fn the_host_outputs_are_reserved() {
         for output in super::host_outputs("", "", "", "", "") {
             let key = output.key.as_str();
-            assert!(crate::runtime::HOST_OUTPUTS.contains(&key), "{key}");
+            assert!(super::HOST_OUTPUTS.contains(&key), "{key}");
         }
     }
 }

@@ -246,25 +246,36 @@ fn an_empty_signal_is_refused_and_the_service_runs_on() {
     assert_eq!(running.lines().count(), 1, "{all}");
 }
 
-/// A step cannot shadow an output the host hands the later steps.
+/// A step cannot shadow an output the host hands the later steps: its
+/// `replace` stays in its own report, and the next step reads the host's
+/// (here none).
 #[test]
-fn a_step_output_with_a_key_of_the_hosts_fails_the_call() {
-    for key in ["replace", "previous", "recreated"] {
-        let attempt = format!("{{ attempt = \"outputs\", keys = [\"mine\", \"{key}\"] }}");
-        let out = crate::harness::slipway(project(&attempt).path(), &["deploy", "s"], &[]);
-        let all = text(&out);
-        assert_eq!(out.status.code(), Some(1), "{all}");
-        assert!(
-            all.contains(&format!(
-                "apply: returned the output `{key}`, whose key is the host's"
-            )),
-            "{all}"
-        );
-    }
-    let out = crate::harness::slipway(
-        project("{ attempt = \"outputs\", keys = [\"release\"] }").path(),
-        &["deploy", "s"],
-        &[],
+fn a_step_output_with_a_key_of_the_hosts_is_not_passed_on() {
+    let step =
+        |attempt: &str| format!("[[surface.s.step]]\nplugin = \"hostile\"\nconfig = {attempt}\n");
+    let dir = crate::harness::project(&format!(
+        "[plugins.hostile]\npath = \"{}\"\n\n[surface.s]\n{}{}{}",
+        plugin("hostile").display(),
+        step("{ attempt = \"outputs\", keys = [\"mine\", \"replace\", \"previous\"] }"),
+        step("{ attempt = \"read-output\", key = \"replace\" }"),
+        step("{ attempt = \"read-output\", key = \"mine\" }"),
+    ));
+    let out = crate::harness::slipway(dir.path(), &["--json", "deploy", "s"], &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let report = crate::harness::json(&out);
+    let steps = &report["surfaces"][0]["steps"];
+    assert_eq!(steps[0]["outputs"]["replace"], "hostile", "{all}");
+    // A surface without services: the host hands no `replace` at all.
+    let read = |step: usize| {
+        steps[step]["calls"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+    };
+    assert_eq!(read(1), "output replace = None", "{all}");
+    assert_eq!(read(2), "output mine = Some(\"hostile\")", "{all}");
+    assert!(
+        all.contains("its outputs replace, previous are not passed to the later steps"),
+        "{all}"
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

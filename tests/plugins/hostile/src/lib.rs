@@ -54,6 +54,10 @@ enum Attempt {
     Outputs {
         keys: Vec<String>,
     },
+    /// Report the latest output of `key` the step was handed.
+    ReadOutput {
+        key: String,
+    },
     /// `files.hash` of the paths.
     FilesHash {
         paths: Vec<String>,
@@ -199,6 +203,7 @@ impl Step for Hostile {
                 docker::signal(&service, &signal)?;
                 format!("sent {signal:?} to {service}")
             }
+            Attempt::ReadOutput { key } => format!("output {key} = {:?}", ctx.output(&key)),
             Attempt::Outputs { keys } => {
                 let report = keys.iter().fold(Report::new("outputs"), |r, k| {
                     r.with_output(k.clone(), "hostile")
