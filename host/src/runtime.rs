@@ -297,7 +297,10 @@ impl Runtime {
         };
         let result = self.run_in(plugin, phase, &ctx, &mut store).await;
         let result = result.map_err(|e| e.noting(store.data().files.full_disk_note()));
-        (result, std::mem::take(&mut store.data_mut().docker.effects))
+        let sandbox = store.data_mut();
+        let mut effects = std::mem::take(&mut sandbox.docker.effects);
+        effects.wrote = sandbox.written.describe();
+        (result, effects)
     }
 
     async fn run_in(

@@ -179,6 +179,9 @@ pub struct Effects {
     /// restarted: their addresses may have changed, so whatever routes to
     /// them must resolve them again.
     pub moved: Vec<String>,
+    /// What the call wrote in its granted directories (not through this
+    /// import, but it changes what users may be served all the same).
+    pub wrote: Option<String>,
 }
 
 impl Effects {

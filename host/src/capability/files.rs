@@ -62,10 +62,12 @@ impl FilesCtx {
                     "`{path}` is not in a granted directory; grant its directory in this step's grants.fs in slipway.toml"
                 ))
             })?;
+        let rel = beneath(path, &grant.guest).unwrap_or(".").to_owned();
         Ok(Place {
             guest: path.to_owned(),
             preopen: grant.guest.clone(),
-            rel: beneath(path, &grant.guest).unwrap_or(".").to_owned(),
+            host: grant.host.join(&rel),
+            rel,
             writable: grant.writable,
         })
     }
@@ -101,6 +103,8 @@ fn beneath<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
 struct Place {
     guest: String,
     preopen: String,
+    /// Where it is on the host, for the operator.
+    host: std::path::PathBuf,
     rel: String,
     writable: bool,
 }
@@ -146,6 +150,9 @@ impl files::Host for Sandbox {
             .iter()
             .map(|(from, to)| Ok((self.files.read(from)?, self.files.write(to)?)))
             .collect::<Result<Vec<_>, Denied>>()?;
+        for (_, to) in &places {
+            self.written.record(to.host.display().to_string());
+        }
         let roots = Roots::new(self)?;
         parallel(places.len(), |i, buf| {
             let (from, to) = &places[i];
@@ -166,6 +173,9 @@ impl files::Host for Sandbox {
             .iter()
             .map(|(existing, new)| Ok((self.files.write(existing)?, self.files.write(new)?)))
             .collect::<Result<Vec<_>, Denied>>()?;
+        for (_, new) in &places {
+            self.written.record(new.host.display().to_string());
+        }
         let roots = Roots::new(self)?;
         parallel(places.len(), |i, _| {
             let (existing, new) = &places[i];

@@ -11,6 +11,7 @@ use super::log::LogSink;
 use std::path::PathBuf;
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
+use wasmtime_wasi::p2::FsResult;
 use wasmtime_wasi::p2::bindings::filesystem::types::{
     DescriptorFlags, DescriptorType, ErrorCode, Host as _, HostDescriptor, OpenFlags, PathFlags,
 };
@@ -109,19 +110,57 @@ pub(super) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()
     // but nginx serving the grant, or the host, would. So `symlink-at` is
     // replaced by one that checks the target first, and `open-at` by one
     // that opens only regular files and directories.
+    // The calls that change a directory are wrapped too, to record what
+    // the call wrote: a plugin that refuses after writing has changed
+    // something (see [`Written`]).
     linker.allow_shadowing(true);
-    let mut types = linker.instance(FS_TYPES)?;
-    let defined = types
-        .func_wrap_async("[method]descriptor.symlink-at", |mut store, args| {
-            Box::new(async move { symlink_at(store.data_mut(), args).await })
-        })
-        .and_then(|()| {
-            types.func_wrap_async("[method]descriptor.open-at", |mut store, args| {
-                Box::new(async move { open_at(store.data_mut(), args).await })
-            })
-        });
+    let defined = shadow(&mut linker.instance(FS_TYPES)?);
     linker.allow_shadowing(false);
     defined
+}
+
+fn shadow(types: &mut wasmtime::component::LinkerInstance<'_, Sandbox>) -> wasmtime::Result<()> {
+    types.func_wrap_async("[method]descriptor.symlink-at", |mut store, args| {
+        Box::new(async move { symlink_at(store.data_mut(), args).await })
+    })?;
+    types.func_wrap_async("[method]descriptor.open-at", |mut store, args| {
+        Box::new(async move { open_at(store.data_mut(), args).await })
+    })?;
+    types.func_wrap_async(
+        "[method]descriptor.create-directory-at",
+        |mut store, (dir, path): (Resource<Descriptor>, String)| {
+            Box::new(async move {
+                let sandbox = store.data_mut();
+                let file = host_path(sandbox, &dir, &path);
+                let done =
+                    HostDescriptor::create_directory_at(&mut sandbox.filesystem(), dir, path).await;
+                wrote(sandbox, file, done)
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.unlink-file-at",
+        |mut store, (dir, path): (Resource<Descriptor>, String)| {
+            Box::new(async move {
+                let sandbox = store.data_mut();
+                let file = host_path(sandbox, &dir, &path);
+                let done =
+                    HostDescriptor::unlink_file_at(&mut sandbox.filesystem(), dir, path).await;
+                wrote(sandbox, file, done)
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.rename-at",
+        |mut store, (dir, from, to_dir, to): (Resource<Descriptor>, String, Resource<Descriptor>, String)| {
+            Box::new(async move {
+                let sandbox = store.data_mut();
+                let file = host_path(sandbox, &to_dir, &to);
+                let done = HostDescriptor::rename_at(&mut sandbox.filesystem(), dir, from, to_dir, to).await;
+                wrote(sandbox, file, done)
+            })
+        },
+    )
 }
 
 /// `open-at`: wasmtime-wasi's, for anything but a FIFO, socket or device.
@@ -150,7 +189,8 @@ async fn open_at(
             DescriptorType::RegularFile | DescriptorType::Directory | DescriptorType::SymbolicLink
         )
     {
-        let (file, kind) = described(sandbox, &dir, &path, path_flags);
+        let file = host_path(sandbox, &dir, &path);
+        let kind = kind(&file, path_flags);
         tracing::warn!(
             "{}: refused to open `{path}` ({file}): it is {kind}, which a plugin never opens (only regular files and directories); \
              remove it from the granted directory",
@@ -158,43 +198,107 @@ async fn open_at(
         );
         return Ok((Err(ErrorCode::Access),));
     }
-    let mut fs = sandbox.filesystem();
-    match HostDescriptor::open_at(&mut fs, dir, path_flags, path, oflags, flags).await {
-        Ok(opened) => Ok((Ok(opened),)),
-        Err(e) => Ok((Err(fs.convert_error_code(e)?),)),
+    let writes = flags.contains(DescriptorFlags::WRITE)
+        || oflags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE);
+    let file = writes.then(|| host_path(sandbox, &dir, &path));
+    let opened = HostDescriptor::open_at(
+        &mut sandbox.filesystem(),
+        dir,
+        path_flags,
+        path,
+        oflags,
+        flags,
+    )
+    .await;
+    match file {
+        Some(file) => wrote(sandbox, file, opened),
+        None => to_guest(sandbox, opened),
     }
 }
 
-/// The host path of `path` under the plugin's directory `dir`, and what
-/// kind of file it is, for the operator who has to remove it. (wasmtime-wasi
-/// reports a FIFO and a device alike, as of an unknown type.)
-fn described(
-    sandbox: &Sandbox,
-    dir: &Resource<Descriptor>,
-    path: &str,
-    flags: PathFlags,
-) -> (String, &'static str) {
-    use std::os::unix::fs::FileTypeExt;
+/// A filesystem call's result as the plugin receives it: an error code,
+/// or a trap for what is not one.
+fn to_guest<T>(
+    sandbox: &mut Sandbox,
+    done: FsResult<T>,
+) -> wasmtime::Result<(Result<T, ErrorCode>,)> {
+    match done {
+        Ok(value) => Ok((Ok(value),)),
+        Err(e) => Ok((Err(sandbox.filesystem().convert_error_code(e)?),)),
+    }
+}
+
+/// What one call wrote in its granted directories, by host path: the first
+/// few, and how many in all.
+#[derive(Debug, Default)]
+pub struct Written {
+    first: Vec<String>,
+    count: usize,
+}
+
+impl Written {
+    const SHOWN: usize = 3;
+
+    pub fn record(&mut self, path: String) {
+        if self.first.len() < Self::SHOWN {
+            self.first.push(path);
+        }
+        self.count += 1;
+    }
+
+    /// `/srv/site/releases/x, /srv/site/current and 40 more`, if anything.
+    pub fn describe(&self) -> Option<String> {
+        let shown = self.first.join(", ");
+        match self.count - self.first.len() {
+            _ if self.count == 0 => None,
+            0 => Some(shown),
+            more => Some(format!("{shown} and {more} more")),
+        }
+    }
+}
+
+/// [`to_guest`] of a call that changes `file`, recorded as written when
+/// the call succeeded.
+fn wrote<T>(
+    sandbox: &mut Sandbox,
+    file: String,
+    done: FsResult<T>,
+) -> wasmtime::Result<(Result<T, ErrorCode>,)> {
+    if done.is_ok() {
+        sandbox.written.record(file);
+    }
+    to_guest(sandbox, done)
+}
+
+/// The host path of `path` under the plugin's directory `dir`, for the
+/// operator; `path` as the plugin gave it when that cannot be told.
+fn host_path(sandbox: &Sandbox, dir: &Resource<Descriptor>, path: &str) -> String {
     use std::os::unix::io::AsRawFd;
     let Ok(Descriptor::Dir(d)) = sandbox.table.get(dir) else {
-        return (path.to_owned(), "not a regular file or directory");
+        return path.to_owned();
     };
-    let Ok(dir) = std::fs::read_link(format!("/proc/self/fd/{}", d.dir.as_raw_fd())) else {
-        return (path.to_owned(), "not a regular file or directory");
-    };
-    let file = dir.join(path);
+    match std::fs::read_link(format!("/proc/self/fd/{}", d.dir.as_raw_fd())) {
+        Ok(dir) => dir.join(path).display().to_string(),
+        Err(_) => path.to_owned(),
+    }
+}
+
+/// What kind of file the host path `file` is, when it is none a plugin
+/// opens. (wasmtime-wasi reports a FIFO and a device alike, as of an
+/// unknown type.)
+fn kind(file: &str, flags: PathFlags) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
     let meta = match flags.contains(PathFlags::SYMLINK_FOLLOW) {
-        true => std::fs::metadata(&file),
-        false => std::fs::symlink_metadata(&file),
+        true => std::fs::metadata(file),
+        false => std::fs::symlink_metadata(file),
     };
-    let kind = match meta.map(|m| m.file_type()) {
+    match meta.map(|m| m.file_type()) {
         Ok(t) if t.is_fifo() => "a FIFO",
         Ok(t) if t.is_socket() => "a socket",
         Ok(t) if t.is_char_device() => "a character device",
         Ok(t) if t.is_block_device() => "a block device",
         _ => "not a regular file or directory",
-    };
-    (file.display().to_string(), kind)
+    }
 }
 
 /// `symlink-at`: wasmtime-wasi's, for a target [`symlink_refused`] allows.
@@ -211,11 +315,9 @@ async fn symlink_at(
         );
         return Ok((Err(ErrorCode::NotPermitted),));
     }
-    let mut fs = sandbox.filesystem();
-    match HostDescriptor::symlink_at(&mut fs, dir, target, link).await {
-        Ok(()) => Ok((Ok(()),)),
-        Err(e) => Ok((Err(fs.convert_error_code(e)?),)),
-    }
+    let file = host_path(sandbox, &dir, &link);
+    let done = HostDescriptor::symlink_at(&mut sandbox.filesystem(), dir, target, link).await;
+    wrote(sandbox, file, done)
 }
 
 /// Why a plugin may not create a symlink to `target`, if it may not. The

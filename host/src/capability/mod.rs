@@ -38,6 +38,9 @@ pub struct Sandbox {
     pub(crate) probe: ProbeCtx,
     pub(crate) state: StateCtx,
     pub(crate) log: LogCtx,
+    /// What the call wrote in its granted directories, through WASI and
+    /// `files`.
+    pub(crate) written: fs::Written,
 }
 
 impl Sandbox {
@@ -61,6 +64,7 @@ impl Sandbox {
             probe: ProbeCtx::new(grants.probe, mode, services.docker),
             state: StateCtx::new(store, mode, caller.to_string()),
             log: LogCtx { sink },
+            written: fs::Written::default(),
         })
     }
 }

@@ -1061,12 +1061,17 @@ impl Agent {
                 let message = format!("{who}: {e}");
                 let call = call_report(phase, false, e.to_string(), t);
                 let refused = matches!(&e, CallError::Failed(m) if m.starts_with(REFUSED));
-                match (refused, effects.mutated) {
-                    (true, false) => Err((call, Stop::Refused(message))),
-                    (true, true) => Err((
+                let changed = match (effects.mutated, &effects.wrote) {
+                    (true, _) => Some("changing containers".to_owned()),
+                    (false, Some(wrote)) => Some(format!("writing {wrote}")),
+                    (false, None) => None,
+                };
+                match (refused, changed) {
+                    (true, None) => Err((call, Stop::Refused(message))),
+                    (true, Some(changed)) => Err((
                         call,
                         Stop::Failed(format!(
-                            "{message} (the plugin refused after changing containers, so this counts as a failure)"
+                            "{message} (the plugin refused after {changed}, so this counts as a failure)"
                         )),
                     )),
                     (false, _) => Err((call, Stop::Failed(message))),

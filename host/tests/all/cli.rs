@@ -242,6 +242,32 @@ fn a_fifo_in_a_granted_directory_fails_the_deploy_at_once_and_frees_the_lock() {
     }
 }
 
+/// A refusal means nothing was changed (exit 2) only when the plugin
+/// wrote nothing: one that wrote its rw grant first fails (exit 1), and the
+/// error says what it wrote.
+#[test]
+fn a_refusal_after_writing_a_grant_is_a_failure_that_says_what_was_written() {
+    let with = |attempt: &str| {
+        let dir = project(&format!(
+            "{}grants = {{ fs = [{{ host = \"site\", guest = \"/site\", mode = \"rw\" }}] }}\n",
+            step("backend", &[], attempt)
+        ));
+        std::fs::create_dir(dir.path().join("site")).unwrap();
+        dir
+    };
+    let clean = with("{ attempt = \"refuse\" }");
+    let out = slipway(clean.path(), &["deploy", "backend"], &[]);
+    assert_exit(&out, 2, "refused: the hostile fixture refuses");
+    let wrote = with("{ attempt = \"refuse\", write = \"/site/index.html\" }");
+    let out = slipway(wrote.path(), &["deploy", "backend"], &[]);
+    let file = wrote.path().join("site/index.html");
+    let said = format!(
+        "(the plugin refused after writing {}, so this counts as a failure)",
+        file.canonicalize().unwrap().display()
+    );
+    assert_exit(&out, 1, &said);
+}
+
 #[test]
 fn bad_input_gets_a_clear_error_and_exit_code() {
     let good = step("backend", &[], NOOP);

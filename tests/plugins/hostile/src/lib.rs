@@ -58,6 +58,11 @@ enum Attempt {
     ReadOutput {
         key: String,
     },
+    /// Refuse, after writing `write` if it is set.
+    Refuse {
+        #[serde(default)]
+        write: Option<String>,
+    },
     /// `files.hash` of the paths.
     FilesHash {
         paths: Vec<String>,
@@ -202,6 +207,13 @@ impl Step for Hostile {
             Attempt::Signal { service, signal } => {
                 docker::signal(&service, &signal)?;
                 format!("sent {signal:?} to {service}")
+            }
+            Attempt::Refuse { write } => {
+                if let Some(path) = write {
+                    std::fs::write(&path, b"half a release")
+                        .map_err(|e| format!("write {path}: {e}"))?;
+                }
+                return Err(slipway_sdk::refuse("the hostile fixture refuses"));
             }
             Attempt::ReadOutput { key } => format!("output {key} = {:?}", ctx.output(&key)),
             Attempt::Outputs { keys } => {
