@@ -1068,12 +1068,26 @@ impl Docker {
 
     /// Run a command in the service's first running container.
     pub async fn exec(&self, service: &str, command: &[String]) -> Result<ExecOutput> {
+        let exec = self.create_exec(service, command).await?;
+        self.run_exec(&exec).await
+    }
+
+    /// An exec of `command` in the service's first running container,
+    /// created, not started: one a caller may have to stop (see
+    /// [`Docker::kill_exec`]) must know it before it runs.
+    pub async fn create_exec(&self, service: &str, command: &[String]) -> Result<Exec> {
         let container = self.running(service).await?.remove(0);
-        self.exec_in(&container.id, &container.name, command).await
+        self.create_exec_in(&container.id, &container.name, command)
+            .await
     }
 
     async fn exec_in(&self, id: &str, name: &str, command: &[String]) -> Result<ExecOutput> {
-        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let exec = self.create_exec_in(id, name, command).await?;
+        self.run_exec(&exec).await
+    }
+
+    async fn create_exec_in(&self, id: &str, name: &str, command: &[String]) -> Result<Exec> {
+        use bollard::exec::CreateExecOptions;
         let exec = self
             .client
             .create_exec(
@@ -1087,6 +1101,16 @@ impl Docker {
             )
             .await
             .with_context(|| format!("cannot exec in {name}"))?;
+        Ok(Exec {
+            id: exec.id,
+            container: id.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Start `exec` and run it to its end.
+    pub async fn run_exec(&self, exec: &Exec) -> Result<ExecOutput> {
+        use bollard::exec::StartExecResults;
         let (mut stdout, mut stderr) = (Capped::default(), Capped::default());
         if let StartExecResults::Attached { mut output, .. } =
             self.client.start_exec(&exec.id, None).await?
@@ -1104,6 +1128,31 @@ impl Docker {
             stdout: stdout.text(),
             stderr: stderr.text(),
         })
+    }
+
+    /// Kill `exec` if it still runs. The engine has no call for that, so
+    /// its process is killed by PID, which only an engine on this machine
+    /// shares with slipway; the PID must still belong to the exec's
+    /// container. Returns whether it was killed.
+    pub async fn kill_exec(&self, exec: &Exec) -> Result<bool> {
+        use rustix::process::{Pid, Signal, kill_process};
+        let inspect = self.client.inspect_exec(&exec.id).await?;
+        let (Some(true), Some(pid)) = (inspect.running, inspect.pid) else {
+            return Ok(false);
+        };
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let pid = i32::try_from(pid).ok().and_then(Pid::from_raw);
+        match pid {
+            Some(pid) if cgroup.contains(&exec.container) => {
+                kill_process(pid, Signal::KILL)
+                    .with_context(|| format!("cannot kill the exec in {}", exec.name))?;
+                Ok(true)
+            }
+            _ => bail!(
+                "the exec in {} still runs, as a process of another machine's engine; it ends when its command does",
+                exec.name
+            ),
+        }
     }
 
     /// Wait until every container of the service is ready: healthy when it
@@ -1418,6 +1467,16 @@ fn split_reference(reference: &str) -> (&str, &str) {
         Some((repo, tag)) if !tag.contains('/') => (repo, tag),
         _ => (reference, "latest"),
     }
+}
+
+/// An exec this engine created: what [`Docker::run_exec`] starts and
+/// [`Docker::kill_exec`] stops.
+#[derive(Debug, Clone)]
+pub struct Exec {
+    id: String,
+    /// The container's full ID, as its processes' cgroups name it.
+    container: String,
+    name: String,
 }
 
 /// The most of an exec's stdout, and of its stderr, the agent keeps: more

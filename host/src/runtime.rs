@@ -316,6 +316,9 @@ impl Runtime {
         )
         .await;
         let sandbox = store.data_mut();
+        if outcome.is_err() {
+            sandbox.docker.kill_unfinished().await;
+        }
         let result = settle(outcome, plugin, sandbox).and_then(within_cap);
         // State writes are in the file as they happen; this flushes them to
         // the disk once, whatever the outcome. Its failure matters only

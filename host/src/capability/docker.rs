@@ -5,7 +5,7 @@ use super::Sandbox;
 use super::command::{ExecCommand, command_list};
 use super::{Denied, Mode, host_err};
 use crate::bindings::slipway::plugin::docker;
-use crate::docker::{ContainerInfo, Docker};
+use crate::docker::{ContainerInfo, Docker, Exec};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -206,6 +206,8 @@ pub struct DockerCtx {
     /// Per service, the replacement this call started and has not yet
     /// retired the others for, nor discarded: one at a time.
     replacing: HashMap<String, String>,
+    /// The exec this call is running, if any.
+    running: Vec<Exec>,
 }
 
 impl DockerCtx {
@@ -222,20 +224,38 @@ impl DockerCtx {
             engine,
             effects: Effects::default(),
             replacing: HashMap::new(),
+            running: Vec::new(),
         }
     }
 
-    fn engine(&mut self, op: Op, service: &str) -> Result<&Docker, String> {
+    fn engine(&mut self, op: Op, service: &str) -> Result<Arc<Docker>, String> {
         self.grant.check(self.mode, op, service)?;
         let engine = self
             .engine
-            .as_deref()
+            .clone()
             .ok_or_else(|| "no Docker engine is connected to this run".to_owned())?;
         if engine.on_swarm() {
             op.on_swarm(service)?;
         }
         self.effects.record(op, service);
         Ok(engine)
+    }
+
+    /// Kill the execs of a call that was stopped (at its timeout) while
+    /// they ran: the command would otherwise run on in the container.
+    pub async fn kill_unfinished(&mut self) {
+        let Some(engine) = self.engine.clone() else {
+            return;
+        };
+        for exec in std::mem::take(&mut self.running) {
+            match engine.kill_exec(&exec).await {
+                Ok(true) => {
+                    tracing::warn!("killed {exec:?}, which ran on past its plugin's timeout")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("{e:#}"),
+            }
+        }
     }
 }
 
@@ -292,7 +312,7 @@ impl docker::Host for DockerCtx {
     /// first is retired into or discarded is refused, so that a plugin
     /// cannot run the service many times over.
     async fn start_replacement(&mut self, service: String) -> Result<docker::Container, String> {
-        // Only a granted service's replacement is ever in the map.
+        let d = self.engine(Op::StartReplacement, &service)?;
         if let Some(first) = self.replacing.get(&service) {
             return Err(format!(
                 "docker start-replacement of service `{service}` is refused: this step's replacement {} is still \
@@ -301,7 +321,6 @@ impl docker::Host for DockerCtx {
                 crate::text::short_id(first)
             ));
         }
-        let d = self.engine(Op::StartReplacement, &service)?;
         let started = d.start_replacement(&service).await.map_err(host_err)?;
         self.replacing.insert(service, started.id.clone());
         Ok(started.into())
@@ -346,7 +365,11 @@ impl docker::Host for DockerCtx {
         self.grant
             .check_exec(self.mode, &self.declared, &service, &command)?;
         let d = self.engine(Op::Exec, &service)?;
-        let out = d.exec(&service, &command).await.map_err(host_err)?;
+        let exec = d.create_exec(&service, &command).await.map_err(host_err)?;
+        self.running.push(exec.clone());
+        let out = d.run_exec(&exec).await;
+        self.running.pop();
+        let out = out.map_err(host_err)?;
         Ok(docker::ExecOutput {
             exit_code: out.exit_code,
             stdout: out.stdout,

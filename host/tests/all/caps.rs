@@ -136,10 +136,15 @@ struct BoxProject {
 
 impl BoxProject {
     fn up(attempt: &str) -> BoxProject {
+        BoxProject::up_with(attempt, 60)
+    }
+
+    /// [`BoxProject::up`], the plugin stopped after `timeout_secs`.
+    fn up_with(attempt: &str, timeout_secs: u32) -> BoxProject {
         let dir = crate::harness::project_with(
             "services:\n  box:\n    image: slipway-test/busybox:latest\n    command: [\"sleep\", \"3600\"]\n    init: true\n",
             &format!(
-                "[plugins.hostile]\npath = \"{}\"\ntimeout_secs = 60\n\n\
+                "[plugins.hostile]\npath = \"{}\"\ntimeout_secs = {timeout_secs}\n\n\
                  [surface.s]\n[[surface.s.step]]\nplugin = \"hostile\"\nconfig = {attempt}\ngrants = {{ docker = [\"box\"] }}\n",
                 plugin("hostile").display()
             ),
@@ -213,6 +218,29 @@ fn an_exec_of_a_gibibyte_of_output_is_capped_and_costs_the_agent_no_memory() {
         note
     );
     assert!(all.contains(&said), "expected `{said}` in:\n{all}");
+}
+
+/// An exec still running when its plugin's time is up is killed in the
+/// container, not left to run on.
+#[test]
+fn an_exec_that_outlives_its_plugins_timeout_is_killed() {
+    let project = BoxProject::up_with(
+        "{ attempt = \"exec\", service = \"box\", command = [\"sleep\", \"600\"] }",
+        2,
+    );
+    let out = crate::harness::slipway(project.dir.path(), &["deploy", "s"], &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("timed out after 2s")
+            && all.contains("which ran on past its plugin's timeout"),
+        "{all}"
+    );
+    let top = project.compose("top box");
+    assert!(
+        top.contains("sleep 3600") && !top.contains("sleep 600"),
+        "{top}"
+    );
 }
 
 /// A step starts one replacement of a service at a time: a second before

@@ -138,7 +138,8 @@ impl Plugin for Hostile {
                 ["nginx", "-s", "reload"],
                 ["nslookup", "{service}"],
                 ["sh", "-c", "wget -qO- http://api:8000/"],
-                ["head", "-c", "{number}", "/dev/zero"]
+                ["head", "-c", "{number}", "/dev/zero"],
+                ["sleep", "{number}"]
             ]
         )
     }
