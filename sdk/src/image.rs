@@ -44,12 +44,21 @@ fn archive(_: &str, _: &str, _: &str) -> Result<Vec<u8>, String> {
 
 /// Unpack a `docker cp` archive of one directory into `to`. Docker names
 /// every entry under the directory's own name (`static/chunks/a.js` for
-/// `/app/.next/static`); that first component becomes `to`.
+/// `/app/.next/static`); that first component becomes `to`. An archive
+/// refused partway leaves nothing: `to` is removed.
 pub fn unpack_archive(archive: &[u8], to: &Path) -> Result<Unpacked, String> {
     if to.exists() {
         return Err(format!("{} already exists", to.display()));
     }
     std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    let unpacked = unpack_into(archive, to);
+    if unpacked.is_err() {
+        let _ = std::fs::remove_dir_all(to);
+    }
+    unpacked
+}
+
+fn unpack_into(archive: &[u8], to: &Path) -> Result<Unpacked, String> {
     let mut done = Unpacked::default();
     let mut tar = tar::Archive::new(archive);
     let entries = tar
@@ -69,13 +78,18 @@ pub fn unpack_archive(archive: &[u8], to: &Path) -> Result<Unpacked, String> {
             tar::EntryType::Directory => std::fs::create_dir_all(&target)
                 .map_err(|e| format!("cannot create {}: {e}", target.display()))?,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut bytes = Vec::with_capacity(entry.size() as usize);
-                entry
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| format!("cannot read {}: {e}", name.display()))?;
-                write_new(&target, &bytes)?;
+                // Streamed: the header's size is a claim, and only the
+                // archive's own bytes back it.
+                let claimed = entry.size();
+                let written = write_new(&target, &mut entry)?;
+                if written != claimed {
+                    return Err(format!(
+                        "{} claims {claimed} bytes and the archive holds {written}: a damaged archive",
+                        name.display()
+                    ));
+                }
                 done.files += 1;
-                done.bytes += bytes.len() as u64;
+                done.bytes += written;
             }
             other => {
                 return Err(format!(
@@ -101,7 +115,8 @@ fn inside(name: &Path) -> Result<Option<PathBuf>, String> {
     Ok((parts.len() > 1).then(|| parts[1..].iter().collect()))
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
+/// A new file at `path` with what `from` reads; how many bytes that was.
+fn write_new(path: &Path, from: &mut impl Read) -> Result<u64, String> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
@@ -111,8 +126,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .create_new(true)
         .open(path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    std::io::Write::write_all(&mut file, bytes)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    std::io::copy(from, &mut file).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn short(image: &str) -> &str {
@@ -158,6 +172,31 @@ mod tests {
         assert_eq!(std::fs::read(to.join("b.css")).unwrap(), b"two!");
     }
 
+    /// A header may claim any size: 8 GiB is neither allocated nor
+    /// believed, and the partial unpack is removed.
+    #[test]
+    fn a_size_the_archive_does_not_hold_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tar = archive(&[
+            ("static/", Directory, b""),
+            ("static/ok.js", Regular, b"fine"),
+            ("static/huge.bin", Regular, b"small"),
+        ]);
+        // The third header (after two 512-byte headers and ok.js's block),
+        // claiming 8 GiB (in base 256, as GNU tar writes sizes that large).
+        let mut huge = tar::Header::new_gnu();
+        huge.set_entry_type(Regular);
+        huge.set_path("static/huge.bin").unwrap();
+        huge.set_size(8 << 30);
+        huge.set_mode(0o644);
+        huge.set_cksum();
+        tar[3 * 512..4 * 512].copy_from_slice(huge.as_bytes());
+        let to = dir.path().join("build");
+        let e = unpack_archive(&tar, &to).unwrap_err();
+        assert!(e.contains("huge.bin claims 8589934592 bytes"), "{e}");
+        assert!(!to.exists());
+    }
+
     #[test]
     fn links_climbing_names_and_an_existing_target_are_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -172,6 +211,10 @@ mod tests {
             assert!(e.contains(expect), "{name}: {e}");
         }
         assert!(!dir.path().join("escape").exists());
+        // Refused partway: nothing of it is left.
+        for i in 0..3 {
+            assert!(!dir.path().join(format!("t{i}")).exists(), "t{i}");
+        }
         let e = unpack_archive(&archive(&[]), dir.path()).unwrap_err();
         assert!(e.contains("already exists"), "{e}");
         let e = unpack_archive(b"not a tar", &dir.path().join("junk")).unwrap_err();
