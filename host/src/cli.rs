@@ -289,6 +289,11 @@ async fn plan_or_deploy(
         None => None,
     };
     agent.load_plugins(&surfaces).await?;
+    if lock_wait.is_none() {
+        for (_, warning) in agent.loaded.unrouted_watches() {
+            tracing::warn!("{warning}");
+        }
+    }
     match agent.connect_docker().await {
         Ok(_) => {}
         // A plan can still say what it would do without an engine.
@@ -382,6 +387,11 @@ async fn watch(
         return Ok(ExitCode::SUCCESS);
     }
     let watchers = agent.load_watchers(watchers).await?;
+    for (watcher, warning) in agent.loaded.unrouted_watches() {
+        if watchers.iter().any(|w| w == watcher) {
+            tracing::warn!("{warning}");
+        }
+    }
     if watchers.is_empty() {
         return Err(AgentError::Usage(
             "the manifest defines no [watch.*] watchers".into(),

@@ -883,6 +883,44 @@ impl Loaded {
         self.dir.join(&self.manifest.project.state_dir)
     }
 
+    /// A warning, by watcher, for each service a watcher may move (its
+    /// grants.docker) that no surface with steps lists: after the watcher
+    /// recreates it, no step resolves it again, and nginx keeps its old
+    /// address.
+    pub fn unrouted_watches(&self) -> Vec<(&str, String)> {
+        let surfaces = &self.manifest.surface;
+        let routed = |svc: &str| {
+            surfaces
+                .values()
+                .any(|s| !s.step.is_empty() && s.services.iter().any(|x| x == svc))
+        };
+        let mut warnings = Vec::new();
+        for (watcher, spec) in &self.manifest.watch {
+            for service in spec.grants.docker.iter().map(DockerGrantSpec::service) {
+                if routed(service) {
+                    continue;
+                }
+                // The surface whose steps reach the service (nginx's, say).
+                let reaching = surfaces.iter().find(|(_, s)| {
+                    let granted =
+                        |step: &StepSpec| step.grants.docker.iter().any(|g| g.service() == service);
+                    s.step.iter().any(granted)
+                });
+                let add = match reaching {
+                    Some((name, _)) => format!("add \"{service}\" to surface.{name}.services"),
+                    None => format!(
+                        "add \"{service}\" to the services of the surface whose steps route to it"
+                    ),
+                };
+                warnings.push((watcher.as_str(), format!(
+                    "watch.{watcher} may recreate `{service}`, which no surface with steps lists: \
+                     after it moves, nothing resolves its new address (nginx keeps the old one); {add}"
+                )));
+            }
+        }
+        warnings
+    }
+
     /// Whether `host` is what a surface's build writes: it may not exist
     /// before the build first runs.
     fn built(&self, host: &Path) -> bool {
@@ -995,6 +1033,27 @@ depends_on = ["backend"]
             "plan mode is the fs capability's to apply"
         );
         assert_eq!(grants.docker.names().collect::<Vec<_>>(), ["nginx", "api"]);
+    }
+
+    /// A watcher that may move a service no surface with steps lists is
+    /// warned about, with the surface whose steps reach it.
+    #[test]
+    fn a_watched_service_no_surface_routes_is_warned_about() {
+        let watcher = "\n[plugins.w]\npath = \"w.wasm\"\n[watch.gpu]\nplugin = \"w\"\ngrants = { docker = [\"api\"] }\n";
+        let (_dir, routed) = project(&format!("{GOOD}{watcher}"));
+        assert_eq!(routed.unwrap().unrouted_watches(), []);
+        let unlisted = GOOD.replace("services = [\"api\"]", "services = []");
+        let (_dir, loaded) = project(&format!("{unlisted}{watcher}"));
+        let loaded = loaded.unwrap();
+        let warnings = loaded.unrouted_watches();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let (watcher, warning) = &warnings[0];
+        assert_eq!(*watcher, "gpu");
+        assert!(
+            warning.starts_with("watch.gpu may recreate `api`, which no surface with steps lists")
+                && warning.ends_with("add \"api\" to surface.backend.services"),
+            "{warning}"
+        );
     }
 
     fn error_of(manifest: &str) -> String {
