@@ -290,3 +290,69 @@ fn a_failing_nginx_test_stops_before_any_reload() {
         "the old config and api keep serving"
     );
 }
+
+/// OpenResty's shape behind a real nginx (Debian's lua module): Lua blocks
+/// whose bodies hold braces, semicolons and quotes nginx's own syntax would
+/// choke on. The zero-downtime strategy reads `nginx -T` as nginx does,
+/// replaces api start-first with no failed request under load, and the
+/// Lua still answers.
+#[test]
+fn a_start_first_deploy_works_behind_nginx_with_lua_blocks() {
+    let stack = Stack::up_with(|dir| {
+        let dockerfile = dir.join("nginx/Dockerfile");
+        let text = std::fs::read_to_string(&dockerfile).unwrap();
+        let text = text.replace("slipway-test/nginx:latest", "slipway-test/nginx-lua:latest");
+        std::fs::write(&dockerfile, text).unwrap();
+        let conf = dir.join("nginx/nginx.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        let modules = "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n\
+                       load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\n";
+        let lua = r#"
+    location = /lua {
+      default_type text/plain;
+      content_by_lua_block {
+        local t = { ["}"] = "{;", n = 42 }  -- a brace, a semicolon: Lua's, not nginx's
+        ngx.say([[lua ]] .. t["}"] .. " " .. t.n)
+      }
+    }
+    location = /version {
+      access_by_lua_block { if ngx.var.arg_deny == "1" then return ngx.exit(403) end }
+      proxy_pass http://api_upstream/version;
+    }"#;
+        let text = text.replacen(
+            "\n    location = /version {\n      proxy_pass http://api_upstream/version;\n    }",
+            lua,
+            1,
+        );
+        assert!(
+            text.contains("content_by_lua_block"),
+            "the fixture's /version location moved"
+        );
+        std::fs::write(&conf, format!("{modules}{text}")).unwrap();
+    });
+    use_plugin(&stack, "nginx-zero-downtime.wasm");
+    assert_eq!(
+        http_get(stack.port, "/lua"),
+        (200, "lua {; 42\n".to_owned())
+    );
+    assert_eq!(http_get(stack.port, "/version?deny=1").0, 403);
+
+    let load = Load::start(stack.port, 100);
+    stack.set_version("api", "v2");
+    let out = stack.slipway(&["deploy", "backend", "--json"], &[("APP_VERSION", "v2")]);
+    let (tally, took) = load.stop();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    eprintln!("start-first behind lua blocks: {tally:?} in {took:?}");
+    assert_eq!(
+        (tally.non_2xx, tally.errors),
+        (0, 0),
+        "failed requests: {tally:?}"
+    );
+    let (_, body) = http_get(stack.port, "/version");
+    assert!(body.starts_with("honeychat-api v2 "), "{body}");
+    assert_eq!(
+        http_get(stack.port, "/lua"),
+        (200, "lua {; 42\n".to_owned())
+    );
+    assert_eq!(api_containers(&stack), 1, "old containers left behind");
+}
