@@ -359,12 +359,12 @@ async fn docker_reaches_only_granted_services() {
     assert!(msg.contains("slipway plan"), "{msg}");
 }
 
-/// A FIFO or a socket left in a granted directory (by a build, or a
-/// container sharing it) is refused at once, by WASI and by `files`: an
-/// open of a FIFO would wait for a writer where the call's timeout cannot
-/// stop it.
+/// A FIFO, a socket or a device left in a granted directory (by a build,
+/// or a container sharing it) is refused at once, by WASI and by `files`:
+/// an open of a FIFO would wait for a writer where the call's timeout
+/// cannot stop it, and a read of a device may never end.
 #[tokio::test]
-async fn fifos_and_sockets_in_a_grant_are_refused_at_once_and_never_waited_on() {
+async fn fifos_sockets_and_devices_in_a_grant_are_refused_at_once_and_never_waited_on() {
     let rt = runtime();
     let limits = Limits {
         timeout: Duration::from_secs(5),
@@ -376,6 +376,17 @@ async fn fifos_and_sockets_in_a_grant_are_refused_at_once_and_never_waited_on() 
     let mode = rustix::fs::Mode::from_raw_mode(0o644);
     rustix::fs::mkfifoat(rustix::fs::CWD, rw.join("fifo"), mode).unwrap();
     let _socket = std::os::unix::net::UnixListener::bind(rw.join("socket")).unwrap();
+    // A twin of /dev/zero, which a read would never finish (mknod needs
+    // root, as the suite runs).
+    let zero = rustix::fs::FileType::CharacterDevice;
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        rw.join("zero"),
+        zero,
+        mode,
+        rustix::fs::makedev(1, 5),
+    )
+    .expect("mknod of a character device (the suite runs as root)");
     // Control: a regular file next to them reads and hashes.
     let ok = attempt(
         &rt,
@@ -386,7 +397,7 @@ async fn fifos_and_sockets_in_a_grant_are_refused_at_once_and_never_waited_on() 
     .await
     .unwrap();
     assert!(ok.starts_with("hashed "), "{ok}");
-    for path in ["/rw/fifo", "/rw/socket"] {
+    for path in ["/rw/fifo", "/rw/socket", "/rw/zero"] {
         for config in [
             json!({ "attempt": "read", "path": path }),
             json!({ "attempt": "write", "path": path }),
