@@ -1105,6 +1105,7 @@ impl Docker {
             id: exec.id,
             container: id.to_owned(),
             name: name.to_owned(),
+            command: command.join(" "),
         })
     }
 
@@ -1144,13 +1145,11 @@ impl Docker {
         let pid = i32::try_from(pid).ok().and_then(Pid::from_raw);
         match pid {
             Some(pid) if cgroup.contains(&exec.container) => {
-                kill_process(pid, Signal::KILL)
-                    .with_context(|| format!("cannot kill the exec in {}", exec.name))?;
+                kill_process(pid, Signal::KILL).with_context(|| format!("cannot kill {exec}"))?;
                 Ok(true)
             }
             _ => bail!(
-                "the exec in {} still runs, as a process of another machine's engine; it ends when its command does",
-                exec.name
+                "{exec} still runs, as a process of another machine's engine; it ends when its command does"
             ),
         }
     }
@@ -1477,6 +1476,14 @@ pub struct Exec {
     /// The container's full ID, as its processes' cgroups name it.
     container: String,
     name: String,
+    command: String,
+}
+
+/// `` `sleep 600` in x-box-1 ``, for the log.
+impl std::fmt::Display for Exec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` in {}", self.command, self.name)
+    }
 }
 
 /// The most of an exec's stdout, and of its stderr, the agent keeps: more

@@ -207,7 +207,7 @@ pub struct DockerCtx {
     /// retired the others for, nor discarded: one at a time.
     replacing: HashMap<String, String>,
     /// The exec this call is running, if any.
-    running: Vec<Exec>,
+    running: Option<Exec>,
 }
 
 impl DockerCtx {
@@ -224,7 +224,7 @@ impl DockerCtx {
             engine,
             effects: Effects::default(),
             replacing: HashMap::new(),
-            running: Vec::new(),
+            running: None,
         }
     }
 
@@ -247,14 +247,13 @@ impl DockerCtx {
         let Some(engine) = self.engine.clone() else {
             return;
         };
-        for exec in std::mem::take(&mut self.running) {
-            match engine.kill_exec(&exec).await {
-                Ok(true) => {
-                    tracing::warn!("killed {exec:?}, which ran on past its plugin's timeout")
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!("{e:#}"),
-            }
+        let Some(exec) = self.running.take() else {
+            return;
+        };
+        match engine.kill_exec(&exec).await {
+            Ok(true) => tracing::warn!("killed {exec}, which ran on past its plugin's timeout"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("{e:#}"),
         }
     }
 }
@@ -366,9 +365,9 @@ impl docker::Host for DockerCtx {
             .check_exec(self.mode, &self.declared, &service, &command)?;
         let d = self.engine(Op::Exec, &service)?;
         let exec = d.create_exec(&service, &command).await.map_err(host_err)?;
-        self.running.push(exec.clone());
+        self.running = Some(exec.clone());
         let out = d.run_exec(&exec).await;
-        self.running.pop();
+        self.running = None;
         let out = out.map_err(host_err)?;
         Ok(docker::ExecOutput {
             exit_code: out.exit_code,

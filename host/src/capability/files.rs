@@ -151,7 +151,8 @@ impl files::Host for Sandbox {
             .map(|(from, to)| Ok((self.files.read(from)?, self.files.write(to)?)))
             .collect::<Result<Vec<_>, Denied>>()?;
         for (_, to) in &places {
-            self.written.record(to.host.display().to_string());
+            let file = self.written.named().then(|| to.host.display().to_string());
+            self.written.record(file);
         }
         let roots = Roots::new(self)?;
         parallel(places.len(), |i, buf| {
@@ -174,7 +175,8 @@ impl files::Host for Sandbox {
             .map(|(existing, new)| Ok((self.files.write(existing)?, self.files.write(new)?)))
             .collect::<Result<Vec<_>, Denied>>()?;
         for (_, new) in &places {
-            self.written.record(new.host.display().to_string());
+            let file = self.written.named().then(|| new.host.display().to_string());
+            self.written.record(file);
         }
         let roots = Roots::new(self)?;
         parallel(places.len(), |i, _| {

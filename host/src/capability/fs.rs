@@ -131,10 +131,10 @@ fn shadow(types: &mut wasmtime::component::LinkerInstance<'_, Sandbox>) -> wasmt
         |mut store, (dir, path): (Resource<Descriptor>, String)| {
             Box::new(async move {
                 let sandbox = store.data_mut();
-                let file = host_path(sandbox, &dir, &path);
+                let changed = (Resource::new_borrow(dir.rep()), path.clone());
                 let done =
                     HostDescriptor::create_directory_at(&mut sandbox.filesystem(), dir, path).await;
-                wrote(sandbox, file, done)
+                wrote(sandbox, changed, done)
             })
         },
     )?;
@@ -143,10 +143,10 @@ fn shadow(types: &mut wasmtime::component::LinkerInstance<'_, Sandbox>) -> wasmt
         |mut store, (dir, path): (Resource<Descriptor>, String)| {
             Box::new(async move {
                 let sandbox = store.data_mut();
-                let file = host_path(sandbox, &dir, &path);
+                let changed = (Resource::new_borrow(dir.rep()), path.clone());
                 let done =
                     HostDescriptor::unlink_file_at(&mut sandbox.filesystem(), dir, path).await;
-                wrote(sandbox, file, done)
+                wrote(sandbox, changed, done)
             })
         },
     )?;
@@ -155,9 +155,9 @@ fn shadow(types: &mut wasmtime::component::LinkerInstance<'_, Sandbox>) -> wasmt
         |mut store, (dir, from, to_dir, to): (Resource<Descriptor>, String, Resource<Descriptor>, String)| {
             Box::new(async move {
                 let sandbox = store.data_mut();
-                let file = host_path(sandbox, &to_dir, &to);
+                let changed = (Resource::new_borrow(to_dir.rep()), to.clone());
                 let done = HostDescriptor::rename_at(&mut sandbox.filesystem(), dir, from, to_dir, to).await;
-                wrote(sandbox, file, done)
+                wrote(sandbox, changed, done)
             })
         },
     )
@@ -200,7 +200,7 @@ async fn open_at(
     }
     let writes = flags.contains(DescriptorFlags::WRITE)
         || oflags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE);
-    let file = writes.then(|| host_path(sandbox, &dir, &path));
+    let changed = writes.then(|| (Resource::new_borrow(dir.rep()), path.clone()));
     let opened = HostDescriptor::open_at(
         &mut sandbox.filesystem(),
         dir,
@@ -210,8 +210,8 @@ async fn open_at(
         flags,
     )
     .await;
-    match file {
-        Some(file) => wrote(sandbox, file, opened),
+    match changed {
+        Some(changed) => wrote(sandbox, changed, opened),
         None => to_guest(sandbox, opened),
     }
 }
@@ -239,8 +239,15 @@ pub struct Written {
 impl Written {
     const SHOWN: usize = 3;
 
-    pub fn record(&mut self, path: String) {
-        if self.first.len() < Self::SHOWN {
+    /// Whether the next write is one shown by name: only those are worth
+    /// finding the host path of (a publish writes thousands).
+    pub fn named(&self) -> bool {
+        self.first.len() < Self::SHOWN
+    }
+
+    /// One more write, by host path when it is [`Written::named`].
+    pub fn record(&mut self, path: Option<String>) {
+        if let Some(path) = path.filter(|_| self.named()) {
             self.first.push(path);
         }
         self.count += 1;
@@ -257,14 +264,16 @@ impl Written {
     }
 }
 
-/// [`to_guest`] of a call that changes `file`, recorded as written when
-/// the call succeeded.
+/// [`to_guest`] of a call that changed `path` under `dir`, recorded as
+/// written when the call succeeded.
 fn wrote<T>(
     sandbox: &mut Sandbox,
-    file: String,
+    (dir, path): (Resource<Descriptor>, String),
     done: FsResult<T>,
 ) -> wasmtime::Result<(Result<T, ErrorCode>,)> {
     if done.is_ok() {
+        let named = sandbox.written.named();
+        let file = named.then(|| host_path(sandbox, &dir, &path));
         sandbox.written.record(file);
     }
     to_guest(sandbox, done)
@@ -315,9 +324,9 @@ async fn symlink_at(
         );
         return Ok((Err(ErrorCode::NotPermitted),));
     }
-    let file = host_path(sandbox, &dir, &link);
+    let changed = (Resource::new_borrow(dir.rep()), link.clone());
     let done = HostDescriptor::symlink_at(&mut sandbox.filesystem(), dir, target, link).await;
-    wrote(sandbox, file, done)
+    wrote(sandbox, changed, done)
 }
 
 /// Why a plugin may not create a symlink to `target`, if it may not. The

@@ -5,7 +5,6 @@
 
 use crate::bindings::{Context, Output};
 use crate::capability::Grants;
-use crate::capability::command::ExecCommand;
 use crate::docker::{Docker, Unreachable};
 use crate::lock::LockError;
 use crate::manifest::{
@@ -211,10 +210,7 @@ impl Agent {
         )))
     }
 
-    /// Resolve a step's or watcher's grants from the manifest, once. An exec
-    /// grant written as a prefix of a command the plugin declares (the form
-    /// grants once had) is refused: it would allow only itself, and the
-    /// step's exec would fail halfway through a deploy.
+    /// Resolve a step's or watcher's grants from the manifest, once.
     fn resolve_grants(
         &mut self,
         of: GrantsOf,
@@ -226,31 +222,7 @@ impl Agent {
             .loaded
             .grants(spec)
             .map_err(|(k, e)| AgentError::Usage(format!("{key}.grants.{k}: {e}")))?;
-        let plugin = &self.plugins[plugin];
-        for (i, grant) in grants.docker.services.iter().enumerate() {
-            for (j, granted) in grant.exec.iter().flatten().enumerate() {
-                let longer: Vec<&ExecCommand> = plugin
-                    .exec
-                    .iter()
-                    .filter(|declared| granted.is_prefix_of(declared))
-                    .collect();
-                if longer.is_empty() || plugin.exec.contains(granted) {
-                    continue;
-                }
-                return Err(AgentError::Usage(format!(
-                    "{key}.grants.docker[{i}].exec[{j}]: {granted} allows that command alone, every argument \
-                     matched, not the longer ones plugin {} ({} {}) declares: grant {} instead",
-                    plugin.key,
-                    plugin.info.name,
-                    plugin.info.version,
-                    longer
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        }
+        refuse_prefix_grants(&self.plugins[plugin], &grants, key)?;
         self.grants.insert(of, grants);
         Ok(())
     }
@@ -1251,6 +1223,36 @@ fn planned(report: &SurfaceReport, step_replaces: bool) -> (Vec<String>, Vec<Str
         }
     }
     (host, step)
+}
+
+/// Refuse an exec grant written as a prefix of a command the plugin
+/// declares (the form grants once had): it allows only itself, and the
+/// step's exec would fail halfway through a deploy. A grant of a command
+/// the plugin does not declare at all is let be: the same grants serve
+/// whichever strategy's .wasm the step loads.
+fn refuse_prefix_grants(plugin: &Plugin, grants: &Grants, key: &str) -> Result<(), AgentError> {
+    for (i, grant) in grants.docker.services.iter().enumerate() {
+        for (j, granted) in grant.exec.iter().flatten().enumerate() {
+            let longer: Vec<String> = plugin
+                .exec
+                .iter()
+                .filter(|declared| granted.is_prefix_of(declared))
+                .map(ToString::to_string)
+                .collect();
+            if longer.is_empty() || plugin.exec.contains(granted) {
+                continue;
+            }
+            return Err(AgentError::Usage(format!(
+                "{key}.grants.docker[{i}].exec[{j}]: {granted} allows that command alone, every argument \
+                 matched, not the longer ones plugin {} ({} {}) declares: grant {} instead",
+                plugin.key,
+                plugin.info.name,
+                plugin.info.version,
+                longer.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The outputs the host hands the steps (`context.outputs` in the WIT):
