@@ -1,7 +1,7 @@
 //! The `state` import: the plugin's own key-value store (see
-//! `crate::state`). Each write is in the file before the plugin goes on, and
-//! flushed to the disk when the call ends; a plan's writes last only for the
-//! call.
+//! `crate::state`). Each write is in the store's log before the plugin goes
+//! on, and the store is written whole and flushed to the disk when the call
+//! ends; a plan's writes last only for the call.
 
 use super::Mode;
 use super::Sandbox;
@@ -29,7 +29,7 @@ impl StateCtx {
         }
     }
 
-    /// Each write is in the file before the plugin goes on, so what a
+    /// Each write is in the log before the plugin goes on, so what a
     /// plugin recorded (e.g. the include files it is about to pin) survives
     /// the agent being killed mid-call.
     fn persist(&mut self) -> Result<(), String> {
@@ -41,8 +41,9 @@ impl StateCtx {
             .map_err(|e| format!("the value was not saved: {e:#}"))
     }
 
-    /// At the end of a call: save anything still unsaved and flush it to
-    /// the disk. A plan changes nothing: its writes are dropped.
+    /// At the end of a call: save anything still unsaved, write the store
+    /// whole and flush it to the disk. A plan changes nothing: its writes
+    /// are dropped.
     pub fn save(&mut self) -> anyhow::Result<()> {
         if self.mode.changes_nothing() {
             return Ok(());
