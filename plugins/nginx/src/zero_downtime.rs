@@ -66,7 +66,7 @@ impl Step for NginxZeroDowntime {
     fn apply(ctx: Context) -> Result<Report, String> {
         let config: Config = ctx.config()?;
         restore_leftover_pins(&config)?;
-        let routes = readable_routes(&config)?;
+        let routes = nginx::routes(&config.service)?;
         let check = |service: &str| pinnable(&config, &routes, service).map_err(refuse);
         let Begun {
             fresh,
@@ -134,22 +134,6 @@ impl Step for NginxZeroDowntime {
         restore_leftover_pins(&config)?;
         crate::reload_moved(&ctx)
     }
-}
-
-/// nginx's routes, from its own parsed config. One this strategy cannot
-/// read is refused before anything changes: it pins upstreams through the
-/// include files it must find there.
-fn readable_routes(config: &Config) -> Result<Routes, String> {
-    let dump = nginx::dump(&config.service)?;
-    let parsed = nginx::config::parse_dump(&dump).map_err(|e| {
-        refuse(format!(
-            "cannot read the config `nginx -T` printed in {}: {e}; this strategy pins upstreams through \
-             the include files it finds there, so it changed nothing: use nginx-reload, which reloads \
-             when in doubt, until the config reads",
-            config.service
-        ))
-    })?;
-    Ok(nginx::config::routes(&parsed))
 }
 
 /// Whether traffic to `service` can be moved by pinning its include file:

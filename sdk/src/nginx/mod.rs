@@ -77,11 +77,18 @@ pub fn dump(service: &str) -> Result<String, String> {
     run(service, DUMP).map(|out| out.stdout)
 }
 
-/// Where nginx routes, from its own parsed configuration (`nginx -T`).
+/// Where nginx routes, from its own parsed configuration (`nginx -T`). A
+/// config that does not parse is a refusal (see [`crate::refuse`]): a step
+/// that reads it first has changed nothing, and one that reloads when in
+/// doubt can go on without it.
 pub fn routes(service: &str) -> Result<config::Routes, String> {
     let dump = dump(service)?;
-    let parsed = config::parse_dump(&dump)
-        .map_err(|e| format!("cannot parse the config `nginx -T` printed in {service}: {e}"))?;
+    let parsed = config::parse_dump(&dump).map_err(|e| {
+        crate::refuse(format!(
+            "cannot parse the config `nginx -T` printed in {service}: {e}; nothing was changed. \
+             A strategy that reloads when in doubt (nginx-reload) works without reading it"
+        ))
+    })?;
     Ok(config::routes(&parsed))
 }
 
